@@ -1,0 +1,198 @@
+//! Bodies of the HTTP API. Every type here is what goes over the wire, documented in OpenAPI.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ClassId, ClassOptions, Role, Tier, TierPolicy, UserId};
+
+/// Longest display name we store. Names are shown in a call grid; longer ones are a mistake.
+pub const MAX_DISPLAY_NAME_CHARS: usize = 80;
+
+/// `PUT /v1/classes/{class_id}`: create or replace a class.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClassUpsert {
+    pub name: String,
+    pub tier: Tier,
+    #[serde(default)]
+    pub options: ClassOptions,
+}
+
+/// A limit of the tier that a class is over, typically after a downgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OverLimit {
+    /// More approved members than the tier allows: no new member is accepted until it shrinks.
+    Members,
+    /// More teachers and admins than the tier allows: nobody new may become one until it shrinks.
+    Admins,
+}
+
+/// A class as the directory holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ClassView {
+    pub class_id: ClassId,
+    pub name: String,
+    pub tier: Tier,
+    pub options: ClassOptions,
+    /// Approved members of any role.
+    pub n_members: u32,
+    /// Approved teachers and admins.
+    pub n_admins: u32,
+    /// Limits of the tier the class is over. A downgrade is accepted, but while this is not empty,
+    /// the class takes no new member (or admin) of that kind.
+    pub over_limits: Vec<OverLimit>,
+}
+
+/// `PUT /v1/classes/{class_id}/members/{user_id}`: add or update a member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberUpsert {
+    /// Shown to other members. Never an email address or a phone number.
+    pub display_name: String,
+    pub role: Role,
+    /// Only approved members may join calls or see media.
+    pub approved: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MemberView {
+    pub class_id: ClassId,
+    pub user_id: UserId,
+    pub display_name: String,
+    pub role: Role,
+    pub approved: bool,
+}
+
+/// What the user may do in a class's calls right now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct VisioCapabilities {
+    /// The tier has visio. A member may join a running session.
+    pub allowed: bool,
+    /// `null`: no time limit (or no visio).
+    pub max_duration_seconds: Option<u64>,
+    /// `0` when the tier has no visio.
+    pub max_participants: u32,
+    pub can_start: bool,
+    pub can_moderate: bool,
+}
+
+/// What the user may do with the class's photos and videos.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MediaCapabilities {
+    pub can_view: bool,
+    pub can_upload: bool,
+    pub can_download: bool,
+    pub max_photos_per_post: u32,
+    pub max_videos_per_post: u32,
+    pub max_video_duration_seconds: u64,
+    pub storage_quota_bytes: u64,
+}
+
+/// `GET /v1/classes/{class_id}/capabilities`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Capabilities {
+    pub class_id: ClassId,
+    pub user_id: UserId,
+    pub display_name: String,
+    pub role: Role,
+    pub tier: Tier,
+    pub visio: VisioCapabilities,
+    pub media: MediaCapabilities,
+}
+
+impl Capabilities {
+    /// What an approved member with `role` may do in a class of `policy` with `options`.
+    pub fn for_member(
+        member: &MemberView,
+        tier: Tier,
+        policy: &TierPolicy,
+        options: &ClassOptions,
+    ) -> Capabilities {
+        let role = member.role;
+        let visio = match policy.visio {
+            Some(visio) => VisioCapabilities {
+                allowed: true,
+                max_duration_seconds: visio.max_duration.map(|d| d.as_secs()),
+                max_participants: visio.max_participants,
+                can_start: role.administers(),
+                can_moderate: role.administers(),
+            },
+            None => VisioCapabilities {
+                allowed: false,
+                max_duration_seconds: None,
+                max_participants: 0,
+                can_start: false,
+                can_moderate: false,
+            },
+        };
+        Capabilities {
+            class_id: member.class_id.clone(),
+            user_id: member.user_id.clone(),
+            display_name: member.display_name.clone(),
+            role,
+            tier,
+            visio,
+            media: MediaCapabilities {
+                can_view: true,
+                can_upload: role.administers(),
+                can_download: options.may_download_media(role),
+                max_photos_per_post: policy.max_photos_per_post,
+                max_videos_per_post: policy.max_videos_per_post,
+                max_video_duration_seconds: policy.max_video_duration.as_secs(),
+                storage_quota_bytes: policy.storage_quota_bytes,
+            },
+        }
+    }
+}
+
+/// Why a display name is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DisplayNameError {
+    #[error("display_name is empty")]
+    Empty,
+    #[error("display_name is longer than {MAX_DISPLAY_NAME_CHARS} characters")]
+    TooLong,
+    #[error("display_name contains control characters")]
+    ControlCharacter,
+    #[error("display_name looks like an email address or a phone number; send a name only")]
+    ContactDetails,
+}
+
+/// Display names are all other members ever see of a person, so we keep them to names: no control
+/// characters, and nothing that looks like an email address or a phone number (GDPR minimisation).
+pub fn validate_display_name(name: &str) -> Result<(), DisplayNameError> {
+    let trimmed = name.trim();
+    if trimmed.is_empty() {
+        return Err(DisplayNameError::Empty);
+    }
+    if trimmed.chars().count() > MAX_DISPLAY_NAME_CHARS {
+        return Err(DisplayNameError::TooLong);
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err(DisplayNameError::ControlCharacter);
+    }
+    let looks_like_email = trimmed.contains('@');
+    let n_digits = trimmed.chars().filter(char::is_ascii_digit).count();
+    // Names may carry a digit or two ("Léa 2"); eight or more digits is a phone number.
+    if looks_like_email || n_digits >= 8 {
+        return Err(DisplayNameError::ContactDetails);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_are_names_only() {
+        assert_eq!(validate_display_name("Léa Martin"), Ok(()));
+        assert_eq!(validate_display_name("Maman de Jules 2"), Ok(()));
+        assert_eq!(validate_display_name("  "), Err(DisplayNameError::Empty));
+        assert_eq!(validate_display_name("a\u{7}b"), Err(DisplayNameError::ControlCharacter));
+        assert_eq!(validate_display_name(&"x".repeat(81)), Err(DisplayNameError::TooLong));
+        assert_eq!(validate_display_name("lea@example.org"), Err(DisplayNameError::ContactDetails));
+        assert_eq!(validate_display_name("06 12 34 56 78"), Err(DisplayNameError::ContactDetails));
+        assert_eq!(validate_display_name("+33612345678"), Err(DisplayNameError::ContactDetails));
+    }
+}

@@ -1,0 +1,108 @@
+//! Stable, machine-readable error codes shared by every service.
+//!
+//! A code never changes meaning once shipped: clients (the web page, the class backend, phones) switch
+//! on it. The HTTP status belongs to the code so that every service answers the same way.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// No credentials, or credentials that are malformed, forged or expired.
+    Unauthorized,
+    /// The user is not an approved member of the class, or the class does not exist: the same answer
+    /// either way, so that nobody learns anything about other classes.
+    NotAMember,
+    /// The member's role does not allow this action.
+    ForbiddenRole,
+    /// The class's tier has no visio.
+    TierForbidsVisio,
+    /// The class already has the tier's number of approved members.
+    MemberLimitReached,
+    /// The class already has the tier's number of teachers and admins.
+    AdminLimitReached,
+    /// The session already has the tier's number of participants.
+    RoomFull,
+    /// The request body or a parameter is malformed.
+    InvalidRequest,
+    /// A well-formed request names something that does not exist (outside class membership checks).
+    NotFound,
+    /// The request is larger than the server accepts.
+    PayloadTooLarge,
+    /// A dependency (database, object store) is not reachable.
+    Unavailable,
+    /// A bug or an unexpected failure on our side. The message never says more.
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::NotAMember => "not_a_member",
+            ErrorCode::ForbiddenRole => "forbidden_role",
+            ErrorCode::TierForbidsVisio => "tier_forbids_visio",
+            ErrorCode::MemberLimitReached => "member_limit_reached",
+            ErrorCode::AdminLimitReached => "admin_limit_reached",
+            ErrorCode::RoomFull => "room_full",
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// The HTTP status every service answers this code with.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::NotAMember | ErrorCode::ForbiddenRole | ErrorCode::TierForbidsVisio => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::MemberLimitReached | ErrorCode::AdminLimitReached | ErrorCode::RoomFull => 409,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::InvalidRequest => 422,
+            ErrorCode::Unavailable => 503,
+            ErrorCode::Internal => 500,
+        }
+    }
+}
+
+/// The body of every error answer: `{ "code": "...", "message": "..." }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_serialize_as_their_string() {
+        for code in [
+            ErrorCode::Unauthorized,
+            ErrorCode::NotAMember,
+            ErrorCode::ForbiddenRole,
+            ErrorCode::TierForbidsVisio,
+            ErrorCode::MemberLimitReached,
+            ErrorCode::AdminLimitReached,
+            ErrorCode::RoomFull,
+            ErrorCode::InvalidRequest,
+            ErrorCode::NotFound,
+            ErrorCode::PayloadTooLarge,
+            ErrorCode::Unavailable,
+            ErrorCode::Internal,
+        ] {
+            assert_eq!(serde_json::to_string(&code).unwrap(), format!("\"{}\"", code.as_str()));
+            assert!((400..600).contains(&code.http_status()));
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! Plain data shared by every service of the class visio and media server.
+//!
+//! # Layout
+//! - [`ids`]: typed identifiers (`ClassId`, `UserId`, ...). No bare `String` ids elsewhere.
+//! - [`tier`]: the offers as data: [`Tier`], [`TierPolicy`] and [`TierTable`], with the defaults of the
+//!   product's offers and partial overrides from configuration.
+//! - [`class`]: roles, class options and what a role may do ([`Role`], [`ClassOptions`]).
+//! - [`error`]: [`ErrorCode`], the stable machine-readable codes every service answers with.
+//! - [`api`]: request and response bodies of the HTTP API.
+//!
+//! # Design
+//! This crate depends on nothing of ours and does no I/O: no clock, no sockets, no database. Anything
+//! that needs the current time takes it as an argument.
+//!
+//! There is deliberately no email address or phone number anywhere in these types: members are known
+//! by an opaque user id and a display name only.
+
+pub mod api;
+pub mod class;
+pub mod error;
+pub mod ids;
+pub mod tier;
+
+pub use class::{ClassOptions, Role};
+pub use error::{ApiError, ErrorCode};
+pub use ids::{ClassId, IdError, UserId};
+pub use tier::{Tier, TierPolicy, TierPolicyOverride, TierTable, VisioPolicy};
