@@ -23,7 +23,9 @@ pub enum ErrorCode {
     AdminLimitReached,
     /// The session already has the tier's number of participants.
     RoomFull,
-    /// The request body or a parameter is malformed.
+    /// The request body is not JSON, or not sent as JSON.
+    MalformedRequest,
+    /// The request is well-formed JSON but a field or a parameter is invalid (unknown tier, bad id).
     InvalidRequest,
     /// A well-formed request names something that does not exist (outside class membership checks).
     NotFound,
@@ -45,6 +47,7 @@ impl ErrorCode {
             ErrorCode::MemberLimitReached => "member_limit_reached",
             ErrorCode::AdminLimitReached => "admin_limit_reached",
             ErrorCode::RoomFull => "room_full",
+            ErrorCode::MalformedRequest => "malformed_request",
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::NotFound => "not_found",
             ErrorCode::PayloadTooLarge => "payload_too_large",
@@ -58,6 +61,7 @@ impl ErrorCode {
         match self {
             ErrorCode::Unauthorized => 401,
             ErrorCode::NotAMember | ErrorCode::ForbiddenRole | ErrorCode::TierForbidsVisio => 403,
+            ErrorCode::MalformedRequest => 400,
             ErrorCode::NotFound => 404,
             ErrorCode::MemberLimitReached | ErrorCode::AdminLimitReached | ErrorCode::RoomFull => 409,
             ErrorCode::PayloadTooLarge => 413,
@@ -95,6 +99,7 @@ mod tests {
             ErrorCode::MemberLimitReached,
             ErrorCode::AdminLimitReached,
             ErrorCode::RoomFull,
+            ErrorCode::MalformedRequest,
             ErrorCode::InvalidRequest,
             ErrorCode::NotFound,
             ErrorCode::PayloadTooLarge,

@@ -1,1 +1,81 @@
-fn main() {}
+//! `signaling serve`: parses configuration, binds, and hands over to `signaling::run`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use signaling::config::Config;
+use signaling::AppState;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "signaling", about = "Class visio and media server (all-in-one by default)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// YAML configuration file (see config.sample.yaml). Also KLASS_CONFIG.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Demo mode: generate missing secrets, create a demo school, print tokens.
+        #[arg(long)]
+        demo: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // Logs go to stderr; stdout carries only what the user asked for (the demo's instructions).
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    let Command::Serve { config: config_file, demo } = Cli::parse().command;
+    let mut config = Config::load(config_file.as_deref(), &|key| std::env::var(key).ok())?;
+    config.demo |= demo;
+    if let Err(err) = config.validate() {
+        eprintln!("signaling: refusing to start: {err}");
+        std::process::exit(2);
+    }
+    let state = AppState::new(config).await?;
+    let listener = tokio::net::TcpListener::bind(state.config.http.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", state.config.http.addr))?;
+    if state.config.demo {
+        let users = signaling::demo::seed(&state).await.context("cannot create the demo school")?;
+        println!("{}", signaling::demo::instructions(&state, &users));
+    }
+    tracing::info!(addr = %listener.local_addr()?, "listening");
+    signaling::run(listener, state, shutdown_signal()).await
+}
+
+/// Resolves on Ctrl-C or SIGTERM (what Kubernetes sends before killing a pod).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        // If the handler cannot be installed we cannot be stopped by Ctrl-C anyway; wait forever.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -14,7 +14,7 @@ struct Offer {
 }
 
 fn check(tier: Tier, offer: Offer) {
-    let policy = TierTable::offers().policy(tier).clone();
+    let policy = *TierTable::offers().policy(tier);
     let visio = policy.visio.map(|v| (v.max_duration.map(|d| d.as_secs() / 60), v.max_participants));
     assert_eq!(visio, offer.visio, "{tier} visio");
     assert_eq!(policy.max_members, offer.members, "{tier} members");

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Second README command, and what CI runs: install what is missing (with test media), then every
+# check and test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh --test-media
+export PATH="$HOME/.cargo/bin:$PATH"
+# Outside the clone, so that repeated runs (and CI on the same machine) reuse the build.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/klass/target}"
+export RUN_SLOW_TESTS="${RUN_SLOW_TESTS:-1}"
+
+started=$(date +%s)
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked
+echo "== all checks passed in $(( $(date +%s) - started )) s"

@@ -1,0 +1,288 @@
+//! The one typed configuration of the `signaling` binary.
+//!
+//! Loading order: defaults, then strict YAML (a file, or the whole body in `KLASS_CONFIG_BODY` as
+//! Kubernetes passes a ConfigMap), then `KLASS_*` environment overrides, then [`Config::validate`].
+//! Unknown YAML keys are errors: a typo must not silently fall back to a default.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use models::{Tier, TierPolicyOverride, TierTable};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub http: HttpConfig,
+    /// Where the embedded defaults keep their files: the SQLite database, later the media.
+    pub data_dir: PathBuf,
+    pub database: DatabaseConfig,
+    pub auth: AuthConfig,
+    /// Partial overrides of the offers, per tier. See `config.sample.yaml`.
+    pub tiers: BTreeMap<Tier, TierPolicyOverride>,
+    /// Demo mode: missing secrets are generated, a demo school is created and tokens are printed.
+    /// Never for production.
+    pub demo: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub addr: SocketAddr,
+    /// Largest JSON body accepted on the API.
+    pub max_json_body_bytes: usize,
+    /// The URL users reach this server at, used in the links the demo prints.
+    pub public_url: Option<String>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            // Loopback by default: exposing the server is a deliberate act.
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_json_body_bytes: 64 * 1024,
+            public_url: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://...` or `postgres://...`. Unset: a SQLite file in `data_dir`.
+    pub url: Option<String>,
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig { url: None, max_connections: 8 }
+    }
+}
+
+/// How user tokens are signed by the class backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum JwtAlgorithm {
+    HS256,
+    EdDSA,
+    RS256,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Bearer key of the class backend on the sync API.
+    pub api_key: Option<String>,
+    /// Shared secret for HS256 user tokens.
+    pub jwt_secret: Option<String>,
+    /// PEM public key for EdDSA or RS256 user tokens; used instead of `jwt_secret` when set.
+    pub jwt_public_key_file: Option<PathBuf>,
+    pub jwt_algorithm: JwtAlgorithm,
+    /// Clock skew tolerated on `exp`, in seconds.
+    pub jwt_leeway_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            api_key: None,
+            jwt_secret: None,
+            jwt_public_key_file: None,
+            jwt_algorithm: JwtAlgorithm::HS256,
+            jwt_leeway_secs: 30,
+        }
+    }
+}
+
+// Secrets never reach logs, not even through `{:?}`.
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<set>"))
+            .field("jwt_public_key_file", &self.jwt_public_key_file)
+            .field("jwt_algorithm", &self.jwt_algorithm)
+            .field("jwt_leeway_secs", &self.jwt_leeway_secs)
+            .finish()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            http: HttpConfig::default(),
+            data_dir: PathBuf::from("data"),
+            database: DatabaseConfig::default(),
+            auth: AuthConfig::default(),
+            tiers: BTreeMap::new(),
+            demo: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config YAML: {0}")]
+    Yaml(#[from] serde_yaml::Error),
+    #[error("invalid value in {var}: {message}")]
+    Env { var: &'static str, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Shortest secrets we accept. Shorter ones are guessable.
+const MIN_API_KEY_LEN: usize = 16;
+const MIN_JWT_SECRET_LEN: usize = 32;
+
+impl Config {
+    /// Defaults, then the YAML file or `KLASS_CONFIG_BODY`, then the environment. Not validated.
+    pub fn load(file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let file = file.map(Path::to_path_buf).or_else(|| env("KLASS_CONFIG").map(PathBuf::from));
+        let mut config = match (file, env("KLASS_CONFIG_BODY")) {
+            (Some(path), _) => {
+                let body = std::fs::read_to_string(&path)
+                    .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+                Config::from_yaml(&body)?
+            }
+            (None, Some(body)) => Config::from_yaml(&body)?,
+            (None, None) => Config::default(),
+        };
+        config.apply_env(env)?;
+        Ok(config)
+    }
+
+    pub fn from_yaml(body: &str) -> Result<Config, ConfigError> {
+        // An empty file means "all defaults", which serde_yaml reads as null.
+        if body.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        Ok(serde_yaml::from_str(body)?)
+    }
+
+    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(addr) = env("KLASS_HTTP_ADDR") {
+            self.http.addr = addr
+                .parse()
+                .map_err(|err| ConfigError::Env { var: "KLASS_HTTP_ADDR", message: format!("{err}") })?;
+        }
+        if let Some(url) = env("KLASS_PUBLIC_URL") {
+            self.http.public_url = Some(url);
+        }
+        if let Some(dir) = env("KLASS_DATA_DIR") {
+            self.data_dir = PathBuf::from(dir);
+        }
+        if let Some(url) = env("KLASS_DATABASE_URL") {
+            self.database.url = Some(url);
+        }
+        if let Some(key) = env("KLASS_API_KEY") {
+            self.auth.api_key = Some(key);
+        }
+        if let Some(secret) = env("KLASS_JWT_SECRET") {
+            self.auth.jwt_secret = Some(secret);
+        }
+        if let Some(path) = env("KLASS_JWT_PUBLIC_KEY_FILE") {
+            self.auth.jwt_public_key_file = Some(PathBuf::from(path));
+        }
+        if let Some(algorithm) = env("KLASS_JWT_ALGORITHM") {
+            self.auth.jwt_algorithm = match algorithm.as_str() {
+                "HS256" => JwtAlgorithm::HS256,
+                "EdDSA" => JwtAlgorithm::EdDSA,
+                "RS256" => JwtAlgorithm::RS256,
+                other => {
+                    return Err(ConfigError::Env {
+                        var: "KLASS_JWT_ALGORITHM",
+                        message: format!("{other:?} is not one of HS256, EdDSA, RS256"),
+                    })
+                }
+            };
+        }
+        if let Some(demo) = env("KLASS_DEMO") {
+            self.demo = matches!(demo.as_str(), "1" | "true" | "yes");
+        }
+        Ok(())
+    }
+
+    /// Fills what demo mode may generate, then refuses configurations that cannot run safely.
+    pub fn validate(&mut self) -> Result<(), ConfigError> {
+        if self.demo {
+            self.auth.api_key.get_or_insert_with(|| random_secret(24));
+            if self.auth.jwt_public_key_file.is_none() {
+                self.auth.jwt_secret.get_or_insert_with(|| random_secret(32));
+            }
+        }
+        match &self.auth.api_key {
+            None => {
+                return Err(ConfigError::Invalid(
+                    "KLASS_API_KEY is not set: the class backend needs it to sync classes \
+                     (or run with --demo to generate one)"
+                        .into(),
+                ))
+            }
+            Some(key) if key.len() < MIN_API_KEY_LEN => {
+                return Err(ConfigError::Invalid(format!(
+                    "KLASS_API_KEY is too short: use at least {MIN_API_KEY_LEN} characters"
+                )))
+            }
+            Some(_) => {}
+        }
+        match (self.auth.jwt_algorithm, &self.auth.jwt_secret, &self.auth.jwt_public_key_file) {
+            (JwtAlgorithm::HS256, None, _) => {
+                return Err(ConfigError::Invalid(
+                    "KLASS_JWT_SECRET is not set: user tokens cannot be checked \
+                     (or set KLASS_JWT_ALGORITHM=EdDSA|RS256 with KLASS_JWT_PUBLIC_KEY_FILE, \
+                     or run with --demo)"
+                        .into(),
+                ))
+            }
+            (JwtAlgorithm::HS256, Some(secret), _) if secret.len() < MIN_JWT_SECRET_LEN => {
+                return Err(ConfigError::Invalid(format!(
+                    "KLASS_JWT_SECRET is too short: use at least {MIN_JWT_SECRET_LEN} bytes"
+                )))
+            }
+            (JwtAlgorithm::EdDSA | JwtAlgorithm::RS256, _, None) => {
+                return Err(ConfigError::Invalid(
+                    "KLASS_JWT_ALGORITHM asks for a public key but KLASS_JWT_PUBLIC_KEY_FILE is not set"
+                        .into(),
+                ))
+            }
+            _ => {}
+        }
+        if self.http.max_json_body_bytes == 0 {
+            return Err(ConfigError::Invalid("http.max_json_body_bytes must be positive".into()));
+        }
+        if self.database.max_connections == 0 {
+            return Err(ConfigError::Invalid("database.max_connections must be positive".into()));
+        }
+        Ok(())
+    }
+
+    pub fn tier_table(&self) -> TierTable {
+        TierTable::with_overrides(&self.tiers)
+    }
+
+    /// The database URL: the configured one, or a SQLite file in `data_dir`.
+    pub fn database_url(&self) -> String {
+        match &self.database.url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}?mode=rwc", self.data_dir.join("klass.db").display()),
+        }
+    }
+
+    pub fn public_url(&self) -> String {
+        self.http.public_url.clone().unwrap_or_else(|| format!("http://{}", self.http.addr))
+    }
+}
+
+fn random_secret(n_bytes: usize) -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut bytes = vec![0u8; n_bytes];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,62 @@
+use std::collections::HashMap;
+
+use super::*;
+
+fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    move |key| map.get(key).cloned()
+}
+
+#[test]
+fn env_overrides_yaml() {
+    let env = env_of(&[
+        ("KLASS_CONFIG_BODY", "http: { addr: '0.0.0.0:9000' }\ndata_dir: /srv/klass\n"),
+        ("KLASS_DATA_DIR", "/var/lib/klass"),
+        ("KLASS_API_KEY", "k".repeat(20).as_str()),
+    ]);
+    let config = Config::load(None, &env).unwrap();
+    assert_eq!(config.http.addr.port(), 9000);
+    assert_eq!(config.data_dir, PathBuf::from("/var/lib/klass"));
+    assert_eq!(config.auth.api_key.as_deref(), Some("k".repeat(20).as_str()));
+    assert!(config.database_url().starts_with("sqlite:///var/lib/klass/klass.db"));
+}
+
+#[test]
+fn unknown_keys_are_errors() {
+    assert!(Config::from_yaml("htpp: { addr: '0.0.0.0:9000' }").is_err());
+    assert!(Config::from_yaml("tiers: { gold: { max_members: 3 } }").is_err());
+}
+
+#[test]
+fn missing_secrets_refuse_to_start_unless_demo() {
+    let mut config = Config::default();
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.contains("KLASS_API_KEY"), "{err}");
+
+    config.auth.api_key = Some("k".repeat(20));
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.contains("KLASS_JWT_SECRET"), "{err}");
+
+    config.auth.jwt_secret = Some("short".into());
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.contains("too short"), "{err}");
+
+    let mut demo = Config { demo: true, ..Config::default() };
+    demo.validate().unwrap();
+    assert!(demo.auth.api_key.is_some() && demo.auth.jwt_secret.is_some());
+}
+
+#[test]
+fn debug_output_hides_secrets() {
+    let mut config = Config::default();
+    config.auth.api_key = Some("super-secret-api-key".into());
+    let printed = format!("{config:?}");
+    assert!(!printed.contains("super-secret-api-key"));
+}
+
+#[test]
+fn the_sample_config_parses() {
+    let sample = include_str!("../../../config.sample.yaml");
+    let config = Config::from_yaml(sample).unwrap();
+    assert!(!config.demo);
+}

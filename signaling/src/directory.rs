@@ -1,0 +1,348 @@
+//! The class directory: classes and their members, kept in SQLite (default) or PostgreSQL.
+//!
+//! One code path serves both backends through sqlx's `Any` driver; the SQL is written to run on both
+//! (`$N` placeholders, `ON CONFLICT ... DO UPDATE`, BIGINT booleans).
+//!
+//! Tier limits are checked inside the transaction that changes a member, after "touching" the class
+//! row (`UPDATE classes SET updated_at`). That first write takes the row lock on PostgreSQL and the
+//! write lock on SQLite, so two concurrent requests cannot both pass the check and exceed a limit.
+
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use models::api::{ClassUpsert, ClassView, MemberUpsert, MemberView, OverLimit};
+use models::{ClassId, ClassOptions, Role, Tier, TierTable, UserId};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyConnection, AnyPool, Row};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    #[error("class not found")]
+    ClassNotFound,
+    #[error("the class has reached its tier's limit of {limit} members")]
+    MemberLimitReached { limit: u32 },
+    #[error("the class has reached its tier's limit of {limit} teachers and admins")]
+    AdminLimitReached { limit: u32 },
+    #[error("corrupt row in the directory: {0}")]
+    CorruptRow(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Whether a write created the thing or replaced it (201 vs 200).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Created,
+    Updated,
+}
+
+/// Counts per tier, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TierCounts {
+    pub n_classes: i64,
+    pub n_members: i64,
+}
+
+#[derive(Clone)]
+pub struct Directory {
+    pool: AnyPool,
+    tiers: TierTable,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+fn now_secs() -> i64 {
+    // A clock before 1970 is a broken host; 0 keeps ordering sane rather than failing requests.
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+impl Directory {
+    /// Connects, then runs the migrations.
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        tiers: TierTable,
+    ) -> Result<Directory, sqlx::Error> {
+        sqlx::any::install_default_drivers();
+        let is_sqlite = url.starts_with("sqlite:");
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if is_sqlite {
+                        // WAL lets readers run beside the writer; the busy timeout makes a second
+                        // writer wait for the first instead of failing; SQLite leaves foreign keys
+                        // off unless asked.
+                        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA busy_timeout = 5000").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Directory { pool, tiers })
+    }
+
+    pub fn tiers(&self) -> &TierTable {
+        &self.tiers
+    }
+
+    /// A cheap round trip, for readiness.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub async fn upsert_class(
+        &self,
+        class_id: &ClassId,
+        class: &ClassUpsert,
+    ) -> Result<(Written, ClassView), DirectoryError> {
+        let now = now_secs();
+        let mut tx = self.pool.begin().await?;
+        let existed = sqlx::query("UPDATE classes SET updated_at = $1 WHERE class_id = $2")
+            .bind(now)
+            .bind(class_id.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            > 0;
+        sqlx::query(
+            "INSERT INTO classes (class_id, name, tier, confort_famille, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $5)
+             ON CONFLICT (class_id) DO UPDATE SET
+                name = excluded.name, tier = excluded.tier,
+                confort_famille = excluded.confort_famille, updated_at = excluded.updated_at",
+        )
+        .bind(class_id.as_str())
+        .bind(class.name.as_str())
+        .bind(class.tier.as_str())
+        .bind(class.options.confort_famille as i64)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let view = self.class_view(&mut tx, class_id).await?.ok_or(DirectoryError::ClassNotFound)?;
+        tx.commit().await?;
+        Ok((if existed { Written::Updated } else { Written::Created }, view))
+    }
+
+    /// Deletes the class and all its members. Deleting a missing class is not an error.
+    pub async fn delete_class(&self, class_id: &ClassId) -> Result<(), DirectoryError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM members WHERE class_id = $1")
+            .bind(class_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM classes WHERE class_id = $1")
+            .bind(class_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn class(&self, class_id: &ClassId) -> Result<Option<ClassView>, DirectoryError> {
+        let mut conn = self.pool.acquire().await?;
+        self.class_view(&mut conn, class_id).await
+    }
+
+    async fn class_view(
+        &self,
+        conn: &mut AnyConnection,
+        class_id: &ClassId,
+    ) -> Result<Option<ClassView>, DirectoryError> {
+        let Some(row) = sqlx::query("SELECT name, tier, confort_famille FROM classes WHERE class_id = $1")
+            .bind(class_id.as_str())
+            .fetch_optional(&mut *conn)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let tier = parse_column::<Tier>(&row, "tier")?;
+        let (n_members, n_admins) = member_counts(conn, class_id).await?;
+        let policy = self.tiers.policy(tier);
+        let mut over_limits = Vec::new();
+        if n_members > policy.max_members {
+            over_limits.push(OverLimit::Members);
+        }
+        if policy.max_admins.is_some_and(|max| n_admins > max) {
+            over_limits.push(OverLimit::Admins);
+        }
+        Ok(Some(ClassView {
+            class_id: class_id.clone(),
+            name: row.try_get("name")?,
+            tier,
+            options: ClassOptions { confort_famille: row.try_get::<i64, _>("confort_famille")? != 0 },
+            n_members,
+            n_admins,
+            over_limits,
+        }))
+    }
+
+    /// Adds or updates a member, enforcing the tier's member and admin limits on anyone who would
+    /// newly count against them. Members already counted keep their place after a downgrade.
+    pub async fn upsert_member(
+        &self,
+        class_id: &ClassId,
+        user_id: &UserId,
+        member: &MemberUpsert,
+    ) -> Result<(Written, MemberView), DirectoryError> {
+        let now = now_secs();
+        let mut tx = self.pool.begin().await?;
+        // Touch the class first: it locks the class for the rest of the transaction (see module doc).
+        let touched = sqlx::query("UPDATE classes SET updated_at = $1 WHERE class_id = $2")
+            .bind(now)
+            .bind(class_id.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if touched == 0 {
+            return Err(DirectoryError::ClassNotFound);
+        }
+        let tier_row = sqlx::query("SELECT tier FROM classes WHERE class_id = $1")
+            .bind(class_id.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        let policy = self.tiers.policy(parse_column::<Tier>(&tier_row, "tier")?);
+
+        let existing = sqlx::query("SELECT role, approved FROM members WHERE class_id = $1 AND user_id = $2")
+            .bind(class_id.as_str())
+            .bind(user_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let (was_member, was_admin) = match &existing {
+            Some(row) => {
+                let approved = row.try_get::<i64, _>("approved")? != 0;
+                let role = parse_column::<Role>(row, "role")?;
+                (approved, approved && role.administers())
+            }
+            None => (false, false),
+        };
+        let (n_members, n_admins) = member_counts(&mut tx, class_id).await?;
+        if member.approved && !was_member && n_members >= policy.max_members {
+            return Err(DirectoryError::MemberLimitReached { limit: policy.max_members });
+        }
+        if let Some(max_admins) = policy.max_admins {
+            if member.approved && member.role.administers() && !was_admin && n_admins >= max_admins {
+                return Err(DirectoryError::AdminLimitReached { limit: max_admins });
+            }
+        }
+        sqlx::query(
+            "INSERT INTO members (class_id, user_id, display_name, role, approved, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $6)
+             ON CONFLICT (class_id, user_id) DO UPDATE SET
+                display_name = excluded.display_name, role = excluded.role,
+                approved = excluded.approved, updated_at = excluded.updated_at",
+        )
+        .bind(class_id.as_str())
+        .bind(user_id.as_str())
+        .bind(member.display_name.trim())
+        .bind(member.role.as_str())
+        .bind(member.approved as i64)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let view = MemberView {
+            class_id: class_id.clone(),
+            user_id: user_id.clone(),
+            display_name: member.display_name.trim().to_owned(),
+            role: member.role,
+            approved: member.approved,
+        };
+        Ok((if existing.is_some() { Written::Updated } else { Written::Created }, view))
+    }
+
+    /// Removes a member. Removing someone who is not a member is not an error.
+    pub async fn delete_member(&self, class_id: &ClassId, user_id: &UserId) -> Result<(), DirectoryError> {
+        sqlx::query("DELETE FROM members WHERE class_id = $1 AND user_id = $2")
+            .bind(class_id.as_str())
+            .bind(user_id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The member and their class's tier and options, if the user is an *approved* member.
+    /// Pending members get `None`, exactly like strangers.
+    pub async fn approved_member(
+        &self,
+        class_id: &ClassId,
+        user_id: &UserId,
+    ) -> Result<Option<(MemberView, Tier, ClassOptions)>, DirectoryError> {
+        let Some(row) = sqlx::query(
+            "SELECT m.display_name, m.role, c.tier, c.confort_famille
+             FROM members m JOIN classes c ON c.class_id = m.class_id
+             WHERE m.class_id = $1 AND m.user_id = $2 AND m.approved = 1",
+        )
+        .bind(class_id.as_str())
+        .bind(user_id.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let member = MemberView {
+            class_id: class_id.clone(),
+            user_id: user_id.clone(),
+            display_name: row.try_get("display_name")?,
+            role: parse_column::<Role>(&row, "role")?,
+            approved: true,
+        };
+        let tier = parse_column::<Tier>(&row, "tier")?;
+        let options = ClassOptions { confort_famille: row.try_get::<i64, _>("confort_famille")? != 0 };
+        Ok(Some((member, tier, options)))
+    }
+
+    /// Classes and approved members per tier.
+    pub async fn counts_by_tier(&self) -> Result<Vec<(Tier, TierCounts)>, DirectoryError> {
+        let class_rows = sqlx::query("SELECT tier, COUNT(*) AS n FROM classes GROUP BY tier")
+            .fetch_all(&self.pool)
+            .await?;
+        let member_rows = sqlx::query(
+            "SELECT c.tier AS tier, COUNT(*) AS n FROM members m
+             JOIN classes c ON c.class_id = m.class_id
+             WHERE m.approved = 1 GROUP BY c.tier",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut counts: Vec<(Tier, TierCounts)> =
+            Tier::ALL.iter().map(|tier| (*tier, TierCounts::default())).collect();
+        for row in &class_rows {
+            let tier = parse_column::<Tier>(row, "tier")?;
+            counts[tier as usize].1.n_classes = row.try_get("n")?;
+        }
+        for row in &member_rows {
+            let tier = parse_column::<Tier>(row, "tier")?;
+            counts[tier as usize].1.n_members = row.try_get("n")?;
+        }
+        Ok(counts)
+    }
+}
+
+/// Approved members, and approved teachers and admins, of a class.
+async fn member_counts(conn: &mut AnyConnection, class_id: &ClassId) -> Result<(u32, u32), DirectoryError> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n_members,
+                COUNT(CASE WHEN role IN ('teacher', 'admin') THEN 1 END) AS n_admins
+         FROM members WHERE class_id = $1 AND approved = 1",
+    )
+    .bind(class_id.as_str())
+    .fetch_one(&mut *conn)
+    .await?;
+    let n_members: i64 = row.try_get("n_members")?;
+    let n_admins: i64 = row.try_get("n_admins")?;
+    Ok((n_members as u32, n_admins as u32))
+}
+
+fn parse_column<T: FromStr>(row: &AnyRow, column: &str) -> Result<T, DirectoryError> {
+    let raw: String = row.try_get(column)?;
+    raw.parse().map_err(|_| DirectoryError::CorruptRow(format!("{column} = {raw:?}")))
+}

@@ -1,0 +1,82 @@
+//! Extractors that answer with our JSON errors instead of axum's plain-text rejections.
+
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use models::{ClassId, ErrorCode, UserId};
+use serde::de::DeserializeOwned;
+
+use crate::auth::bearer;
+use crate::error::AppError;
+use crate::AppState;
+
+/// A JSON body; malformed, oversized or mistyped bodies get a 400, 413 or 422 with a code.
+pub struct AppJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
+        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
+        Ok(AppJson(value))
+    }
+}
+
+/// The class backend, authenticated by `Authorization: Bearer <KLASS_API_KEY>`.
+pub struct Backend;
+
+impl FromRequestParts<AppState> for Backend {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let header = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let key = bearer(header)?;
+        if !state.api_key.matches(key) {
+            return Err(AppError::client(ErrorCode::Unauthorized, "invalid API key"));
+        }
+        Ok(Backend)
+    }
+}
+
+/// A user, authenticated by a JWT from the class backend. Membership is checked by the handler.
+pub struct User(pub UserId);
+
+impl FromRequestParts<AppState> for User {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let header = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let token = bearer(header)?;
+        Ok(User(state.jwt.verify(token)?))
+    }
+}
+
+/// `{class_id}` in the path, validated.
+pub struct ClassPath(pub ClassId);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClassPath {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state).await?;
+        let class_id = ClassId::new(raw)
+            .map_err(|err| AppError::client(ErrorCode::InvalidRequest, format!("class_id: {err}")))?;
+        Ok(ClassPath(class_id))
+    }
+}
+
+/// `{class_id}/.../{user_id}` in the path, validated.
+pub struct MemberPath(pub ClassId, pub UserId);
+
+impl<S: Send + Sync> FromRequestParts<S> for MemberPath {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        let Path((class_raw, user_raw)) = Path::<(String, String)>::from_request_parts(parts, state).await?;
+        let class_id = ClassId::new(class_raw)
+            .map_err(|err| AppError::client(ErrorCode::InvalidRequest, format!("class_id: {err}")))?;
+        let user_id = UserId::new(user_raw)
+            .map_err(|err| AppError::client(ErrorCode::InvalidRequest, format!("user_id: {err}")))?;
+        Ok(MemberPath(class_id, user_id))
+    }
+}

@@ -1,0 +1,121 @@
+//! The signaling server: the HTTP and WebSocket face of the class visio and media server.
+//!
+//! # Layout
+//! - [`config`]: the typed `Config`, loaded from defaults, YAML and `KLASS_*` variables.
+//! - [`directory`]: classes and members in SQLite (default) or PostgreSQL; tier limits enforced there.
+//! - [`auth`]: the class backend's API key and users' JWTs.
+//! - [`api`]: JSON handlers and the OpenAPI document; [`extract`] and [`error`] make every refusal a
+//!   JSON `{code, message}`.
+//! - [`metrics`]: Prometheus metrics and the middleware that records them.
+//! - [`demo`]: the demo school of `serve --demo`.
+//!
+//! # Design
+//! `main` only parses configuration and binds; [`run`] serves on a given listener until `shutdown`
+//! resolves, so tests start the real server on `127.0.0.1:0`. [`app`] builds the router from an
+//! [`AppState`], so a test can also call it without a socket.
+//!
+//! This crate does not carry media: calls go through the `sfu` crate and uploads through
+//! `media-worker` (both to come).
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod directory;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::DefaultBodyLimit;
+use axum::http::Request;
+use axum::routing::get;
+use axum::Router;
+use models::ErrorCode;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+use crate::auth::{ApiKey, JwtVerifier};
+use crate::config::Config;
+use crate::directory::Directory;
+use crate::error::AppError;
+use crate::metrics::Metrics;
+
+/// Everything handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub directory: Directory,
+    pub jwt: JwtVerifier,
+    pub api_key: ApiKey,
+    pub metrics: Arc<Metrics>,
+    pub config: Arc<Config>,
+}
+
+impl AppState {
+    /// Opens the database (running migrations) and loads keys. `config` must be validated.
+    pub async fn new(config: Config) -> anyhow::Result<AppState> {
+        if config.database.url.is_none() {
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+        }
+        let directory =
+            Directory::connect(&config.database_url(), config.database.max_connections, config.tier_table())
+                .await
+                .context("cannot open the class directory database")?;
+        let jwt = JwtVerifier::from_config(&config.auth).context("cannot load the JWT key")?;
+        // `validate` guarantees the key is set.
+        let api_key = ApiKey::new(config.auth.api_key.clone().context("KLASS_API_KEY is not set")?);
+        Ok(AppState { directory, jwt, api_key, metrics: Arc::new(Metrics::new()), config: Arc::new(config) })
+    }
+}
+
+pub fn app(state: AppState) -> Router {
+    let max_body = state.config.http.max_json_body_bytes;
+    Router::new()
+        .route("/v1/classes/{class_id}", get(api::get_class).put(api::put_class).delete(api::delete_class))
+        .route(
+            "/v1/classes/{class_id}/members/{user_id}",
+            axum::routing::put(api::put_member).delete(api::delete_member),
+        )
+        .route("/v1/classes/{class_id}/capabilities", get(api::capabilities))
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .route("/metrics", get(api::metrics))
+        .route("/openapi.json", get(api::openapi_json))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::observe))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            let path = request
+                .extensions()
+                .get::<axum::extract::MatchedPath>()
+                .map(|matched| matched.as_str().to_owned())
+                .unwrap_or_else(|| "unmatched".to_owned());
+            tracing::info_span!("http", method = %request.method(), path)
+        }))
+        .with_state(state)
+}
+
+async fn not_found() -> AppError {
+    AppError::client(ErrorCode::NotFound, "no such endpoint")
+}
+
+async fn method_not_allowed() -> AppError {
+    AppError::client(ErrorCode::InvalidRequest, "method not allowed on this endpoint")
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let directory = state.directory.clone();
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await.context("HTTP server failed")?;
+    directory.close().await;
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! Integration tests of the signaling server: the real `run` on a loopback socket, over SQLite and a
+//! real PostgreSQL, driven over HTTP like the class backend and users do.
+
+mod support;
+
+mod auth;
+mod binary;
+mod capabilities;
+mod errors;
+mod limits;
+mod ops;

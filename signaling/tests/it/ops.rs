@@ -1,0 +1,144 @@
+//! Probes, metrics (checked by promtool) and the OpenAPI document.
+
+use reqwest::Method;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use crate::support::{both_backends, status_json, Db, TestServer};
+
+async fn probes_answer(db: Db) {
+    let server = TestServer::start(db).await;
+    for path in ["/healthz", "/readyz"] {
+        let response = server.request(Method::GET, path).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+}
+both_backends!(probes_answer);
+
+async fn metrics_pass_promtool_and_count_by_tier(db: Db) {
+    let server = TestServer::start(db).await;
+    server.put_class("a", "standard", false).await;
+    server.put_class("b", "standard", false).await;
+    server.put_class("c", "plus", false).await;
+    server.put_member("a", "u1", "parent", true).await;
+    server.put_member("a", "u2", "parent", true).await;
+    server.put_member("a", "u3", "parent", false).await;
+    server.request(Method::GET, "/no-such-page").send().await.unwrap();
+
+    let text = server.request(Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
+    for line in [
+        r#"signaling_directory_classes{tier="standard"} 2"#,
+        r#"signaling_directory_classes{tier="plus"} 1"#,
+        r#"signaling_directory_classes{tier="free"} 0"#,
+        r#"signaling_directory_members{tier="standard"} 2"#,
+        r#"signaling_http_requests_total{method="PUT",path="/v1/classes/{class_id}",status="201"} 3"#,
+        r#"signaling_http_requests_total{method="GET",path="unmatched",status="404"} 1"#,
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    assert!(text.contains("signaling_http_request_duration_seconds_bucket"));
+    assert!(!text.contains("u1"), "no ids in metrics");
+
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is missing: run scripts/install-deps.sh (Debian package prometheus)");
+    promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let output = promtool.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+both_backends!(metrics_pass_promtool_and_count_by_tier);
+
+#[tokio::test]
+async fn openapi_documents_every_route() {
+    let server = TestServer::start(Db::Sqlite).await;
+    let (status, doc) = status_json(server.request(Method::GET, "/openapi.json").send().await.unwrap()).await;
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for (path, methods) in [
+        ("/v1/classes/{class_id}", &["get", "put", "delete"][..]),
+        ("/v1/classes/{class_id}/members/{user_id}", &["put", "delete"]),
+        ("/v1/classes/{class_id}/capabilities", &["get"]),
+        ("/healthz", &["get"]),
+        ("/readyz", &["get"]),
+        ("/metrics", &["get"]),
+        ("/openapi.json", &["get"]),
+    ] {
+        for method in methods {
+            assert!(doc["paths"][path][method].is_object(), "{method} {path} is not documented");
+        }
+    }
+    for schema in [
+        "ClassUpsert",
+        "ClassView",
+        "MemberUpsert",
+        "MemberView",
+        "Capabilities",
+        "ApiError",
+        "ErrorCode",
+        "Tier",
+        "Role",
+    ] {
+        assert!(doc["components"]["schemas"][schema].is_object(), "schema {schema} missing");
+    }
+    for scheme in ["api_key", "user_jwt"] {
+        assert!(doc["components"]["securitySchemes"][scheme].is_object(), "security scheme {scheme} missing");
+    }
+    // Every error code is listed, so clients can generate their enums from the document.
+    let codes = doc["components"]["schemas"]["ErrorCode"]["enum"].as_array().unwrap();
+    for code in ["not_a_member", "tier_forbids_visio", "member_limit_reached", "room_full"] {
+        assert!(codes.iter().any(|c| c == code), "{code} missing from ErrorCode");
+    }
+}
+
+#[test]
+fn alert_rules_pass_promtool() {
+    let alerts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../k8s/alerts");
+    let mut n_files = 0;
+    for entry in std::fs::read_dir(&alerts).unwrap() {
+        let path = entry.unwrap().path();
+        let output =
+            Command::new("promtool").args(["check", "rules"]).arg(&path).output().expect("run promtool");
+        assert!(
+            output.status.success(),
+            "{}: {}{}",
+            path.display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        n_files += 1;
+    }
+    assert!(n_files > 0);
+}
+
+/// The manifests parse, and every KLASS_* variable they set is one the server reads.
+#[test]
+fn k8s_manifests_parse_and_use_known_variables() {
+    use serde::Deserialize;
+    let known = ["KLASS_CONFIG_BODY", "KLASS_API_KEY", "KLASS_JWT_SECRET", "KLASS_DATABASE_URL"];
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../k8s/signaling.yaml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let mut n_docs = 0;
+    for document in serde_yaml::Deserializer::from_str(&text) {
+        let value = serde_yaml::Value::deserialize(document).unwrap();
+        assert!(value["kind"].as_str().is_some(), "every document has a kind");
+        n_docs += 1;
+        if value["kind"] == "ConfigMap" {
+            let body = value["data"]["config.yaml"].as_str().unwrap();
+            signaling::config::Config::from_yaml(body).expect("the ConfigMap is a valid config");
+        }
+    }
+    assert_eq!(n_docs, 4);
+    for line in text.lines().filter(|line| line.contains("- name: KLASS_")) {
+        let var = line.trim().trim_start_matches("- name: ");
+        assert!(known.contains(&var), "{var} is not read by the server");
+    }
+}
