@@ -23,6 +23,24 @@ pub enum ErrorCode {
     AdminLimitReached,
     /// The session already has the tier's number of participants.
     RoomFull,
+    /// The post already has the tier's number of photos.
+    TooManyPhotos,
+    /// The post already has the tier's number of videos.
+    TooManyVideos,
+    /// The upload would take the class over its tier's storage quota.
+    StorageQuotaExceeded,
+    /// A video is longer than the tier allows (10 minutes).
+    VideoTooLong,
+    /// The file is not a photo or video we can process, or not of the declared kind.
+    UnsupportedMedia,
+    /// The file is damaged or truncated.
+    CorruptMedia,
+    /// The photo or video is larger (bytes or pixels) than we accept.
+    MediaTooLarge,
+    /// A chunk does not start where the upload stands; the message and `Upload-Offset` tell where.
+    UploadOffsetMismatch,
+    /// The upload is complete or failed and takes no more bytes.
+    UploadClosed,
     /// The request body is not JSON, or not sent as JSON.
     MalformedRequest,
     /// The request is well-formed JSON but a field or a parameter is invalid (unknown tier, bad id).
@@ -47,6 +65,15 @@ impl ErrorCode {
             ErrorCode::MemberLimitReached => "member_limit_reached",
             ErrorCode::AdminLimitReached => "admin_limit_reached",
             ErrorCode::RoomFull => "room_full",
+            ErrorCode::TooManyPhotos => "too_many_photos",
+            ErrorCode::TooManyVideos => "too_many_videos",
+            ErrorCode::StorageQuotaExceeded => "storage_quota_exceeded",
+            ErrorCode::VideoTooLong => "video_too_long",
+            ErrorCode::UnsupportedMedia => "unsupported_media",
+            ErrorCode::CorruptMedia => "corrupt_media",
+            ErrorCode::MediaTooLarge => "media_too_large",
+            ErrorCode::UploadOffsetMismatch => "upload_offset_mismatch",
+            ErrorCode::UploadClosed => "upload_closed",
             ErrorCode::MalformedRequest => "malformed_request",
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::NotFound => "not_found",
@@ -63,9 +90,19 @@ impl ErrorCode {
             ErrorCode::NotAMember | ErrorCode::ForbiddenRole | ErrorCode::TierForbidsVisio => 403,
             ErrorCode::MalformedRequest => 400,
             ErrorCode::NotFound => 404,
-            ErrorCode::MemberLimitReached | ErrorCode::AdminLimitReached | ErrorCode::RoomFull => 409,
-            ErrorCode::PayloadTooLarge => 413,
-            ErrorCode::InvalidRequest => 422,
+            ErrorCode::MemberLimitReached
+            | ErrorCode::AdminLimitReached
+            | ErrorCode::RoomFull
+            | ErrorCode::TooManyPhotos
+            | ErrorCode::TooManyVideos
+            | ErrorCode::StorageQuotaExceeded
+            | ErrorCode::UploadOffsetMismatch
+            | ErrorCode::UploadClosed => 409,
+            ErrorCode::PayloadTooLarge | ErrorCode::MediaTooLarge => 413,
+            ErrorCode::InvalidRequest
+            | ErrorCode::VideoTooLong
+            | ErrorCode::UnsupportedMedia
+            | ErrorCode::CorruptMedia => 422,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
         }
@@ -99,6 +136,15 @@ mod tests {
             ErrorCode::MemberLimitReached,
             ErrorCode::AdminLimitReached,
             ErrorCode::RoomFull,
+            ErrorCode::TooManyPhotos,
+            ErrorCode::TooManyVideos,
+            ErrorCode::StorageQuotaExceeded,
+            ErrorCode::VideoTooLong,
+            ErrorCode::UnsupportedMedia,
+            ErrorCode::CorruptMedia,
+            ErrorCode::MediaTooLarge,
+            ErrorCode::UploadOffsetMismatch,
+            ErrorCode::UploadClosed,
             ErrorCode::MalformedRequest,
             ErrorCode::InvalidRequest,
             ErrorCode::NotFound,

@@ -90,6 +90,14 @@ id_type!(
     /// A user (teacher, admin or parent), as known by the class backend. It is the JWT's `sub`.
     UserId
 );
+id_type!(
+    /// A post of a class: photos and videos published together. Chosen by the server.
+    PostId
+);
+id_type!(
+    /// One uploaded photo or video. Chosen by the server.
+    MediaId
+);
 
 #[cfg(test)]
 mod tests;

@@ -6,7 +6,7 @@
 //!   product's offers and partial overrides from configuration.
 //! - [`class`]: roles, class options and what a role may do ([`Role`], [`ClassOptions`]).
 //! - [`error`]: [`ErrorCode`], the stable machine-readable codes every service answers with.
-//! - [`api`]: request and response bodies of the HTTP API.
+//! - [`api`]: request and response bodies of the HTTP API; [`media`]: those of posts and uploads.
 //!
 //! # Design
 //! This crate depends on nothing of ours and does no I/O: no clock, no sockets, no database. Anything
@@ -19,9 +19,10 @@ pub mod api;
 pub mod class;
 pub mod error;
 pub mod ids;
+pub mod media;
 pub mod tier;
 
 pub use class::{ClassOptions, Role};
 pub use error::{ApiError, ErrorCode};
-pub use ids::{ClassId, IdError, UserId};
+pub use ids::{ClassId, IdError, MediaId, PostId, UserId};
 pub use tier::{Tier, TierPolicy, TierPolicyOverride, TierTable, VisioPolicy};

@@ -23,13 +23,16 @@ use crate::AppState;
     ),
     paths(
         put_class, get_class, delete_class, put_member, delete_member, capabilities,
-        healthz, readyz, metrics, openapi_json
+        healthz, readyz, metrics, openapi_json,
+        crate::api_media::create_post, crate::api_media::announce_media, crate::api_media::media_status,
+        crate::api_media::put_chunk
     ),
     components(schemas(ApiError, ErrorCode)),
     modifiers(&SecuritySchemes),
     tags(
         (name = "sync", description = "Class backend → server. Bearer KLASS_API_KEY."),
         (name = "user", description = "Users, with a JWT minted by the class backend."),
+        (name = "media", description = "Posts, photos and videos: resumable uploads checked against the tier."),
         (name = "ops", description = "Probes, metrics and this document."),
     )
 )]

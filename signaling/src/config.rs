@@ -18,6 +18,7 @@ pub struct Config {
     /// Where the embedded defaults keep their files: the SQLite database, later the media.
     pub data_dir: PathBuf,
     pub database: DatabaseConfig,
+    pub storage: StorageConfig,
     pub auth: AuthConfig,
     /// Partial overrides of the offers, per tier. See `config.sample.yaml`.
     pub tiers: BTreeMap<Tier, TierPolicyOverride>,
@@ -58,6 +59,32 @@ pub struct DatabaseConfig {
 impl Default for DatabaseConfig {
     fn default() -> Self {
         DatabaseConfig { url: None, max_connections: 8 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Unset: files under `<data_dir>/media`. `s3://bucket` for an S3-compatible store, configured by
+    /// the usual `AWS_*` variables (`AWS_ENDPOINT`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, ...).
+    pub url: Option<String>,
+    /// Largest chunk of an upload accepted in one request.
+    pub max_chunk_bytes: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig { url: None, max_chunk_bytes: 8 * 1024 * 1024 }
+    }
+}
+
+impl StorageConfig {
+    /// Largest file accepted: a 10-minute phone video fits in 2 GB; a photo in 50 MB.
+    pub fn max_upload_bytes(&self, kind: models::media::MediaKind) -> u64 {
+        match kind {
+            models::media::MediaKind::Photo => 50 * 1024 * 1024,
+            models::media::MediaKind::Video => 2 * 1024 * 1024 * 1024,
+        }
     }
 }
 
@@ -114,6 +141,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             data_dir: PathBuf::from("data"),
             database: DatabaseConfig::default(),
+            storage: StorageConfig::default(),
             auth: AuthConfig::default(),
             tiers: BTreeMap::new(),
             demo: false,
@@ -176,6 +204,9 @@ impl Config {
         }
         if let Some(url) = env("KLASS_DATABASE_URL") {
             self.database.url = Some(url);
+        }
+        if let Some(url) = env("KLASS_STORAGE_URL") {
+            self.storage.url = Some(url);
         }
         if let Some(key) = env("KLASS_API_KEY") {
             self.auth.api_key = Some(key);
@@ -252,6 +283,9 @@ impl Config {
         }
         if self.http.max_json_body_bytes == 0 {
             return Err(ConfigError::Invalid("http.max_json_body_bytes must be positive".into()));
+        }
+        if self.storage.max_chunk_bytes < 64 * 1024 {
+            return Err(ConfigError::Invalid("storage.max_chunk_bytes must be at least 65536".into()));
         }
         if self.database.max_connections == 0 {
             return Err(ConfigError::Invalid("database.max_connections must be positive".into()));

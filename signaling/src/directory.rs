@@ -1,19 +1,13 @@
 //! The class directory: classes and their members, kept in SQLite (default) or PostgreSQL.
 //!
-//! One code path serves both backends through sqlx's `Any` driver; the SQL is written to run on both
-//! (`$N` placeholders, `ON CONFLICT ... DO UPDATE`, BIGINT booleans).
-//!
-//! Tier limits are checked inside the transaction that changes a member, after "touching" the class
-//! row (`UPDATE classes SET updated_at`). That first write takes the row lock on PostgreSQL and the
-//! write lock on SQLite, so two concurrent requests cannot both pass the check and exceed a limit.
-
-use std::str::FromStr;
-use std::time::{SystemTime, UNIX_EPOCH};
+//! Tier limits are checked inside the transaction that changes a member, after [`db::lock_class`], so
+//! two concurrent requests cannot both pass the check and exceed a limit.
 
 use models::api::{ClassUpsert, ClassView, MemberUpsert, MemberView, OverLimit};
 use models::{ClassId, ClassOptions, Role, Tier, TierTable, UserId};
-use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyConnection, AnyPool, Row};
+
+use crate::db::{self, now_secs, parse_column, RowError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryError {
@@ -27,6 +21,15 @@ pub enum DirectoryError {
     CorruptRow(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+}
+
+impl From<RowError> for DirectoryError {
+    fn from(err: RowError) -> Self {
+        match err {
+            RowError::Corrupt(message) => DirectoryError::CorruptRow(message),
+            RowError::Database(err) => DirectoryError::Database(err),
+        }
+    }
 }
 
 /// Whether a write created the thing or replaced it (201 vs 200).
@@ -49,42 +52,9 @@ pub struct Directory {
     tiers: TierTable,
 }
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
-fn now_secs() -> i64 {
-    // A clock before 1970 is a broken host; 0 keeps ordering sane rather than failing requests.
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-}
-
 impl Directory {
-    /// Connects, then runs the migrations.
-    pub async fn connect(
-        url: &str,
-        max_connections: u32,
-        tiers: TierTable,
-    ) -> Result<Directory, sqlx::Error> {
-        sqlx::any::install_default_drivers();
-        let is_sqlite = url.starts_with("sqlite:");
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(std::time::Duration::from_secs(5))
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if is_sqlite {
-                        // WAL lets readers run beside the writer; the busy timeout makes a second
-                        // writer wait for the first instead of failing; SQLite leaves foreign keys
-                        // off unless asked.
-                        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA busy_timeout = 5000").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect(url)
-            .await?;
-        MIGRATOR.run(&pool).await?;
-        Ok(Directory { pool, tiers })
+    pub fn new(pool: AnyPool, tiers: TierTable) -> Directory {
+        Directory { pool, tiers }
     }
 
     pub fn tiers(&self) -> &TierTable {
@@ -107,13 +77,7 @@ impl Directory {
     ) -> Result<(Written, ClassView), DirectoryError> {
         let now = now_secs();
         let mut tx = self.pool.begin().await?;
-        let existed = sqlx::query("UPDATE classes SET updated_at = $1 WHERE class_id = $2")
-            .bind(now)
-            .bind(class_id.as_str())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            > 0;
+        let existed = db::lock_class(&mut tx, class_id).await?;
         sqlx::query(
             "INSERT INTO classes (class_id, name, tier, confort_famille, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $5)
@@ -196,21 +160,10 @@ impl Directory {
     ) -> Result<(Written, MemberView), DirectoryError> {
         let now = now_secs();
         let mut tx = self.pool.begin().await?;
-        // Touch the class first: it locks the class for the rest of the transaction (see module doc).
-        let touched = sqlx::query("UPDATE classes SET updated_at = $1 WHERE class_id = $2")
-            .bind(now)
-            .bind(class_id.as_str())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if touched == 0 {
+        if !db::lock_class(&mut tx, class_id).await? {
             return Err(DirectoryError::ClassNotFound);
         }
-        let tier_row = sqlx::query("SELECT tier FROM classes WHERE class_id = $1")
-            .bind(class_id.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
-        let policy = self.tiers.policy(parse_column::<Tier>(&tier_row, "tier")?);
+        let policy = self.tiers.policy(db::class_tier(&mut tx, class_id).await?);
 
         let existing = sqlx::query("SELECT role, approved FROM members WHERE class_id = $1 AND user_id = $2")
             .bind(class_id.as_str())
@@ -340,9 +293,4 @@ async fn member_counts(conn: &mut AnyConnection, class_id: &ClassId) -> Result<(
     let n_members: i64 = row.try_get("n_members")?;
     let n_admins: i64 = row.try_get("n_admins")?;
     Ok((n_members as u32, n_admins as u32))
-}
-
-fn parse_column<T: FromStr>(row: &AnyRow, column: &str) -> Result<T, DirectoryError> {
-    let raw: String = row.try_get(column)?;
-    raw.parse().map_err(|_| DirectoryError::CorruptRow(format!("{column} = {raw:?}")))
 }

@@ -18,13 +18,17 @@
 //! `media-worker` (both to come).
 
 pub mod api;
+pub mod api_media;
 pub mod auth;
 pub mod config;
+pub mod db;
 pub mod demo;
 pub mod directory;
 pub mod error;
 pub mod extract;
 pub mod metrics;
+pub mod storage;
+pub mod uploads;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -43,11 +47,15 @@ use crate::config::Config;
 use crate::directory::Directory;
 use crate::error::AppError;
 use crate::metrics::Metrics;
+use crate::storage::Storage;
+use crate::uploads::Uploads;
 
 /// Everything handlers share. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub directory: Directory,
+    pub uploads: Uploads,
+    pub storage: Storage,
     pub jwt: JwtVerifier,
     pub api_key: ApiKey,
     pub metrics: Arc<Metrics>,
@@ -61,19 +69,31 @@ impl AppState {
             std::fs::create_dir_all(&config.data_dir)
                 .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
         }
-        let directory =
-            Directory::connect(&config.database_url(), config.database.max_connections, config.tier_table())
-                .await
-                .context("cannot open the class directory database")?;
+        let pool = db::connect(&config.database_url(), config.database.max_connections)
+            .await
+            .context("cannot open the database")?;
+        let directory = Directory::new(pool.clone(), config.tier_table());
+        let uploads = Uploads::new(pool, config.tier_table());
+        let storage = Storage::open(config.storage.url.as_deref(), &config.data_dir)
+            .context("cannot open media storage")?;
         let jwt = JwtVerifier::from_config(&config.auth).context("cannot load the JWT key")?;
         // `validate` guarantees the key is set.
         let api_key = ApiKey::new(config.auth.api_key.clone().context("KLASS_API_KEY is not set")?);
-        Ok(AppState { directory, jwt, api_key, metrics: Arc::new(Metrics::new()), config: Arc::new(config) })
+        Ok(AppState {
+            directory,
+            uploads,
+            storage,
+            jwt,
+            api_key,
+            metrics: Arc::new(Metrics::new()),
+            config: Arc::new(config),
+        })
     }
 }
 
 pub fn app(state: AppState) -> Router {
     let max_body = state.config.http.max_json_body_bytes;
+    let max_chunk = state.config.storage.max_chunk_bytes;
     Router::new()
         .route("/v1/classes/{class_id}", get(api::get_class).put(api::put_class).delete(api::delete_class))
         .route(
@@ -81,6 +101,13 @@ pub fn app(state: AppState) -> Router {
             axum::routing::put(api::put_member).delete(api::delete_member),
         )
         .route("/v1/classes/{class_id}/capabilities", get(api::capabilities))
+        .route("/v1/classes/{class_id}/posts", axum::routing::post(api_media::create_post))
+        .route("/v1/classes/{class_id}/posts/{post_id}/media", axum::routing::post(api_media::announce_media))
+        .route("/v1/classes/{class_id}/media/{media_id}", get(api_media::media_status))
+        .route(
+            "/v1/classes/{class_id}/media/{media_id}/content",
+            axum::routing::put(api_media::put_chunk).layer(DefaultBodyLimit::max(max_chunk)),
+        )
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics))

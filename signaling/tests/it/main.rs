@@ -9,3 +9,4 @@ mod capabilities;
 mod errors;
 mod limits;
 mod ops;
+mod uploads;

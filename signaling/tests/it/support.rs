@@ -45,7 +45,7 @@ pub struct TestServer {
     pub base: String,
     pub client: Client,
     shutdown: Option<oneshot::Sender<()>>,
-    _data_dir: tempfile::TempDir,
+    data_dir_guard: tempfile::TempDir,
 }
 
 impl TestServer {
@@ -74,7 +74,11 @@ impl TestServer {
             .await
             .expect("server runs");
         });
-        TestServer { base, client: Client::new(), shutdown: Some(tx), _data_dir: data_dir }
+        TestServer { base, client: Client::new(), shutdown: Some(tx), data_dir_guard: data_dir }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.data_dir_guard.path()
     }
 
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {

@@ -1,0 +1,355 @@
+//! Posts and uploads in the database: tier checks before any byte is stored, resumable chunks.
+//!
+//! Checks that depend on other rows (photos or videos per post, storage quota) run in the write
+//! transaction after touching the class row, like the directory's member limits: two uploads
+//! announced at once cannot both take the last place or the last bytes of the quota.
+
+use models::media::{MediaKind, MediaState, MediaUpload, MediaView, PostView};
+use models::{ClassId, ErrorCode, MediaId, PostId, TierTable, UserId};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AnyPool, Row};
+
+use crate::db::{self, now_secs, parse_column, RowError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("no such post in this class")]
+    PostNotFound,
+    #[error("no such upload in this class")]
+    MediaNotFound,
+    #[error("the post already has the tier's {limit} photos")]
+    TooManyPhotos { limit: u32 },
+    #[error("the post already has the tier's {limit} videos")]
+    TooManyVideos { limit: u32 },
+    #[error("the class would use {needed} bytes of its {quota} byte storage quota")]
+    StorageQuotaExceeded { needed: u64, quota: u64 },
+    #[error("the video lasts {seconds:.0} s; the tier allows {limit} s")]
+    VideoTooLong { seconds: f64, limit: u64 },
+    #[error("the chunk starts at byte {got}, but the upload stands at byte {expected}")]
+    OffsetMismatch { expected: u64, got: u64 },
+    #[error("the chunk would end at byte {end}, past the announced size {size}")]
+    PastEnd { end: u64, size: u64 },
+    #[error("the upload is {0} and takes no more bytes")]
+    Closed(&'static str),
+    #[error("corrupt row: {0}")]
+    CorruptRow(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl From<RowError> for UploadError {
+    fn from(err: RowError) -> Self {
+        match err {
+            RowError::Corrupt(message) => UploadError::CorruptRow(message),
+            RowError::Database(err) => UploadError::Database(err),
+        }
+    }
+}
+
+impl UploadError {
+    /// The API code of a refusal; `None` for our own failures.
+    pub fn code(&self) -> Option<ErrorCode> {
+        Some(match self {
+            UploadError::PostNotFound | UploadError::MediaNotFound => ErrorCode::NotFound,
+            UploadError::TooManyPhotos { .. } => ErrorCode::TooManyPhotos,
+            UploadError::TooManyVideos { .. } => ErrorCode::TooManyVideos,
+            UploadError::StorageQuotaExceeded { .. } => ErrorCode::StorageQuotaExceeded,
+            UploadError::VideoTooLong { .. } => ErrorCode::VideoTooLong,
+            UploadError::OffsetMismatch { .. } => ErrorCode::UploadOffsetMismatch,
+            UploadError::PastEnd { .. } => ErrorCode::InvalidRequest,
+            UploadError::Closed(_) => ErrorCode::UploadClosed,
+            UploadError::CorruptRow(_) | UploadError::Database(_) => return None,
+        })
+    }
+}
+
+/// A medium as stored, before it is shaped for the API.
+#[derive(Debug, Clone)]
+pub struct MediaRecord {
+    pub media_id: MediaId,
+    pub post_id: PostId,
+    pub class_id: ClassId,
+    pub kind: MediaKind,
+    pub state: MediaState,
+    pub size_bytes: u64,
+    pub received_bytes: u64,
+    pub blur_faces: bool,
+    pub progress_percent: u8,
+    pub error: Option<ErrorCode>,
+}
+
+impl MediaRecord {
+    pub fn view(&self, upload_url: Option<String>, max_chunk_bytes: u64) -> MediaView {
+        MediaView {
+            media_id: self.media_id.clone(),
+            post_id: self.post_id.clone(),
+            class_id: self.class_id.clone(),
+            kind: self.kind,
+            state: self.state,
+            size_bytes: self.size_bytes,
+            received_bytes: self.received_bytes,
+            progress_percent: self.progress_percent,
+            blur_faces: self.blur_faces,
+            error: self.error,
+            upload_url: (self.state == MediaState::Uploading).then_some(upload_url).flatten(),
+            max_chunk_bytes,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Uploads {
+    pool: AnyPool,
+    tiers: TierTable,
+}
+
+/// A fresh random id: 128 bits in hex, inside the id alphabet.
+pub fn random_token() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Uploads {
+    pub fn new(pool: AnyPool, tiers: TierTable) -> Uploads {
+        Uploads { pool, tiers }
+    }
+
+    pub async fn create_post(&self, class_id: &ClassId, author: &UserId) -> Result<PostView, UploadError> {
+        // A fresh random token is always a valid id.
+        let post_id = PostId::new(random_token()).expect("hex token is a valid id");
+        sqlx::query("INSERT INTO posts (post_id, class_id, author_id, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(post_id.as_str())
+            .bind(class_id.as_str())
+            .bind(author.as_str())
+            .bind(now_secs())
+            .execute(&self.pool)
+            .await?;
+        Ok(PostView { post_id, class_id: class_id.clone(), n_photos: 0, n_videos: 0 })
+    }
+
+    /// Announces a file: checks the per-post limit, the duration the client declares and the quota,
+    /// and reserves the bytes. Nothing is stored when a check fails.
+    pub async fn announce(
+        &self,
+        class_id: &ClassId,
+        post_id: &PostId,
+        upload: &MediaUpload,
+    ) -> Result<MediaRecord, UploadError> {
+        let now = now_secs();
+        let mut tx = self.pool.begin().await?;
+        if !db::lock_class(&mut tx, class_id).await? {
+            return Err(UploadError::PostNotFound);
+        }
+        let policy = self.tiers.policy(db::class_tier(&mut tx, class_id).await?);
+        let post = sqlx::query("SELECT 1 AS one FROM posts WHERE post_id = $1 AND class_id = $2")
+            .bind(post_id.as_str())
+            .bind(class_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if post.is_none() {
+            return Err(UploadError::PostNotFound);
+        }
+
+        let n_same_kind: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM media WHERE post_id = $1 AND kind = $2 AND state <> 'failed'",
+        )
+        .bind(post_id.as_str())
+        .bind(upload.kind.as_str())
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+        match upload.kind {
+            MediaKind::Photo if n_same_kind >= i64::from(policy.max_photos_per_post) => {
+                return Err(UploadError::TooManyPhotos { limit: policy.max_photos_per_post })
+            }
+            MediaKind::Video if n_same_kind >= i64::from(policy.max_videos_per_post) => {
+                return Err(UploadError::TooManyVideos { limit: policy.max_videos_per_post })
+            }
+            _ => {}
+        }
+        if let (MediaKind::Video, Some(seconds)) = (upload.kind, upload.duration_seconds) {
+            let limit = policy.max_video_duration.as_secs();
+            if !seconds.is_finite() || seconds > limit as f64 {
+                return Err(UploadError::VideoTooLong { seconds, limit });
+            }
+        }
+        let used = used_bytes(&mut tx, class_id).await?;
+        let needed = used.saturating_add(upload.size_bytes);
+        if needed > policy.storage_quota_bytes {
+            return Err(UploadError::StorageQuotaExceeded { needed, quota: policy.storage_quota_bytes });
+        }
+
+        // A fresh random token is always a valid id.
+        let media_id = MediaId::new(random_token()).expect("hex token is a valid id");
+        sqlx::query(
+            "INSERT INTO media (media_id, post_id, class_id, kind, state, size_bytes, blur_faces, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, 'uploading', $5, $6, $7, $7)",
+        )
+        .bind(media_id.as_str())
+        .bind(post_id.as_str())
+        .bind(class_id.as_str())
+        .bind(upload.kind.as_str())
+        .bind(upload.size_bytes as i64)
+        .bind(upload.blur_faces as i64)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(MediaRecord {
+            media_id,
+            post_id: post_id.clone(),
+            class_id: class_id.clone(),
+            kind: upload.kind,
+            state: MediaState::Uploading,
+            size_bytes: upload.size_bytes,
+            received_bytes: 0,
+            blur_faces: upload.blur_faces,
+            progress_percent: 0,
+            error: None,
+        })
+    }
+
+    pub async fn media(&self, class_id: &ClassId, media_id: &MediaId) -> Result<MediaRecord, UploadError> {
+        let row = sqlx::query(
+            "SELECT media_id, post_id, class_id, kind, state, size_bytes, received_bytes, blur_faces,
+                    progress_percent, error_code
+             FROM media WHERE media_id = $1 AND class_id = $2",
+        )
+        .bind(media_id.as_str())
+        .bind(class_id.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(UploadError::MediaNotFound)?;
+        media_record(&row)
+    }
+
+    /// Checks that a chunk may be stored at `offset` before its bytes are written anywhere.
+    pub fn check_chunk(record: &MediaRecord, offset: u64, n_bytes: u64) -> Result<(), UploadError> {
+        if record.state != MediaState::Uploading {
+            return Err(UploadError::Closed(record.state.as_str()));
+        }
+        if offset != record.received_bytes {
+            return Err(UploadError::OffsetMismatch { expected: record.received_bytes, got: offset });
+        }
+        let end = offset.saturating_add(n_bytes);
+        if end > record.size_bytes {
+            return Err(UploadError::PastEnd { end, size: record.size_bytes });
+        }
+        Ok(())
+    }
+
+    /// Records a stored chunk, if the upload still stands at `offset` (another request for the same
+    /// offset may have won). Returns the new offset.
+    pub async fn accept_chunk(
+        &self,
+        record: &MediaRecord,
+        offset: u64,
+        n_bytes: u64,
+        object_key: &str,
+    ) -> Result<u64, UploadError> {
+        let new_offset = offset + n_bytes;
+        let mut tx = self.pool.begin().await?;
+        let advanced = sqlx::query(
+            "UPDATE media SET received_bytes = $1, updated_at = $2
+             WHERE media_id = $3 AND received_bytes = $4 AND state = 'uploading'",
+        )
+        .bind(new_offset as i64)
+        .bind(now_secs())
+        .bind(record.media_id.as_str())
+        .bind(offset as i64)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if advanced == 0 {
+            let current = self.media(&record.class_id, &record.media_id).await?;
+            Self::check_chunk(&current, offset, n_bytes)?;
+            return Err(UploadError::OffsetMismatch { expected: current.received_bytes, got: offset });
+        }
+        sqlx::query(
+            "INSERT INTO upload_chunks (media_id, chunk_offset, n_bytes, object_key) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(record.media_id.as_str())
+        .bind(offset as i64)
+        .bind(n_bytes as i64)
+        .bind(object_key)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(new_offset)
+    }
+
+    /// Object keys of the chunks of an upload, in order.
+    pub async fn chunk_keys(&self, media_id: &MediaId) -> Result<Vec<String>, UploadError> {
+        let rows =
+            sqlx::query("SELECT object_key FROM upload_chunks WHERE media_id = $1 ORDER BY chunk_offset")
+                .bind(media_id.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(|row| row.try_get("object_key").map_err(UploadError::from)).collect()
+    }
+
+    /// The upload is whole and stored at `original_key`: its chunks are forgotten.
+    pub async fn mark_uploaded(&self, media_id: &MediaId, original_key: &str) -> Result<(), UploadError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE media SET state = 'uploaded', original_key = $1, updated_at = $2
+             WHERE media_id = $3 AND state = 'uploading'",
+        )
+        .bind(original_key)
+        .bind(now_secs())
+        .bind(media_id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM upload_chunks WHERE media_id = $1")
+            .bind(media_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Bytes counted against the class's quota: every medium not failed, uploads in progress included.
+    pub async fn used_bytes(&self, class_id: &ClassId) -> Result<u64, UploadError> {
+        let mut conn = self.pool.acquire().await?;
+        used_bytes(&mut conn, class_id).await
+    }
+}
+
+async fn used_bytes(conn: &mut AnyConnection, class_id: &ClassId) -> Result<u64, UploadError> {
+    // CAST: PostgreSQL's SUM of BIGINT is NUMERIC, which the Any driver cannot read.
+    let row = sqlx::query(
+        "SELECT CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT) AS used FROM media
+         WHERE class_id = $1 AND state <> 'failed'",
+    )
+    .bind(class_id.as_str())
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(row.try_get::<i64, _>("used")?.max(0) as u64)
+}
+
+fn media_record(row: &AnyRow) -> Result<MediaRecord, UploadError> {
+    let error: Option<String> = row.try_get("error_code")?;
+    let error = match error {
+        Some(raw) => Some(
+            serde_json::from_value::<ErrorCode>(serde_json::Value::String(raw.clone()))
+                .map_err(|_| UploadError::CorruptRow(format!("error_code = {raw:?}")))?,
+        ),
+        None => None,
+    };
+    let id = |column: &str| -> Result<String, UploadError> { Ok(row.try_get::<String, _>(column)?) };
+    let corrupt = |column: &str| UploadError::CorruptRow(column.to_owned());
+    Ok(MediaRecord {
+        media_id: MediaId::new(id("media_id")?).map_err(|_| corrupt("media_id"))?,
+        post_id: PostId::new(id("post_id")?).map_err(|_| corrupt("post_id"))?,
+        class_id: ClassId::new(id("class_id")?).map_err(|_| corrupt("class_id"))?,
+        kind: parse_column(row, "kind").map_err(UploadError::from)?,
+        state: parse_column(row, "state").map_err(UploadError::from)?,
+        size_bytes: row.try_get::<i64, _>("size_bytes")?.max(0) as u64,
+        received_bytes: row.try_get::<i64, _>("received_bytes")?.max(0) as u64,
+        blur_faces: row.try_get::<i64, _>("blur_faces")? != 0,
+        progress_percent: row.try_get::<i64, _>("progress_percent")?.clamp(0, 100) as u8,
+        error,
+    })
+}

@@ -1,0 +1,214 @@
+//! Posts and resumable uploads: roles, tier limits before any byte is stored, resuming after a
+//! broken connection, and what ends up in storage.
+
+use models::{Tier, TierPolicy};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::support::{both_backends, expect_error, status_json, Db, TestServer};
+
+const CHUNK: usize = 64 * 1024;
+
+async fn start(db: Db) -> TestServer {
+    TestServer::start_with(db, |config| config.storage.max_chunk_bytes = CHUNK).await
+}
+
+async fn class_with_people(server: &TestServer, class_id: &str, tier: &str) {
+    server.put_class(class_id, tier, false).await;
+    server.put_member(class_id, "teacher", "teacher", true).await;
+    server.put_member(class_id, "parent", "parent", true).await;
+}
+
+async fn new_post(server: &TestServer, class_id: &str) -> String {
+    let response =
+        server.user(Method::POST, &format!("/v1/classes/{class_id}/posts"), "teacher").send().await.unwrap();
+    let (status, body) = status_json(response).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["post_id"].as_str().unwrap().to_owned()
+}
+
+async fn announce(server: &TestServer, class_id: &str, post_id: &str, body: Value) -> reqwest::Response {
+    server
+        .user(Method::POST, &format!("/v1/classes/{class_id}/posts/{post_id}/media"), "teacher")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn put_chunk(
+    server: &TestServer,
+    url: &str,
+    bytes: &[u8],
+    start: usize,
+    total: usize,
+) -> reqwest::Response {
+    server
+        .user(Method::PUT, url, "teacher")
+        .header("content-range", format!("bytes {start}-{}/{total}", start + bytes.len() - 1))
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn resumable_upload_stores_the_exact_bytes(db: Db) {
+    let server = start(db).await;
+    class_with_people(&server, "c", "standard").await;
+    let post_id = new_post(&server, "c").await;
+    let file: Vec<u8> = (0..(2 * CHUNK + 1234)).map(|i| (i * 7 % 251) as u8).collect();
+    let (status, media) = status_json(
+        announce(&server, "c", &post_id, json!({ "kind": "photo", "size_bytes": file.len() })).await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{media}");
+    assert_eq!(media["state"], "uploading");
+    let url = media["upload_url"].as_str().unwrap().to_owned();
+    let media_id = media["media_id"].as_str().unwrap().to_owned();
+
+    // First chunk arrives.
+    let (status, body) = status_json(put_chunk(&server, &url, &file[..CHUNK], 0, file.len()).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["received_bytes"], CHUNK);
+    // The connection broke while sending the second chunk; the client retries the first one.
+    let retry = put_chunk(&server, &url, &file[..CHUNK], 0, file.len()).await;
+    assert_eq!(retry.headers()["upload-offset"], CHUNK.to_string().as_str());
+    expect_error(retry, 409, "upload_offset_mismatch").await;
+    // It asks where the upload stands, and resumes from there.
+    let (_, status_body) = status_json(
+        server.user(Method::GET, &format!("/v1/classes/c/media/{media_id}"), "teacher").send().await.unwrap(),
+    )
+    .await;
+    let offset = status_body["received_bytes"].as_u64().unwrap() as usize;
+    assert_eq!(offset, CHUNK);
+    for start in (offset..file.len()).step_by(CHUNK) {
+        let end = (start + CHUNK).min(file.len());
+        let (status, body) =
+            status_json(put_chunk(&server, &url, &file[start..end], start, file.len()).await).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (_, done) = status_json(
+        server.user(Method::GET, &format!("/v1/classes/c/media/{media_id}"), "teacher").send().await.unwrap(),
+    )
+    .await;
+    assert_eq!(done["state"], "uploaded", "{done}");
+    assert_eq!(done["received_bytes"], file.len());
+    assert!(done["upload_url"].is_null());
+
+    // The original is the exact file, and no chunk is left behind.
+    let original = server.data_dir().join(format!("media/originals/c/{media_id}"));
+    assert_eq!(std::fs::read(&original).unwrap(), file);
+    let leftovers = server.data_dir().join(format!("media/uploads/{media_id}"));
+    assert!(!leftovers.exists() || std::fs::read_dir(&leftovers).unwrap().next().is_none());
+    // A complete upload takes no more bytes.
+    expect_error(
+        put_chunk(&server, &url, &file[..10], file.len() - 10, file.len()).await,
+        409,
+        "upload_closed",
+    )
+    .await;
+}
+both_backends!(resumable_upload_stores_the_exact_bytes);
+
+async fn only_teachers_and_admins_of_the_class_upload(db: Db) {
+    let server = start(db).await;
+    class_with_people(&server, "c", "plus").await;
+    class_with_people(&server, "other", "plus").await;
+    server.put_member("other", "stranger", "teacher", true).await;
+    let parent = server.user(Method::POST, "/v1/classes/c/posts", "parent").send().await.unwrap();
+    expect_error(parent, 403, "forbidden_role").await;
+    let stranger = server.user(Method::POST, "/v1/classes/c/posts", "stranger").send().await.unwrap();
+    expect_error(stranger, 403, "not_a_member").await;
+
+    // A post of another class cannot be filled from this one, nor its uploads touched.
+    let other_post = {
+        let response = server.user(Method::POST, "/v1/classes/other/posts", "teacher").send().await.unwrap();
+        status_json(response).await.1["post_id"].as_str().unwrap().to_owned()
+    };
+    let response = announce(&server, "c", &other_post, json!({ "kind": "photo", "size_bytes": 10 })).await;
+    expect_error(response, 404, "not_found").await;
+    let (_, media) = status_json(
+        announce(&server, "other", &other_post, json!({ "kind": "photo", "size_bytes": 10 })).await,
+    )
+    .await;
+    let media_id = media["media_id"].as_str().unwrap();
+    let response =
+        server.user(Method::GET, &format!("/v1/classes/c/media/{media_id}"), "teacher").send().await.unwrap();
+    expect_error(response, 404, "not_found").await;
+}
+both_backends!(only_teachers_and_admins_of_the_class_upload);
+
+async fn per_post_limits_of_every_tier(db: Db) {
+    let server = start(db).await;
+    for tier in Tier::ALL {
+        let class_id = format!("c-{tier}");
+        class_with_people(&server, &class_id, tier.as_str()).await;
+        let post_id = new_post(&server, &class_id).await;
+        let policy = TierPolicy::offer(tier);
+        for _ in 0..policy.max_photos_per_post {
+            let response =
+                announce(&server, &class_id, &post_id, json!({ "kind": "photo", "size_bytes": 1000 })).await;
+            assert_eq!(response.status(), StatusCode::CREATED, "{tier}");
+        }
+        let response =
+            announce(&server, &class_id, &post_id, json!({ "kind": "photo", "size_bytes": 1000 })).await;
+        expect_error(response, 409, "too_many_photos").await;
+        for _ in 0..policy.max_videos_per_post {
+            let body = json!({ "kind": "video", "size_bytes": 1000, "duration_seconds": 12.5 });
+            assert_eq!(
+                announce(&server, &class_id, &post_id, body).await.status(),
+                StatusCode::CREATED,
+                "{tier}"
+            );
+        }
+        let response =
+            announce(&server, &class_id, &post_id, json!({ "kind": "video", "size_bytes": 1000 })).await;
+        expect_error(response, 409, "too_many_videos").await;
+        // A new post starts empty.
+        let post_2 = new_post(&server, &class_id).await;
+        let response =
+            announce(&server, &class_id, &post_2, json!({ "kind": "video", "size_bytes": 1000 })).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+}
+both_backends!(per_post_limits_of_every_tier);
+
+async fn quota_duration_and_size_are_checked_before_storing(db: Db) {
+    let server = start(db).await;
+    class_with_people(&server, "c", "free").await;
+    let post_id = new_post(&server, "c").await;
+    let quota = TierPolicy::offer(Tier::Free).storage_quota_bytes;
+
+    let too_long = json!({ "kind": "video", "size_bytes": 1000, "duration_seconds": 601 });
+    expect_error(announce(&server, "c", &post_id, too_long).await, 422, "video_too_long").await;
+    let huge_photo = json!({ "kind": "photo", "size_bytes": 60 * 1024 * 1024 });
+    expect_error(announce(&server, "c", &post_id, huge_photo).await, 413, "media_too_large").await;
+    let over_quota = json!({ "kind": "video", "size_bytes": quota + 1 });
+    expect_error(announce(&server, "c", &post_id, over_quota).await, 409, "storage_quota_exceeded").await;
+
+    // Reservations count: 0.6 GB fits, a second 0.6 GB does not.
+    let post_2 = new_post(&server, "c").await;
+    let big = json!({ "kind": "video", "size_bytes": quota * 6 / 10 });
+    assert_eq!(announce(&server, "c", &post_id, big.clone()).await.status(), StatusCode::CREATED);
+    expect_error(announce(&server, "c", &post_2, big).await, 409, "storage_quota_exceeded").await;
+
+    // Bad chunks are refused without storing anything.
+    let (_, media) =
+        status_json(announce(&server, "c", &post_2, json!({ "kind": "photo", "size_bytes": 100 })).await)
+            .await;
+    let url = media["upload_url"].as_str().unwrap().to_owned();
+    let too_big_chunk = vec![0u8; CHUNK + 1];
+    let response = server
+        .user(Method::PUT, &url, "teacher")
+        .header("content-range", format!("bytes 0-{}/100", CHUNK))
+        .body(too_big_chunk)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    expect_error(put_chunk(&server, &url, &[1u8; 150], 0, 100).await, 422, "invalid_request").await;
+    let no_range = server.user(Method::PUT, &url, "teacher").body(vec![1u8; 10]).send().await.unwrap();
+    expect_error(no_range, 422, "invalid_request").await;
+    expect_error(put_chunk(&server, &url, &[1u8; 10], 50, 100).await, 409, "upload_offset_mismatch").await;
+}
+both_backends!(quota_duration_and_size_are_checked_before_storing);
