@@ -1,1 +1,34 @@
-//! Media plane: a WebRTC SFU (issue 3). Not built yet: this crate only reserves its place in the workspace.
+//! The media plane of the class visio: a WebRTC SFU built on str0m in RTP mode.
+//!
+//! # Layout
+//! - [`room`]: who is in a room and who gets what. [`room::session::Session`] holds the rules
+//!   (tier limits, session timer, roles, moderation) as a plain state machine; [`room::Room`]
+//!   adds the participants' str0m `Rtc` instances and subscriptions. Both are sans-IO: time and
+//!   datagrams come in as inputs, datagrams and events go out through `poll_output`.
+//! - [`forward`]: packets. [`forward::Buffer`] per published track, [`forward::DownTrack`] per
+//!   subscriber: keyframe gating, sequence number and timestamp rewriting, throttled keyframe
+//!   requests.
+//! - `shell`: the IO. One UDP socket shared by every peer, ICE-TCP on one TCP port, one tokio
+//!   task per room, and [`SfuHandle`], the API the signaling server calls in-process.
+//! - [`proto`]: ids, commands and events exchanged with the signaling server (to move to
+//!   `models`). [`error`]: [`SfuError`] with its stable `ErrorCode`.
+//!
+//! # Design
+//! Media is forwarded as RTP, never decoded: str0m runs in RTP mode, answers NACKs from its own
+//! send cache and NACKs publishers itself. The core never reads the clock, spawns or locks;
+//! the shell does, and is the only code that touches a socket.
+//!
+//! # Not here (yet)
+//! Simulcast layer selection, last-N, bandwidth-driven pausing, TURN, recording.
+
+pub mod config;
+pub mod error;
+pub mod forward;
+pub mod proto;
+pub mod room;
+mod shell;
+
+pub use config::{RoomConfig, SfuConfig};
+pub use error::SfuError;
+pub use proto::*;
+pub use shell::{JoinRequest, Joined, Sfu, SfuHandle};

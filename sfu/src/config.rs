@@ -1,0 +1,66 @@
+//! Configuration of the SFU. Every value has a default; tests shorten durations here.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct SfuConfig {
+    /// The one UDP socket every peer of every room shares.
+    pub udp_bind: SocketAddr,
+    /// ICE-TCP (RFC 4571) for networks that block UDP. `None` turns it off.
+    pub tcp_bind: Option<SocketAddr>,
+    /// The address clients reach us at, put in our ICE candidates. Behind a 1:1 NAT or in a pod
+    /// this is the public address, not the bound one.
+    pub advertised_ip: IpAddr,
+    pub room: RoomConfig,
+}
+
+impl Default for SfuConfig {
+    fn default() -> Self {
+        SfuConfig {
+            udp_bind: SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 3478),
+            tcp_bind: Some(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 3478)),
+            advertised_ip: Ipv4Addr::LOCALHOST.into(),
+            room: RoomConfig::default(),
+        }
+    }
+}
+
+impl SfuConfig {
+    /// Loopback with ephemeral ports, for tests.
+    pub fn loopback() -> SfuConfig {
+        SfuConfig {
+            udp_bind: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0),
+            tcp_bind: Some(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0)),
+            advertised_ip: Ipv4Addr::LOCALHOST.into(),
+            room: RoomConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RoomConfig {
+    /// Warnings sent this long before a time-limited session ends. The offers say 5 and 1 minute.
+    pub warn_before_end: Vec<Duration>,
+    /// A started session with nobody left closes after this long, so that a teacher whose tab
+    /// reloads finds the session still running.
+    pub empty_timeout: Duration,
+    /// At most one keyframe request per publisher track in this interval.
+    pub keyframe_request_interval: Duration,
+    /// How often str0m reports stats and the room emits [`crate::SfuEvent::Stats`].
+    pub stats_interval: Duration,
+    /// A participant whose media is not connected this long after joining is dropped.
+    pub connect_timeout: Duration,
+}
+
+impl Default for RoomConfig {
+    fn default() -> Self {
+        RoomConfig {
+            warn_before_end: vec![Duration::from_secs(5 * 60), Duration::from_secs(60)],
+            empty_timeout: Duration::from_secs(30),
+            keyframe_request_interval: Duration::from_secs(1),
+            stats_interval: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(30),
+        }
+    }
+}

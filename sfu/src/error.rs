@@ -1,0 +1,60 @@
+//! Errors of the SFU, each with the stable [`ErrorCode`] the signaling server answers with.
+
+use models::ErrorCode;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SfuError {
+    #[error("the class's tier has no visio")]
+    TierForbidsVisio,
+    #[error("the session already has {max_participants} participants")]
+    RoomFull { max_participants: u32 },
+    #[error("the session is locked")]
+    SessionLocked,
+    #[error("only a teacher or an admin may do this")]
+    ForbiddenRole,
+    #[error("a moderator muted you: wait until you are asked to unmute")]
+    MutedByModerator,
+    #[error("invalid SDP: {0}")]
+    InvalidSdp(String),
+    #[error("invalid track declaration: {0}")]
+    InvalidTrack(String),
+    #[error("no such room")]
+    RoomNotFound,
+    #[error("no such participant")]
+    ParticipantNotFound,
+    #[error("no offer is waiting for an answer")]
+    NoPendingOffer,
+    #[error("the room is closed")]
+    RoomClosed,
+    #[error("the SFU is shutting down")]
+    Shutdown,
+    #[error("io: {0}")]
+    Io(String),
+}
+
+impl SfuError {
+    /// The stable code a client switches on.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            SfuError::TierForbidsVisio => ErrorCode::TierForbidsVisio,
+            SfuError::RoomFull { .. } => ErrorCode::RoomFull,
+            SfuError::SessionLocked => ErrorCode::SessionLocked,
+            SfuError::MutedByModerator => ErrorCode::MutedByModerator,
+            SfuError::ForbiddenRole => ErrorCode::ForbiddenRole,
+            SfuError::InvalidSdp(_) | SfuError::InvalidTrack(_) | SfuError::NoPendingOffer => {
+                ErrorCode::InvalidRequest
+            }
+            SfuError::RoomNotFound | SfuError::ParticipantNotFound | SfuError::RoomClosed => {
+                ErrorCode::NotFound
+            }
+            SfuError::Shutdown => ErrorCode::Unavailable,
+            SfuError::Io(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+impl From<std::io::Error> for SfuError {
+    fn from(err: std::io::Error) -> Self {
+        SfuError::Io(err.to_string())
+    }
+}

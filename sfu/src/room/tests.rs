@@ -1,0 +1,146 @@
+//! The room with its `Rtc`s, driven by hand with simulated time: no sockets, no sleeping.
+
+use std::time::{Duration, Instant};
+
+use models::{Role, Tier, TierPolicy, UserId};
+use str0m::media::{Direction, MediaKind as Str0mKind};
+use str0m::{Candidate, Rtc};
+
+use super::*;
+
+fn room(t0: Instant) -> Room {
+    room_with(t0, TierPolicy::offer(Tier::Standard).visio.unwrap(), RoomConfig::default())
+}
+
+fn room_with(t0: Instant, policy: models::VisioPolicy, config: RoomConfig) -> Room {
+    let params = RoomParams {
+        room_id: RoomId::new("class-1").unwrap(),
+        policy,
+        config,
+        local_candidates: vec![Candidate::host("127.0.0.1:3478".parse().unwrap(), "udp").unwrap()],
+    };
+    Room::new(params, t0)
+}
+
+fn offer(t0: Instant) -> String {
+    let mut rtc = Rtc::builder().set_rtp_mode(true).build(t0);
+    rtc.add_local_candidate(Candidate::host("127.0.0.1:5000".parse().unwrap(), "udp").unwrap());
+    let mut changes = rtc.sdp_api();
+    changes.add_media(Str0mKind::Audio, Direction::SendOnly, None, None, None);
+    let (offer, _pending) = changes.apply().unwrap();
+    offer.to_sdp_string()
+}
+
+fn join(room: &mut Room, t0: Instant, id: &str, role: Role) -> Result<JoinAccepted, SfuError> {
+    let params = ParticipantParams { user_id: UserId::new(id).unwrap(), display_name: id.to_owned(), role };
+    room.join(t0, ParticipantId::new(id).unwrap(), params, &offer(t0), &[])
+}
+
+/// Drains the room up to its timeout; returns the events for participants and the server.
+fn drain(room: &mut Room) -> (Vec<(ParticipantId, ParticipantEvent)>, Vec<SfuEvent>, Instant) {
+    let mut to_participants = Vec::new();
+    let mut to_server = Vec::new();
+    loop {
+        match room.poll_output() {
+            RoomOutput::Timeout(at) => return (to_participants, to_server, at),
+            RoomOutput::Transmit(_) => {}
+            RoomOutput::ToParticipant(id, event) => to_participants.push((id, event)),
+            RoomOutput::Server(event) => to_server.push(event),
+        }
+    }
+}
+
+#[test]
+fn room_warns_and_closes_on_simulated_time() {
+    // Durations shortened through configuration, as the issue allows for tests: a Room whose
+    // `Rtc` never hears from its client would otherwise see ICE give up long before 30 minutes.
+    // The 30-minute defaults are covered by the session tests.
+    let t0 = Instant::now();
+    let mut policy = TierPolicy::offer(Tier::Standard).visio.unwrap();
+    policy.max_duration = Some(Duration::from_secs(20));
+    let config = RoomConfig {
+        warn_before_end: vec![Duration::from_secs(10), Duration::from_secs(5)],
+        ..RoomConfig::default()
+    };
+    let mut room = room_with(t0, policy, config);
+    join(&mut room, t0, "teacher", Role::Teacher).unwrap();
+    let (events, server, _) = drain(&mut room);
+    assert!(
+        matches!(events[0].1, ParticipantEvent::Admitted { remaining: Some(r), .. } if r == Duration::from_secs(20))
+    );
+    assert!(matches!(server[0], SfuEvent::SessionStarted { .. }));
+
+    room.handle_input(RoomInput::Timeout(t0 + Duration::from_secs(10)));
+    let (events, _, _) = drain(&mut room);
+    let warning = ParticipantEvent::TimeWarning { remaining: Duration::from_secs(10) };
+    assert!(events.iter().any(|(_, e)| *e == warning), "{events:?}");
+    room.handle_input(RoomInput::Timeout(t0 + Duration::from_secs(15)));
+    let (events, _, _) = drain(&mut room);
+    assert!(events
+        .iter()
+        .any(|(_, e)| *e == ParticipantEvent::TimeWarning { remaining: Duration::from_secs(5) }));
+    room.handle_input(RoomInput::Timeout(t0 + Duration::from_secs(20)));
+    let (events, server, _) = drain(&mut room);
+    let closed = LeaveReason::SessionClosed(CloseReason::MaxDuration);
+    assert!(events.iter().any(|(_, e)| *e == ParticipantEvent::Left { reason: closed }), "{events:?}");
+    let closed_after = server.iter().find_map(|e| match e {
+        SfuEvent::SessionClosed { reason: CloseReason::MaxDuration, duration, .. } => Some(*duration),
+        _ => None,
+    });
+    assert_eq!(closed_after, Some(Duration::from_secs(20)), "{server:?}");
+    assert!(!room.is_alive());
+}
+
+#[test]
+fn room_refuses_ninth_and_bad_sdp_without_disturbing_others() {
+    let t0 = Instant::now();
+    let mut room = room(t0);
+    join(&mut room, t0, "teacher", Role::Teacher).unwrap();
+    for idx in 1..8 {
+        join(&mut room, t0, &format!("parent{idx}"), Role::Parent).unwrap();
+    }
+    assert_eq!(join(&mut room, t0, "parent8", Role::Parent), Err(SfuError::RoomFull { max_participants: 8 }));
+    let params = ParticipantParams {
+        user_id: UserId::new("x").unwrap(),
+        display_name: "x".into(),
+        role: Role::Parent,
+    };
+    let bad = room.join(t0, ParticipantId::new("x").unwrap(), params, "v=0\r\ngarbage", &[]);
+    assert!(matches!(bad, Err(SfuError::InvalidSdp(_))));
+    assert_eq!(room.session().n_active(), 8);
+    assert!(room.is_alive());
+}
+
+#[test]
+fn media_that_never_connects_times_out() {
+    let t0 = Instant::now();
+    let mut room = room(t0);
+    join(&mut room, t0, "teacher", Role::Teacher).unwrap();
+    drain(&mut room);
+    room.handle_input(RoomInput::Timeout(t0 + RoomConfig::default().connect_timeout));
+    let (events, _, _) = drain(&mut room);
+    assert!(events.iter().any(|(_, e)| *e == ParticipantEvent::Left { reason: LeaveReason::ConnectionLost }));
+}
+
+#[test]
+fn parent_cannot_publish_a_screen_share() {
+    let t0 = Instant::now();
+    let mut room = room(t0);
+    join(&mut room, t0, "teacher", Role::Teacher).unwrap();
+    let params = ParticipantParams {
+        user_id: UserId::new("p").unwrap(),
+        display_name: "p".into(),
+        role: Role::Parent,
+    };
+    let mut rtc = Rtc::builder().set_rtp_mode(true).build(t0);
+    rtc.add_local_candidate(Candidate::host("127.0.0.1:5001".parse().unwrap(), "udp").unwrap());
+    let mut changes = rtc.sdp_api();
+    let screen = changes.add_media(Str0mKind::Video, Direction::SendOnly, None, None, None);
+    let (offer, _pending) = changes.apply().unwrap();
+    let tracks = [TrackDeclaration { mid: screen.to_string(), source: TrackSource::ScreenShare }];
+    room.join(t0, ParticipantId::new("p").unwrap(), params, &offer.to_sdp_string(), &tracks).unwrap();
+    drain(&mut room);
+    // The m-line is accepted (SDP has no notion of roles) but nothing is published or forwarded.
+    let parent = room.participants.iter().find(|p| p.id.as_str() == "p").unwrap();
+    assert!(parent.tracks_in.is_empty());
+}

@@ -1,0 +1,364 @@
+//! The IO shell: sockets, one tokio task per room, and the handle the signaling server calls.
+
+mod net;
+mod room_task;
+mod router;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use str0m::net::TcpType;
+use str0m::Candidate;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::config::SfuConfig;
+use crate::error::SfuError;
+use crate::proto::{
+    CloseReason, Command, ParticipantEvent, ParticipantId, ParticipantParams, RoomId, SfuEvent,
+    TrackDeclaration,
+};
+use crate::room::{Room, RoomParams};
+use room_task::{RoomMsg, RoomTask};
+use router::Router;
+
+/// Commands waiting for a room task. Joins and offers are rare; a full queue means a stuck room.
+const ROOM_COMMAND_QUEUE: usize = 64;
+/// Datagrams waiting for a room task before the reader drops them, as a full NIC queue would.
+const ROOM_NET_QUEUE: usize = 4096;
+const SERVER_EVENT_QUEUE: usize = 4096;
+
+/// A running SFU: its handle and the stream of server events (sessions, attendance, stats).
+pub struct Sfu {
+    pub handle: SfuHandle,
+    pub events: mpsc::Receiver<SfuEvent>,
+}
+
+/// One participant's join.
+#[derive(Debug, Clone)]
+pub struct JoinRequest {
+    pub room_id: RoomId,
+    /// The class's visio policy from the tier table; `None` when its tier has no visio.
+    pub policy: Option<models::VisioPolicy>,
+    pub participant: ParticipantParams,
+    pub offer_sdp: String,
+    pub tracks: Vec<TrackDeclaration>,
+}
+
+#[derive(Debug)]
+pub struct Joined {
+    pub participant_id: ParticipantId,
+    pub answer_sdp: String,
+    /// Everything for this participant's client, starting with `Waiting` or `Admitted`. Ends after
+    /// `Left`. Dropping it makes the participant leave.
+    pub events: mpsc::UnboundedReceiver<ParticipantEvent>,
+}
+
+/// Cheap to clone; every clone talks to the same SFU.
+#[derive(Clone)]
+pub struct SfuHandle {
+    inner: Arc<Inner>,
+}
+
+struct RoomEntry {
+    /// Tells this room apart from a later one with the same id, when the old one removes itself.
+    generation: u64,
+    commands: mpsc::Sender<RoomMsg>,
+}
+
+struct Inner {
+    config: SfuConfig,
+    udp: Arc<UdpSocket>,
+    udp_addr: SocketAddr,
+    tcp_addr: Option<SocketAddr>,
+    local_candidates: Vec<Candidate>,
+    router: Arc<Router>,
+    rooms: Mutex<HashMap<RoomId, RoomEntry>>,
+    server_events: mpsc::Sender<SfuEvent>,
+    next_id: AtomicU64,
+    io_tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// The runtime `start` ran on. Room tasks go there, not onto whichever runtime the caller of
+    /// `join` happens to run on, so the SFU's work stays where it was put.
+    runtime: tokio::runtime::Handle,
+}
+
+impl Sfu {
+    /// Binds the sockets and starts the readers. Rooms start with their first join.
+    pub async fn start(config: SfuConfig) -> Result<Sfu, SfuError> {
+        let udp = Arc::new(UdpSocket::bind(config.udp_bind).await?);
+        let udp_addr = SocketAddr::new(config.advertised_ip, udp.local_addr()?.port());
+        let mut local_candidates =
+            vec![Candidate::host(udp_addr, "udp")
+                .map_err(|err| SfuError::Io(format!("udp candidate: {err}")))?];
+        let router = Arc::new(Router::default());
+        let mut io_tasks = vec![tokio::spawn(net::udp_reader(udp.clone(), udp_addr, router.clone()))];
+
+        let mut tcp_addr = None;
+        if let Some(tcp_bind) = config.tcp_bind {
+            let listener = TcpListener::bind(tcp_bind).await?;
+            let advertised = SocketAddr::new(config.advertised_ip, listener.local_addr()?.port());
+            let candidate = Candidate::builder()
+                .tcp()
+                .host(advertised)
+                .tcptype(TcpType::Passive)
+                .build()
+                .map_err(|err| SfuError::Io(format!("tcp candidate: {err}")))?;
+            local_candidates.push(candidate);
+            io_tasks.push(tokio::spawn(net::tcp_acceptor(listener, advertised, router.clone())));
+            tcp_addr = Some(advertised);
+        }
+        info!(%udp_addr, ?tcp_addr, "sfu started");
+
+        let (server_events, events) = mpsc::channel(SERVER_EVENT_QUEUE);
+        let inner = Inner {
+            config,
+            udp,
+            udp_addr,
+            tcp_addr,
+            local_candidates,
+            router,
+            rooms: Mutex::new(HashMap::new()),
+            server_events,
+            next_id: AtomicU64::new(1),
+            io_tasks: Mutex::new(io_tasks),
+            runtime: tokio::runtime::Handle::current(),
+        };
+        Ok(Sfu { handle: SfuHandle { inner: Arc::new(inner) }, events })
+    }
+}
+
+impl SfuHandle {
+    /// The advertised UDP address every peer sends to.
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.inner.udp_addr
+    }
+
+    /// The advertised ICE-TCP address, if enabled.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.inner.tcp_addr
+    }
+
+    /// Joins a room with the client's first offer. Teachers and admins start the session; parents
+    /// who come before the start get `ParticipantEvent::Waiting` first.
+    pub async fn join(&self, request: JoinRequest) -> Result<Joined, SfuError> {
+        let Some(policy) = request.policy else {
+            self.refused(&request.room_id, &SfuError::TierForbidsVisio);
+            return Err(SfuError::TierForbidsVisio);
+        };
+        let n = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        // Unwrap: "p" and digits are inside the id alphabet and far below its length limit.
+        let participant_id = ParticipantId::new(format!("p{n}")).expect("valid generated id");
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let join = |reply| RoomMsg::Join {
+            participant_id: participant_id.clone(),
+            params: request.participant.clone(),
+            offer_sdp: request.offer_sdp.clone(),
+            tracks: request.tracks.clone(),
+            events: events_tx.clone(),
+            reply,
+        };
+        let mut result = self.room_call(&request.room_id, Some(policy), &join).await;
+        if result == Err(SfuError::RoomClosed) {
+            // The room's session just ended and its task is winding down: this join starts (or
+            // waits for) the next session, in a fresh room.
+            self.inner.lock_rooms().remove(&request.room_id);
+            result = self.room_call(&request.room_id, Some(policy), &join).await;
+        }
+        match result {
+            Ok(accepted) => Ok(Joined { participant_id, answer_sdp: accepted.answer_sdp, events }),
+            Err(err) => {
+                self.refused(&request.room_id, &err);
+                Err(err)
+            }
+        }
+    }
+
+    /// A renegotiation offer from the client (it adds a screen share, for instance).
+    pub async fn offer(
+        &self,
+        room_id: &RoomId,
+        participant_id: &ParticipantId,
+        offer_sdp: String,
+        tracks: Vec<TrackDeclaration>,
+    ) -> Result<String, SfuError> {
+        let participant_id = participant_id.clone();
+        self.room_call(room_id, None, |reply| RoomMsg::Offer { participant_id, offer_sdp, tracks, reply })
+            .await
+    }
+
+    /// The client's answer to a `ParticipantEvent::Offer`.
+    pub async fn answer(
+        &self,
+        room_id: &RoomId,
+        participant_id: &ParticipantId,
+        answer_sdp: String,
+    ) -> Result<(), SfuError> {
+        let participant_id = participant_id.clone();
+        self.room_call(room_id, None, |reply| RoomMsg::Answer { participant_id, answer_sdp, reply }).await
+    }
+
+    /// A trickled ICE candidate from the client (`candidate:...`).
+    pub async fn add_ice_candidate(
+        &self,
+        room_id: &RoomId,
+        participant_id: &ParticipantId,
+        candidate: String,
+    ) -> Result<(), SfuError> {
+        let participant_id = participant_id.clone();
+        self.room_call(room_id, None, |reply| RoomMsg::Candidate { participant_id, candidate, reply }).await
+    }
+
+    /// A moderation or self-service command issued by `from`.
+    pub async fn command(
+        &self,
+        room_id: &RoomId,
+        from: &ParticipantId,
+        command: Command,
+    ) -> Result<(), SfuError> {
+        let from = from.clone();
+        self.room_call(room_id, None, |reply| RoomMsg::Command { from, command, reply }).await
+    }
+
+    pub async fn leave(&self, room_id: &RoomId, participant_id: &ParticipantId) {
+        self.room_send(room_id, RoomMsg::Leave { participant_id: participant_id.clone() }).await;
+    }
+
+    /// The class backend removed `user_id` from the class: disconnect them within the second.
+    pub async fn member_removed(&self, room_id: &RoomId, user_id: models::UserId) {
+        self.room_send(room_id, RoomMsg::MemberRemoved { user_id }).await;
+    }
+
+    /// Closes every room, then stops the sockets.
+    pub async fn shutdown(&self) {
+        let rooms: Vec<mpsc::Sender<RoomMsg>> =
+            self.inner.lock_rooms().values().map(|entry| entry.commands.clone()).collect();
+        for room in rooms {
+            let _ = room.send(RoomMsg::Close { reason: CloseReason::ServerShutdown }).await;
+            // The room task ends once it has drained; wait for that so goodbyes reach the wire.
+            room.closed().await;
+        }
+        let tasks = std::mem::take(&mut *self.inner.io_tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in tasks {
+            task.abort();
+        }
+    }
+
+    pub fn n_rooms(&self) -> usize {
+        self.inner.lock_rooms().len()
+    }
+
+    fn refused(&self, room_id: &RoomId, err: &SfuError) {
+        let _ = self
+            .inner
+            .server_events
+            .try_send(SfuEvent::JoinRefused { room_id: room_id.clone(), code: err.code() });
+    }
+
+    async fn room_call<T>(
+        &self,
+        room_id: &RoomId,
+        create_with: Option<models::VisioPolicy>,
+        make: impl FnOnce(oneshot::Sender<Result<T, SfuError>>) -> RoomMsg,
+    ) -> Result<T, SfuError> {
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let msg = make(reply_tx);
+        let mut msg = Some(msg);
+        // A room that just closed may still be in the map: retry once with a fresh room.
+        for _attempt in 0..2 {
+            let commands = match create_with {
+                Some(policy) => self.room_or_create(room_id, policy),
+                None => self.room(room_id).ok_or(SfuError::RoomNotFound)?,
+            };
+            // Unwrap-free: `msg` is only taken on a successful send, which returns below.
+            let Some(pending) = msg.take() else { break };
+            match commands.send(pending).await {
+                Ok(()) => return reply_rx.await.map_err(|_| SfuError::RoomClosed)?,
+                Err(mpsc::error::SendError(returned)) => {
+                    self.forget_room(room_id, &commands);
+                    msg = Some(returned);
+                }
+            }
+        }
+        Err(SfuError::RoomClosed)
+    }
+
+    async fn room_send(&self, room_id: &RoomId, msg: RoomMsg) {
+        if let Some(commands) = self.room(room_id) {
+            let _ = commands.send(msg).await;
+        }
+    }
+
+    fn room(&self, room_id: &RoomId) -> Option<mpsc::Sender<RoomMsg>> {
+        self.inner.lock_rooms().get(room_id).map(|entry| entry.commands.clone())
+    }
+
+    fn forget_room(&self, room_id: &RoomId, commands: &mpsc::Sender<RoomMsg>) {
+        let mut rooms = self.inner.lock_rooms();
+        if rooms.get(room_id).is_some_and(|entry| entry.commands.same_channel(commands)) {
+            rooms.remove(room_id);
+        }
+    }
+
+    fn room_or_create(&self, room_id: &RoomId, policy: models::VisioPolicy) -> mpsc::Sender<RoomMsg> {
+        let mut rooms = self.inner.lock_rooms();
+        if let Some(entry) = rooms.get(room_id) {
+            if !entry.commands.is_closed() {
+                return entry.commands.clone();
+            }
+        }
+        let generation = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (commands_tx, commands_rx) = mpsc::channel(ROOM_COMMAND_QUEUE);
+        let (net_tx, net_rx) = mpsc::channel(ROOM_NET_QUEUE);
+        let params = RoomParams {
+            room_id: room_id.clone(),
+            policy,
+            config: self.inner.config.room.clone(),
+            local_candidates: self.inner.local_candidates.clone(),
+        };
+        let weak = Arc::downgrade(&self.inner);
+        let exiting_room = room_id.clone();
+        let task = RoomTask {
+            room: Room::new(params, Instant::now()),
+            commands: commands_rx,
+            net_rx,
+            net_tx,
+            udp: self.inner.udp.clone(),
+            router: self.inner.router.clone(),
+            server_events: self.inner.server_events.clone(),
+            on_exit: Box::new(move || {
+                if let Some(inner) = weak.upgrade() {
+                    let mut rooms = inner.lock_rooms();
+                    if rooms.get(&exiting_room).is_some_and(|entry| entry.generation == generation) {
+                        rooms.remove(&exiting_room);
+                    }
+                }
+            }),
+        };
+        self.inner.runtime.spawn(task.run());
+        rooms.insert(room_id.clone(), RoomEntry { generation, commands: commands_tx.clone() });
+        commands_tx
+    }
+}
+
+impl Inner {
+    fn lock_rooms(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, RoomEntry>> {
+        // Held for map operations only; a poisoned map is still a consistent map.
+        self.rooms.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last handle is gone: nobody can join or command any more. Rooms close themselves
+        // when their command channel closes; the socket readers would run forever.
+        let tasks = std::mem::take(&mut *self.io_tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in tasks {
+            task.abort();
+        }
+    }
+}

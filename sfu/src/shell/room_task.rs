@@ -1,0 +1,237 @@
+//! One tokio task per room: it owns the [`Room`] and drives it with datagrams, commands and time.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use str0m::net::Protocol;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info_span, Instrument};
+
+use crate::error::SfuError;
+use crate::proto::{
+    CloseReason, Command, LeaveReason, ParticipantEvent, ParticipantId, ParticipantParams, RoomId, SfuEvent,
+    TrackDeclaration,
+};
+use crate::room::{JoinAccepted, Room, RoomInput, RoomOutput};
+
+use super::router::Router;
+
+/// From the socket readers to a room.
+#[derive(Debug)]
+pub enum NetMsg {
+    Datagram {
+        at: Instant,
+        proto: Protocol,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: Vec<u8>,
+    },
+    /// An ICE-TCP connection routed to this room: frames for `addr` go to `writer`.
+    TcpOpened {
+        addr: SocketAddr,
+        writer: mpsc::Sender<Vec<u8>>,
+    },
+    TcpClosed {
+        addr: SocketAddr,
+    },
+}
+
+type Reply<T> = oneshot::Sender<Result<T, SfuError>>;
+
+/// From the handle to a room.
+pub enum RoomMsg {
+    Join {
+        participant_id: ParticipantId,
+        params: ParticipantParams,
+        offer_sdp: String,
+        tracks: Vec<TrackDeclaration>,
+        events: mpsc::UnboundedSender<ParticipantEvent>,
+        reply: Reply<JoinAccepted>,
+    },
+    Offer {
+        participant_id: ParticipantId,
+        offer_sdp: String,
+        tracks: Vec<TrackDeclaration>,
+        reply: Reply<String>,
+    },
+    Answer {
+        participant_id: ParticipantId,
+        answer_sdp: String,
+        reply: Reply<()>,
+    },
+    Candidate {
+        participant_id: ParticipantId,
+        candidate: String,
+        reply: Reply<()>,
+    },
+    Command {
+        from: ParticipantId,
+        command: Command,
+        reply: Reply<()>,
+    },
+    Leave {
+        participant_id: ParticipantId,
+    },
+    MemberRemoved {
+        user_id: models::UserId,
+    },
+    Close {
+        reason: CloseReason,
+    },
+}
+
+pub struct RoomTask {
+    pub room: Room,
+    pub commands: mpsc::Receiver<RoomMsg>,
+    pub net_rx: mpsc::Receiver<NetMsg>,
+    pub net_tx: mpsc::Sender<NetMsg>,
+    pub udp: Arc<UdpSocket>,
+    pub router: Arc<Router>,
+    pub server_events: mpsc::Sender<SfuEvent>,
+    /// Called with the room id when the task ends, so the registry forgets it.
+    pub on_exit: Box<dyn FnOnce() + Send>,
+}
+
+struct Peer {
+    events: mpsc::UnboundedSender<ParticipantEvent>,
+    ice_ufrag: String,
+}
+
+impl RoomTask {
+    pub async fn run(self) {
+        let room_id = self.room.room_id().clone();
+        self.run_inner().instrument(info_span!("room", room_id = %room_id)).await;
+    }
+
+    async fn run_inner(self) {
+        let RoomTask { mut room, mut commands, mut net_rx, net_tx, udp, router, server_events, on_exit } =
+            self;
+        let mut peers: HashMap<ParticipantId, Peer> = HashMap::new();
+        let mut tcp_writers: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
+        let room_id: RoomId = room.room_id().clone();
+        loop {
+            let timeout = loop {
+                match room.poll_output() {
+                    RoomOutput::Timeout(at) => break at,
+                    RoomOutput::Transmit(transmit) => match transmit.proto {
+                        Protocol::Udp => {
+                            // UDP semantics: a full socket buffer loses the datagram, like the network.
+                            if let Err(err) = udp.try_send_to(&transmit.contents, transmit.destination) {
+                                debug!(cause = %err, "udp send failed");
+                            }
+                        }
+                        _ => {
+                            if let Some(writer) = tcp_writers.get(&transmit.destination) {
+                                let _ = writer.try_send(transmit.contents.to_vec());
+                            }
+                        }
+                    },
+                    RoomOutput::ToParticipant(participant_id, event) => {
+                        let left = matches!(event, ParticipantEvent::Left { .. });
+                        if let Some(peer) = peers.get(&participant_id) {
+                            let _ = peer.events.send(event);
+                        }
+                        if left {
+                            if let Some(peer) = peers.remove(&participant_id) {
+                                router.unregister(&peer.ice_ufrag);
+                            }
+                        }
+                    }
+                    RoomOutput::Server(event) => {
+                        // Stats and webhooks must never hold up media: drop when the consumer lags.
+                        if server_events.try_send(event).is_err() {
+                            debug!("server event dropped");
+                        }
+                    }
+                }
+            };
+            if !room.is_alive() {
+                break;
+            }
+            // A participant whose signaling side went away leaves.
+            let gone: Vec<ParticipantId> =
+                peers.iter().filter(|(_, peer)| peer.events.is_closed()).map(|(id, _)| id.clone()).collect();
+            if !gone.is_empty() {
+                for participant_id in gone {
+                    room.leave(Instant::now(), &participant_id, LeaveReason::Left);
+                }
+                continue;
+            }
+
+            tokio::select! {
+                Some(msg) = net_rx.recv() => match msg {
+                    NetMsg::Datagram { at, proto, source, destination, data } => {
+                        room.handle_input(RoomInput::Receive { now: at, proto, source, destination, contents: &data });
+                    }
+                    NetMsg::TcpOpened { addr, writer } => {
+                        tcp_writers.insert(addr, writer);
+                    }
+                    NetMsg::TcpClosed { addr } => {
+                        tcp_writers.remove(&addr);
+                    }
+                },
+                msg = commands.recv() => match msg {
+                    Some(msg) => handle_command(&mut room, msg, &mut peers, &router, &net_tx),
+                    // Every handle is gone: the SFU is dropped.
+                    None => room.close(Instant::now(), CloseReason::ServerShutdown),
+                },
+                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(timeout)) => {
+                    room.handle_input(RoomInput::Timeout(Instant::now()));
+                }
+            }
+        }
+        for peer in peers.values() {
+            router.unregister(&peer.ice_ufrag);
+        }
+        debug!(%room_id, "room task ends");
+        on_exit();
+    }
+}
+
+fn handle_command(
+    room: &mut Room,
+    msg: RoomMsg,
+    peers: &mut HashMap<ParticipantId, Peer>,
+    router: &Router,
+    net_tx: &mpsc::Sender<NetMsg>,
+) {
+    let now = Instant::now();
+    match msg {
+        RoomMsg::Join { participant_id, params, offer_sdp, tracks, events, reply } => {
+            // Registered first: the join itself emits events (waiting, admitted, offers).
+            peers.insert(participant_id.clone(), Peer { events, ice_ufrag: String::new() });
+            let result = room.join(now, participant_id.clone(), params, &offer_sdp, &tracks);
+            match &result {
+                Ok(accepted) => {
+                    router.register(accepted.ice_ufrag.clone(), net_tx.clone());
+                    if let Some(peer) = peers.get_mut(&participant_id) {
+                        peer.ice_ufrag = accepted.ice_ufrag.clone();
+                    }
+                }
+                Err(err) => {
+                    debug!(cause = %err, "join refused");
+                    peers.remove(&participant_id);
+                }
+            }
+            let _ = reply.send(result);
+        }
+        RoomMsg::Offer { participant_id, offer_sdp, tracks, reply } => {
+            let _ = reply.send(room.handle_offer(now, &participant_id, &offer_sdp, &tracks));
+        }
+        RoomMsg::Answer { participant_id, answer_sdp, reply } => {
+            let _ = reply.send(room.handle_answer(now, &participant_id, &answer_sdp));
+        }
+        RoomMsg::Candidate { participant_id, candidate, reply } => {
+            let _ = reply.send(room.add_remote_candidate(&participant_id, &candidate));
+        }
+        RoomMsg::Command { from, command, reply } => {
+            let _ = reply.send(room.command(now, &from, command));
+        }
+        RoomMsg::Leave { participant_id } => room.leave(now, &participant_id, LeaveReason::Left),
+        RoomMsg::MemberRemoved { user_id } => room.member_removed(now, user_id),
+        RoomMsg::Close { reason } => room.close(now, reason),
+    }
+}
