@@ -1,0 +1,245 @@
+//! Transcoding time against the `ffmpeg` CLI with the same settings on the same input, and face
+//! blur frames per second at 720p. Prints figures; see docs/benchmarks.md.
+//!
+//! Run: `cargo bench -p media-worker --bench transcode` (needs the test media and the face model
+//! from `bash scripts/install-deps.sh --test-media`). `BENCH_RUNS` sets the repetitions (default 3).
+
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use media_worker::{FaceBlurConfig, FaceConfig, FaceDetector, ProcessConfig};
+
+fn ffmpeg(args: &[&str]) -> anyhow::Result<()> {
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "fatal", "-nostdin", "-y"])
+        .args(args)
+        .status()?;
+    anyhow::ensure!(status.success(), "ffmpeg {args:?} failed");
+    Ok(())
+}
+
+/// CPU seconds (user + system) used so far by this process, all threads, and by its waited-for
+/// children, from /proc (Linux). Less sensitive than wall time to other work on the machine.
+fn cpu_seconds() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<f64> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().map(|f| f.parse().unwrap_or(0.0)).collect())
+        .unwrap_or_default();
+    // utime, stime, cutime, cstime are fields 14 to 17, in clock ticks of 1/100 s on Linux.
+    let field = |n: usize| fields.get(n - 3).copied().unwrap_or(0.0) / 100.0;
+    (field(14) + field(15), field(16) + field(17))
+}
+
+fn median_f64(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn median(mut runs: Vec<Duration>) -> Duration {
+    runs.sort();
+    runs[runs.len() / 2]
+}
+
+fn time_runs(n_runs: usize, mut run: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<Duration> {
+    let mut runs = Vec::new();
+    for _ in 0..n_runs {
+        let started = Instant::now();
+        run()?;
+        runs.push(started.elapsed());
+    }
+    Ok(median(runs))
+}
+
+/// The ffmpeg CLI doing what `media_worker::process` does with `config`: same filters, encoder
+/// settings, audio and muxer options, metadata dropped.
+fn ffmpeg_cli_equivalent(
+    input: &Path,
+    output: &Path,
+    size: (u32, u32),
+    config: &ProcessConfig,
+) -> anyhow::Result<()> {
+    let filters = format!("scale={}:{}:flags=bicubic,setsar=1,format=yuv420p", size.0, size.1);
+    let crf = config.video.crf.to_string();
+    let bitrate = config.video.audio_bitrate.to_string();
+    ffmpeg(&[
+        "-i",
+        input.to_str().unwrap_or_default(),
+        "-map",
+        "0:v:0",
+        "-map",
+        "0:a:0?",
+        "-vf",
+        &filters,
+        "-c:v",
+        "libx264",
+        "-preset",
+        &config.video.preset,
+        "-crf",
+        &crf,
+        "-c:a",
+        "aac",
+        "-b:a",
+        &bitrate,
+        "-ac",
+        "2",
+        "-map_metadata",
+        "-1",
+        "-movflags",
+        "+faststart",
+        output.to_str().unwrap_or_default(),
+    ])
+}
+
+fn main() -> anyhow::Result<()> {
+    let n_runs: usize = std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let media = media_worker::cache_dir().join("test-media");
+    let megamind = media.join("Megamind.avi");
+    anyhow::ensure!(
+        megamind.is_file(),
+        "{} missing: run `bash scripts/install-deps.sh --test-media`",
+        megamind.display()
+    );
+    let dir = tempfile::tempdir()?;
+    // A 1080p input with faces and audio: Megamind scaled up, so that the pipeline scales it down
+    // to 720p like a phone video.
+    let full_hd = dir.path().join("megamind-1080p.mp4");
+    ffmpeg(&[
+        "-i",
+        megamind.to_str().unwrap_or_default(),
+        "-vf",
+        "scale=1920:1080",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-crf",
+        "18",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "192k",
+        full_hd.to_str().unwrap_or_default(),
+    ])?;
+    let hd = dir.path().join("megamind-720p.mp4");
+    ffmpeg(&[
+        "-i",
+        megamind.to_str().unwrap_or_default(),
+        "-vf",
+        "scale=1280:720",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-crf",
+        "18",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "192k",
+        hd.to_str().unwrap_or_default(),
+    ])?;
+
+    println!("runs per figure: {n_runs} (median), cores: {}", std::thread::available_parallelism()?);
+    println!("| input | media-worker | ffmpeg CLI | ratio | CPU ours / CLI | CPU ratio | output sizes (ours / CLI) |");
+    println!("|---|---|---|---|---|---|---|");
+    let config = ProcessConfig::default();
+    for (name, input) in [
+        ("Megamind.avi 720x528 (11 s, AC3)", megamind.as_path()),
+        ("Megamind 1080p -> 720p (11 s, AAC)", full_hd.as_path()),
+    ] {
+        let ours_out = dir.path().join("ours.mp4");
+        let cli_out = dir.path().join("cli.mp4");
+        let (_, first) =
+            media_worker::process(input, &ours_out, &config, &mut |_| ControlFlow::Continue(()))?;
+        let size = (first.width, first.height);
+        // Interleaved runs, so that a burst of load on the machine hits both sides alike.
+        let (mut ours_runs, mut cli_runs) = (Vec::new(), Vec::new());
+        let (mut ours_cpu, mut cli_cpu) = (Vec::new(), Vec::new());
+        for _ in 0..n_runs {
+            let (self_before, _) = cpu_seconds();
+            ours_runs.push(time_runs(1, || {
+                media_worker::process(input, &ours_out, &config, &mut |_| ControlFlow::Continue(()))?;
+                Ok(())
+            })?);
+            let (self_after, children_before) = cpu_seconds();
+            ours_cpu.push(self_after - self_before);
+            cli_runs.push(time_runs(1, || ffmpeg_cli_equivalent(input, &cli_out, size, &config))?);
+            cli_cpu.push(cpu_seconds().1 - children_before);
+        }
+        let (ours, cli) = (median(ours_runs), median(cli_runs));
+        let (ours_cpu, cli_cpu) = (median_f64(ours_cpu), median_f64(cli_cpu));
+        // Same settings give files of about the same size: a check that the comparison is fair.
+        let megabytes = |path: &Path| std::fs::metadata(path).map_or(0.0, |m| m.len() as f64 / 1e6);
+        println!(
+            "| {name} | {:.2} s | {:.2} s | {:.3} | {ours_cpu:.2} s / {cli_cpu:.2} s | {:.3} | {:.2} MB / {:.2} MB |",
+            ours.as_secs_f64(),
+            cli.as_secs_f64(),
+            ours.as_secs_f64() / cli.as_secs_f64(),
+            ours_cpu / cli_cpu,
+            megabytes(&ours_out),
+            megabytes(&cli_out)
+        );
+    }
+
+    let model = FaceConfig::default_model_path();
+    anyhow::ensure!(model.is_file(), "{} missing: run `bash scripts/install-deps.sh`", model.display());
+    let blur = ProcessConfig {
+        face_blur: Some(FaceBlurConfig {
+            face: FaceConfig { model_path: model.clone(), ..FaceConfig::default() },
+            ..Default::default()
+        }),
+        ..ProcessConfig::default()
+    };
+    let blurred_out = dir.path().join("blurred.mp4");
+    let mut n_frames = 0;
+    let with_blur = time_runs(n_runs, || {
+        let (_, result) =
+            media_worker::process(&hd, &blurred_out, &blur, &mut |_| ControlFlow::Continue(()))?;
+        n_frames = result.n_frames;
+        Ok(())
+    })?;
+    let plain_out = dir.path().join("plain.mp4");
+    let without_blur = time_runs(n_runs, || {
+        media_worker::process(&hd, &plain_out, &config, &mut |_| ControlFlow::Continue(()))?;
+        Ok(())
+    })?;
+    println!();
+    println!(
+        "720p face blur, {n_frames} frames, detection every {} frames at {} px:",
+        blur.face_blur.as_ref().map_or(0, |b| b.track.detect_interval),
+        blur.face_blur.as_ref().map_or(0, |b| b.face.detect_max_side)
+    );
+    println!(
+        "  transcode with blur:    {:.2} s = {:.1} frames/s",
+        with_blur.as_secs_f64(),
+        n_frames as f64 / with_blur.as_secs_f64()
+    );
+    println!(
+        "  transcode without blur: {:.2} s = {:.1} frames/s",
+        without_blur.as_secs_f64(),
+        n_frames as f64 / without_blur.as_secs_f64()
+    );
+
+    // The detector alone on 720p frames, as if it ran on every frame.
+    let mut detector = FaceDetector::new(FaceConfig { model_path: model, ..FaceConfig::default() })?;
+    let frame = image::RgbImage::from_fn(1280, 720, |x, y| {
+        [(x % 251) as u8, (y % 241) as u8, ((x + y) % 239) as u8].into()
+    });
+    detector.detect_rgb(frame.as_raw(), 1280, 720)?;
+    let n_detections = 20;
+    let started = Instant::now();
+    for _ in 0..n_detections {
+        detector.detect_rgb(frame.as_raw(), 1280, 720)?;
+    }
+    let per_detection = started.elapsed() / n_detections;
+    println!(
+        "  detector alone (640 px input): {:.1} ms per frame = {:.1} frames/s",
+        per_detection.as_secs_f64() * 1000.0,
+        1.0 / per_detection.as_secs_f64()
+    );
+    Ok(())
+}

@@ -1,0 +1,9 @@
+//! Integration tests of the media pipeline on real media: the test media fetched by
+//! `scripts/install-deps.sh --test-media`, and inputs made with the `ffmpeg` CLI.
+
+mod bad_inputs;
+mod cli;
+mod faces;
+mod photo;
+mod support;
+mod video;
