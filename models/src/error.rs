@@ -23,6 +23,10 @@ pub enum ErrorCode {
     AdminLimitReached,
     /// The session already has the tier's number of participants.
     RoomFull,
+    /// A moderator locked the session: nobody new may join.
+    SessionLocked,
+    /// A moderator muted this participant, who may unmute only once asked to.
+    MutedByModerator,
     /// The post already has the tier's number of photos.
     TooManyPhotos,
     /// The post already has the tier's number of videos.
@@ -65,6 +69,8 @@ impl ErrorCode {
             ErrorCode::MemberLimitReached => "member_limit_reached",
             ErrorCode::AdminLimitReached => "admin_limit_reached",
             ErrorCode::RoomFull => "room_full",
+            ErrorCode::SessionLocked => "session_locked",
+            ErrorCode::MutedByModerator => "muted_by_moderator",
             ErrorCode::TooManyPhotos => "too_many_photos",
             ErrorCode::TooManyVideos => "too_many_videos",
             ErrorCode::StorageQuotaExceeded => "storage_quota_exceeded",
@@ -87,7 +93,11 @@ impl ErrorCode {
     pub fn http_status(self) -> u16 {
         match self {
             ErrorCode::Unauthorized => 401,
-            ErrorCode::NotAMember | ErrorCode::ForbiddenRole | ErrorCode::TierForbidsVisio => 403,
+            ErrorCode::NotAMember
+            | ErrorCode::ForbiddenRole
+            | ErrorCode::TierForbidsVisio
+            | ErrorCode::SessionLocked
+            | ErrorCode::MutedByModerator => 403,
             ErrorCode::MalformedRequest => 400,
             ErrorCode::NotFound => 404,
             ErrorCode::MemberLimitReached
@@ -136,6 +146,8 @@ mod tests {
             ErrorCode::MemberLimitReached,
             ErrorCode::AdminLimitReached,
             ErrorCode::RoomFull,
+            ErrorCode::SessionLocked,
+            ErrorCode::MutedByModerator,
             ErrorCode::TooManyPhotos,
             ErrorCode::TooManyVideos,
             ErrorCode::StorageQuotaExceeded,

@@ -5,6 +5,7 @@
 //! - [`tier`]: the offers as data: [`Tier`], [`TierPolicy`] and [`TierTable`], with the defaults of the
 //!   product's offers and partial overrides from configuration.
 //! - [`class`]: roles, class options and what a role may do ([`Role`], [`ClassOptions`]).
+//! - [`visio`]: the WebSocket protocol of class calls (browser <-> signaling).
 //! - [`error`]: [`ErrorCode`], the stable machine-readable codes every service answers with.
 //! - [`api`]: request and response bodies of the HTTP API; [`media`]: those of posts and uploads.
 //!
@@ -21,6 +22,7 @@ pub mod error;
 pub mod ids;
 pub mod media;
 pub mod tier;
+pub mod visio;
 
 pub use class::{ClassOptions, Role};
 pub use error::{ApiError, ErrorCode};

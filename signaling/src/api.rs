@@ -167,6 +167,10 @@ pub async fn put_member(
     validate_display_name(&member.display_name)
         .map_err(|err| AppError::client(ErrorCode::InvalidRequest, err.to_string()))?;
     let (written, view) = state.directory.upsert_member(&class_id, &user_id, &member).await?;
+    if !view.approved {
+        // No longer approved: out of any call of the class at once, like a removed member.
+        state.sfu.member_removed(&sfu::RoomId::from(&class_id), user_id.clone()).await;
+    }
     Ok((written_status(written), Json(view)))
 }
 
@@ -183,6 +187,7 @@ pub async fn delete_member(
     MemberPath(class_id, user_id): MemberPath,
 ) -> Result<StatusCode, AppError> {
     state.directory.delete_member(&class_id, &user_id).await?;
+    state.sfu.member_removed(&sfu::RoomId::from(&class_id), user_id.clone()).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

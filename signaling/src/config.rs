@@ -19,6 +19,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub database: DatabaseConfig,
     pub storage: StorageConfig,
+    pub sfu: SfuSection,
     pub auth: AuthConfig,
     /// Partial overrides of the offers, per tier. See `config.sample.yaml`.
     pub tiers: BTreeMap<Tier, TierPolicyOverride>,
@@ -88,6 +89,29 @@ impl StorageConfig {
     }
 }
 
+/// Where the in-process SFU listens. Every peer of every room shares the one UDP port; ICE-TCP on
+/// one TCP port serves networks that block UDP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SfuSection {
+    pub udp_addr: SocketAddr,
+    /// `null`: no ICE-TCP.
+    pub tcp_addr: Option<SocketAddr>,
+    /// The address browsers reach the SFU at, put in its ICE candidates (public IP behind 1:1 NAT).
+    pub advertised_ip: std::net::IpAddr,
+}
+
+impl Default for SfuSection {
+    fn default() -> Self {
+        // Loopback by default, like HTTP: exposing media ports is a deliberate act.
+        SfuSection {
+            udp_addr: SocketAddr::from(([127, 0, 0, 1], 3478)),
+            tcp_addr: Some(SocketAddr::from(([127, 0, 0, 1], 3478))),
+            advertised_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+        }
+    }
+}
+
 /// How user tokens are signed by the class backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum JwtAlgorithm {
@@ -142,6 +166,7 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             database: DatabaseConfig::default(),
             storage: StorageConfig::default(),
+            sfu: SfuSection::default(),
             auth: AuthConfig::default(),
             tiers: BTreeMap::new(),
             demo: false,
@@ -204,6 +229,26 @@ impl Config {
         }
         if let Some(url) = env("KLASS_DATABASE_URL") {
             self.database.url = Some(url);
+        }
+        if let Some(addr) = env("KLASS_SFU_UDP_ADDR") {
+            self.sfu.udp_addr = addr
+                .parse()
+                .map_err(|err| ConfigError::Env { var: "KLASS_SFU_UDP_ADDR", message: format!("{err}") })?;
+        }
+        if let Some(addr) = env("KLASS_SFU_TCP_ADDR") {
+            self.sfu.tcp_addr = match addr.as_str() {
+                "" | "off" => None,
+                _ => Some(addr.parse().map_err(|err| ConfigError::Env {
+                    var: "KLASS_SFU_TCP_ADDR",
+                    message: format!("{err}"),
+                })?),
+            };
+        }
+        if let Some(ip) = env("KLASS_SFU_ADVERTISED_IP") {
+            self.sfu.advertised_ip = ip.parse().map_err(|err| ConfigError::Env {
+                var: "KLASS_SFU_ADVERTISED_IP",
+                message: format!("{err}"),
+            })?;
         }
         if let Some(url) = env("KLASS_STORAGE_URL") {
             self.storage.url = Some(url);

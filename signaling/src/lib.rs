@@ -7,6 +7,8 @@
 //! - [`api`]: JSON handlers and the OpenAPI document; [`extract`] and [`error`] make every refusal a
 //!   JSON `{code, message}`.
 //! - [`metrics`]: Prometheus metrics and the middleware that records them.
+//! - [`visio`]: the call WebSocket of each participant, relayed to the SFU; [`web`]: the call page.
+//! - [`api_media`], [`uploads`], [`storage`]: posts and resumable uploads into object storage.
 //! - [`demo`]: the demo school of `serve --demo`.
 //!
 //! # Design
@@ -14,8 +16,8 @@
 //! resolves, so tests start the real server on `127.0.0.1:0`. [`app`] builds the router from an
 //! [`AppState`], so a test can also call it without a socket.
 //!
-//! This crate does not carry media: calls go through the `sfu` crate and uploads through
-//! `media-worker` (both to come).
+//! This crate does not carry media itself: calls go through the in-process `sfu` ([`visio`] relays
+//! each participant's WebSocket to it), and uploads land in object storage for `media-worker`.
 
 pub mod api;
 pub mod api_media;
@@ -29,6 +31,8 @@ pub mod extract;
 pub mod metrics;
 pub mod storage;
 pub mod uploads;
+pub mod visio;
+pub mod web;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -54,6 +58,7 @@ use crate::uploads::Uploads;
 #[derive(Clone)]
 pub struct AppState {
     pub directory: Directory,
+    pub sfu: sfu::SfuHandle,
     pub uploads: Uploads,
     pub storage: Storage,
     pub jwt: JwtVerifier,
@@ -79,13 +84,24 @@ impl AppState {
         let jwt = JwtVerifier::from_config(&config.auth).context("cannot load the JWT key")?;
         // `validate` guarantees the key is set.
         let api_key = ApiKey::new(config.auth.api_key.clone().context("KLASS_API_KEY is not set")?);
+        let sfu = sfu::Sfu::start(sfu::SfuConfig {
+            udp_bind: config.sfu.udp_addr,
+            tcp_bind: config.sfu.tcp_addr,
+            advertised_ip: config.sfu.advertised_ip,
+            room: sfu::RoomConfig::default(),
+        })
+        .await
+        .context("cannot start the SFU")?;
+        let metrics = Arc::new(Metrics::new());
+        tokio::spawn(metrics::record_sfu_events(sfu.events, metrics.clone()));
         Ok(AppState {
             directory,
+            sfu: sfu.handle,
             uploads,
             storage,
             jwt,
             api_key,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             config: Arc::new(config),
         })
     }
@@ -108,6 +124,9 @@ pub fn app(state: AppState) -> Router {
             "/v1/classes/{class_id}/media/{media_id}/content",
             axum::routing::put(api_media::put_chunk).layer(DefaultBodyLimit::max(max_chunk)),
         )
+        .route("/v1/classes/{class_id}/visio/ws", get(visio::visio_ws))
+        .route("/call/{class_id}", get(web::call_page))
+        .route("/web/{file}", get(web::asset))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics))
@@ -142,7 +161,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let directory = state.directory.clone();
+    let sfu = state.sfu.clone();
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await.context("HTTP server failed")?;
+    sfu.shutdown().await;
     directory.close().await;
     Ok(())
 }

@@ -7,7 +7,15 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use sfu::{MediaCounters, SfuEvent};
+use tokio::sync::mpsc;
 
 use crate::error::ErrorCause;
 use crate::AppState;
@@ -18,6 +26,70 @@ pub struct Metrics {
     http_duration: HistogramVec,
     classes: IntGaugeVec,
     members: IntGaugeVec,
+    sfu: SfuMetrics,
+}
+
+/// What the SFU reports as events, as Prometheus series (see [`record_sfu_events`]).
+struct SfuMetrics {
+    rooms: IntGauge,
+    participants: IntGauge,
+    packets: IntCounterVec,
+    bytes: IntCounterVec,
+    nacks: IntCounter,
+    retransmissions: IntCounter,
+    keyframe_requests: IntCounterVec,
+    receiver_loss: Histogram,
+    session_duration: Histogram,
+    joins_refused: IntCounterVec,
+}
+
+fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, collector: C) -> C {
+    // Every name is registered once, on a fresh registry, so it cannot collide.
+    registry.register(Box::new(collector.clone())).expect("unique metric name");
+    collector
+}
+
+impl SfuMetrics {
+    fn new(registry: &Registry) -> SfuMetrics {
+        // Static definitions with valid names and labels cannot fail.
+        let gauge =
+            |name: &str, help: &str| register(registry, IntGauge::new(name, help).expect("valid metric"));
+        let counter =
+            |name: &str, help: &str| register(registry, IntCounter::new(name, help).expect("valid metric"));
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            register(registry, IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
+        };
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            register(
+                registry,
+                Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("valid metric"),
+            )
+        };
+        SfuMetrics {
+            rooms: gauge("sfu_rooms", "Rooms with a session or people waiting."),
+            participants: gauge("sfu_participants", "Participants connected to rooms."),
+            packets: counter_vec("sfu_rtp_packets_total", "RTP packets, by direction and kind.", &["direction", "kind"]),
+            bytes: counter_vec("sfu_rtp_bytes_total", "RTP payload bytes, by direction and kind.", &["direction", "kind"]),
+            nacks: counter("sfu_nacks_received_total", "NACKs received from subscribers."),
+            retransmissions: counter("sfu_retransmissions_total", "Packets resent in answer to NACKs."),
+            keyframe_requests: counter_vec(
+                "sfu_keyframe_requests_total",
+                "Keyframe requests (PLI/FIR): received from subscribers, sent to publishers after throttling.",
+                &["direction"],
+            ),
+            receiver_loss: histogram(
+                "sfu_receiver_loss_ratio",
+                "Fraction of packets lost as reported by receivers, per room and stats interval.",
+                vec![0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0],
+            ),
+            session_duration: histogram(
+                "sfu_session_duration_seconds",
+                "Duration of closed sessions.",
+                vec![60.0, 300.0, 600.0, 1200.0, 1800.0, 2700.0, 3600.0, 7200.0, 14400.0],
+            ),
+            joins_refused: counter_vec("sfu_joins_refused_total", "Joins refused, by error code.", &["code"]),
+        }
+    }
 }
 
 impl Metrics {
@@ -52,7 +124,8 @@ impl Metrics {
         registry.register(Box::new(http_duration.clone())).expect("unique metric name");
         registry.register(Box::new(classes.clone())).expect("unique metric name");
         registry.register(Box::new(members.clone())).expect("unique metric name");
-        Metrics { registry, http_requests, http_duration, classes, members }
+        let sfu = SfuMetrics::new(&registry);
+        Metrics { registry, http_requests, http_duration, classes, members, sfu }
     }
 
     /// The registry other components of the process (SFU, media worker) register into.
@@ -95,4 +168,58 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     state.metrics.http_requests.with_label_values(&[&method, &path, status.as_str()]).inc();
     state.metrics.http_duration.with_label_values(&[&method, &path]).observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// Turns the SFU's events into metrics until the SFU stops. The SFU drops events when this falls
+/// behind, so this loop does nothing slow.
+pub async fn record_sfu_events(mut events: mpsc::Receiver<SfuEvent>, metrics: Arc<Metrics>) {
+    let sfu = &metrics.sfu;
+    let mut participants_by_room: HashMap<sfu::RoomId, i64> = HashMap::new();
+    while let Some(event) = events.recv().await {
+        match event {
+            SfuEvent::SessionStarted { room_id } => {
+                participants_by_room.entry(room_id).or_insert(0);
+            }
+            SfuEvent::SessionClosed { room_id, reason, duration } => {
+                tracing::info!(%room_id, ?reason, duration_secs = duration.as_secs(), "session closed");
+                sfu.session_duration.observe(duration.as_secs_f64());
+                participants_by_room.remove(&room_id);
+            }
+            SfuEvent::ParticipantJoined { room_id, .. } => {
+                *participants_by_room.entry(room_id).or_insert(0) += 1;
+            }
+            SfuEvent::ParticipantLeft { room_id, .. } => {
+                if let Some(n) = participants_by_room.get_mut(&room_id) {
+                    *n = (*n - 1).max(0);
+                }
+            }
+            SfuEvent::JoinRefused { code, .. } => {
+                sfu.joins_refused.with_label_values(&[code.as_str()]).inc();
+            }
+            SfuEvent::Stats { stats, .. } => {
+                for (kind, counters) in [("audio", &stats.audio), ("video", &stats.video)] {
+                    record_counters(sfu, kind, counters);
+                }
+                sfu.nacks.inc_by(stats.nacks_received);
+                sfu.retransmissions.inc_by(stats.retransmissions);
+                sfu.keyframe_requests
+                    .with_label_values(&["received"])
+                    .inc_by(stats.keyframe_requests_received);
+                sfu.keyframe_requests.with_label_values(&["sent"]).inc_by(stats.keyframe_requests_sent);
+                if let Some(loss) = stats.receiver_loss_fraction {
+                    sfu.receiver_loss.observe(f64::from(loss));
+                }
+            }
+        }
+        sfu.rooms.set(participants_by_room.len() as i64);
+        sfu.participants.set(participants_by_room.values().sum());
+    }
+}
+
+fn record_counters(sfu: &SfuMetrics, kind: &str, counters: &MediaCounters) {
+    sfu.packets.with_label_values(&["in", kind]).inc_by(counters.packets_in);
+    sfu.packets.with_label_values(&["out", kind]).inc_by(counters.packets_out);
+    sfu.packets.with_label_values(&["dropped", kind]).inc_by(counters.packets_dropped);
+    sfu.bytes.with_label_values(&["in", kind]).inc_by(counters.bytes_in);
+    sfu.bytes.with_label_values(&["out", kind]).inc_by(counters.bytes_out);
 }

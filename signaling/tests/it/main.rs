@@ -10,3 +10,4 @@ mod errors;
 mod limits;
 mod ops;
 mod uploads;
+mod visio;

@@ -58,6 +58,9 @@ impl TestServer {
         let mut config = Config { data_dir: data_dir.path().to_path_buf(), ..Config::default() };
         config.auth.api_key = Some(API_KEY.into());
         config.auth.jwt_secret = Some(JWT_SECRET.into());
+        // Every test server has its own SFU: ephemeral ports, so they can run side by side.
+        config.sfu.udp_addr = "127.0.0.1:0".parse().expect("socket address");
+        config.sfu.tcp_addr = Some("127.0.0.1:0".parse().expect("socket address"));
         if db == Db::Postgres {
             config.database.url = Some(postgres().new_database());
         }
@@ -276,7 +279,12 @@ fn wait_for_port(port: u16, timeout: Duration) {
 /// Runs the `signaling` binary with the given environment; returns the child.
 pub fn spawn_binary(args: &[&str], env: &[(&str, &str)], data_dir: &Path) -> Child {
     let mut command = Command::new(env!("CARGO_BIN_EXE_signaling"));
-    command.args(args).env("KLASS_DATA_DIR", data_dir).env("RUST_LOG", "info");
+    command
+        .args(args)
+        .env("KLASS_DATA_DIR", data_dir)
+        .env("KLASS_SFU_UDP_ADDR", "127.0.0.1:0")
+        .env("KLASS_SFU_TCP_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", "info");
     for var in
         ["KLASS_API_KEY", "KLASS_JWT_SECRET", "KLASS_DATABASE_URL", "KLASS_CONFIG", "KLASS_CONFIG_BODY"]
     {

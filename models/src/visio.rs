@@ -1,0 +1,232 @@
+//! The visio signaling protocol between a browser and `signaling`, over one WebSocket per participant.
+//! Version [`PROTOCOL_VERSION`]; documented with examples in `docs/protocol.md`.
+//!
+//! Every message is a JSON object with a `type`. The client speaks first, with [`ClientMessage::Join`]
+//! carrying its token and its SDP offer; after that either side may send at any time.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ErrorCode, Role};
+
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest message a client may send. An SDP offer of a browser is a few kilobytes.
+pub const MAX_CLIENT_MESSAGE_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Audio,
+    Video,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Microphone,
+    Camera,
+    ScreenShare,
+}
+
+/// Which m-line of the client's offer carries what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackDeclaration {
+    pub mid: String,
+    pub source: Source,
+}
+
+/// What a participant sees of another: never an email address or a phone number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Participant {
+    pub participant_id: String,
+    pub display_name: String,
+    pub role: Role,
+    pub audio_muted: bool,
+    pub video_off: bool,
+}
+
+/// A published track. Browsers receive it with `participant_id` as its MediaStream id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Track {
+    pub track_id: String,
+    pub participant_id: String,
+    pub kind: Kind,
+    pub source: Source,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// First message: who I am (the class backend's JWT) and my offer.
+    Join {
+        token: String,
+        sdp: String,
+        tracks: Vec<TrackDeclaration>,
+    },
+    /// Answer to a server [`ServerMessage::Offer`].
+    Answer {
+        sdp: String,
+    },
+    /// A new offer from the client (e.g. starting a screen share); the server answers.
+    Offer {
+        sdp: String,
+        tracks: Vec<TrackDeclaration>,
+    },
+    /// A trickled ICE candidate (`candidate:...` line).
+    Candidate {
+        candidate: String,
+    },
+    /// My own microphone (`audio`) or camera (`video`) off or on.
+    SetMuted {
+        kind: Kind,
+        muted: bool,
+    },
+    /// Moderators: stop forwarding the target's audio, until they are asked to unmute.
+    Mute {
+        target: String,
+    },
+    MuteAll,
+    /// Moderators: ask the target to turn `kind` back on; they decide.
+    RequestUnmute {
+        target: String,
+        kind: Kind,
+    },
+    /// Moderators: stop forwarding the target's camera.
+    DisableCamera {
+        target: String,
+    },
+    Remove {
+        target: String,
+    },
+    Lock {
+        locked: bool,
+    },
+    EndSession,
+    Leave,
+}
+
+/// Why a participant left, or why the session closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeftReason {
+    Left,
+    RemovedByModerator,
+    RemovedFromClass,
+    DuplicateIdentity,
+    RoomFull,
+    ConnectionLost,
+    SessionMaxDuration,
+    SessionEndedByModerator,
+    SessionEmpty,
+    ServerShutdown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// The join is accepted at the media level: apply `sdp` as the remote answer. Session state
+    /// follows (`waiting` or `admitted`).
+    Joined {
+        protocol_version: u32,
+        participant_id: String,
+        role: Role,
+        sdp: String,
+        /// `null`: no time limit.
+        max_duration_seconds: Option<u64>,
+        max_participants: u32,
+    },
+    /// No session runs yet; a teacher or admin has to start it. Stay connected.
+    Waiting {
+        message: String,
+    },
+    /// In the session. `remaining_seconds` is `null` without a time limit.
+    Admitted {
+        participants: Vec<Participant>,
+        tracks: Vec<Track>,
+        remaining_seconds: Option<u64>,
+    },
+    /// Server-initiated renegotiation: reply with `answer`.
+    Offer {
+        sdp: String,
+    },
+    /// Answer to a client `offer`.
+    Answer {
+        sdp: String,
+    },
+    ParticipantJoined {
+        participant: Participant,
+    },
+    ParticipantLeft {
+        participant_id: String,
+    },
+    TrackPublished {
+        track: Track,
+    },
+    TrackUnpublished {
+        track_id: String,
+    },
+    MuteChanged {
+        participant_id: String,
+        kind: Kind,
+        muted: bool,
+        by_moderator: bool,
+    },
+    UnmuteRequested {
+        kind: Kind,
+    },
+    LockChanged {
+        locked: bool,
+    },
+    /// The session ends in `remaining_seconds` (sent 5 minutes and 1 minute before the end).
+    TimeWarning {
+        remaining_seconds: u64,
+    },
+    /// This participant is out; the server closes the socket after it.
+    Left {
+        reason: LeftReason,
+    },
+    /// A refusal. After a refused `join` the server closes the socket; otherwise it goes on.
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_have_the_documented_shape() {
+        let join: ClientMessage = serde_json::from_str(
+            r#"{"type":"join","token":"t","sdp":"v=0","tracks":[{"mid":"0","source":"microphone"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            join,
+            ClientMessage::Join {
+                token: "t".into(),
+                sdp: "v=0".into(),
+                tracks: vec![TrackDeclaration { mid: "0".into(), source: Source::Microphone }]
+            }
+        );
+        assert_eq!(
+            serde_json::from_str::<ClientMessage>(r#"{"type":"mute_all"}"#).unwrap(),
+            ClientMessage::MuteAll
+        );
+        assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"fly"}"#).is_err());
+        assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"mute","target":"p","extra":1}"#).is_err());
+
+        let warning = ServerMessage::TimeWarning { remaining_seconds: 300 };
+        assert_eq!(
+            serde_json::to_string(&warning).unwrap(),
+            r#"{"type":"time_warning","remaining_seconds":300}"#
+        );
+        let error = ServerMessage::Error { code: ErrorCode::RoomFull, message: "full".into() };
+        assert_eq!(
+            serde_json::to_string(&error).unwrap(),
+            r#"{"type":"error","code":"room_full","message":"full"}"#
+        );
+    }
+}

@@ -1,0 +1,24 @@
+//! The browser call page, compiled into the binary: no build step, no other file to deploy.
+
+use axum::extract::Path;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+
+const CALL_HTML: &str = include_str!("../web/call.html");
+const CALL_JS: &str = include_str!("../web/call.js");
+const CALL_CSS: &str = include_str!("../web/call.css");
+
+/// `/call/{class_id}`: the same page for every class; the page reads the class from its URL and the
+/// user's token from the fragment, which browsers never send to the server.
+pub async fn call_page(Path(_class_id): Path<String>) -> Html<&'static str> {
+    Html(CALL_HTML)
+}
+
+pub async fn asset(Path(file): Path<String>) -> Response {
+    let (content_type, body) = match file.as_str() {
+        "call.js" => ("text/javascript; charset=utf-8", CALL_JS),
+        "call.css" => ("text/css; charset=utf-8", CALL_CSS),
+        _ => return (StatusCode::NOT_FOUND, "no such file").into_response(),
+    };
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+}

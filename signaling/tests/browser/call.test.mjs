@@ -1,0 +1,594 @@
+// End-to-end test of the class visio: the real `signaling` binary (signaling + SFU) and headless
+// Chromium pages running the real web client (signaling/web/call.js), with fake camera and microphone.
+//
+// Run: npm ci && node --test   (see README.md). Needs /usr/bin/chromium and a built binary.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import dgram from 'node:dgram';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const SIGNALING_BIN =
+  process.env.SIGNALING_BIN || path.join(os.homedir(), '.cache/klass/target/debug/signaling');
+const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+const API_KEY = 'browser-test-api-key-0123456789';
+const JWT_SECRET = 'browser-test-jwt-secret-0123456789abcdefghij';
+// Debug switch: serve /call/* and /web/* from signaling/web on disk instead of the binary, for a
+// binary that embeds an older copy of the page. Off by default: the test checks what the server serves.
+const WEB_FROM_DISK = process.env.CALL_WEB_FROM_DISK === '1';
+
+const CHROMIUM_ARGS = [
+  '--headless=new',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
+  '--allow-loopback-in-peer-connection',
+];
+
+const CLASS_A = 'browser-test-std';
+const CLASS_B = 'browser-test-wait';
+const TEACHER = { user: 'teacher-a', name: 'Mme Lefèvre', role: 'teacher' };
+const PARENTS = [
+  ['parent-1', 'Alice Martin'],
+  ['parent-2', 'Bruno Petit'],
+  ['parent-3', 'Chloé Durand'],
+  ['parent-4', 'David Leroy'],
+  ['parent-5', 'Emma Moreau'],
+  ['parent-6', 'Farid Simon'],
+  ['parent-7', 'Gaëlle Michel'],
+  ['parent-8', 'Hugo Laurent'],
+].map(([user, name]) => ({ user, name, role: 'parent' }));
+const TEACHER_B = { user: 'teacher-b', name: 'M. Bernard', role: 'teacher' };
+const PARENT_B = { user: 'parent-b', name: 'Inès Garcia', role: 'parent' };
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// ---------------------------------------------------------------------------------------------
+// Server
+
+let server = null; // { proc, base, logPath, tmp, exited }
+let browser = null; // persistent context
+let userDataDir = null;
+const pages = {}; // user -> { page, openedAt, user, name }
+
+async function freeTcpPort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function freeUdpPort() {
+  return new Promise((resolve, reject) => {
+    const s = dgram.createSocket('udp4');
+    s.once('error', reject);
+    s.bind(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function logTail(lines = 80) {
+  if (!server) return '';
+  try {
+    return fs.readFileSync(server.logPath, 'utf8').split('\n').slice(-lines).join('\n');
+  } catch {
+    return '';
+  }
+}
+
+async function startServer() {
+  if (!fs.existsSync(SIGNALING_BIN)) {
+    throw new Error(`no signaling binary at ${SIGNALING_BIN}: build it (cargo build -p signaling) or set SIGNALING_BIN`);
+  }
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'klass-browser-'));
+  const httpPort = await freeTcpPort();
+  const udpPort = await freeUdpPort();
+  const tcpPort = await freeTcpPort();
+  const logPath = path.join(tmp, 'signaling.log');
+  const log = fs.openSync(logPath, 'a');
+  const proc = spawn(SIGNALING_BIN, ['serve'], {
+    env: {
+      ...process.env,
+      RUST_LOG: process.env.RUST_LOG || 'info',
+      KLASS_HTTP_ADDR: `127.0.0.1:${httpPort}`,
+      KLASS_API_KEY: API_KEY,
+      KLASS_JWT_SECRET: JWT_SECRET,
+      KLASS_DATA_DIR: path.join(tmp, 'data'),
+      KLASS_SFU_UDP_ADDR: `127.0.0.1:${udpPort}`,
+      KLASS_SFU_TCP_ADDR: `127.0.0.1:${tcpPort}`,
+      KLASS_SFU_ADVERTISED_IP: '127.0.0.1',
+    },
+    stdio: ['ignore', log, log],
+  });
+  fs.closeSync(log);
+  server = { proc, base: `http://localhost:${httpPort}`, pageBase: `http://localhost:${httpPort}`, logPath, tmp, exited: null };
+  proc.on('exit', (code, signal) => {
+    server.exited = { code, signal };
+  });
+  console.log(`signaling: ${SIGNALING_BIN} on 127.0.0.1:${httpPort}, SFU udp ${udpPort} tcp ${tcpPort}, log ${logPath}`);
+
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (server.exited) {
+      throw new Error(`signaling exited early (${JSON.stringify(server.exited)}):\n${logTail()}`);
+    }
+    try {
+      const res = await fetch(`${server.base}/healthz`);
+      if (res.ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`signaling did not answer /healthz in 60 s:\n${logTail()}`);
+    await sleep(200);
+  }
+  if (WEB_FROM_DISK) {
+    server.proxy = await startWebFromDiskProxy(httpPort);
+    server.pageBase = `http://localhost:${server.proxy.address().port}`;
+    console.log(`CALL_WEB_FROM_DISK: pages from signaling/web through ${server.pageBase}`);
+  }
+}
+
+async function stopServer() {
+  if (server && server.proxy) server.proxy.close();
+  if (!server || server.exited) return;
+  const { proc } = server;
+  const exited = new Promise((resolve) => proc.once('exit', resolve));
+  proc.kill('SIGTERM');
+  const killed = await Promise.race([exited.then(() => true), sleep(10_000).then(() => false)]);
+  if (!killed) {
+    proc.kill('SIGKILL');
+    await exited;
+  }
+}
+
+async function api(method, urlPath, body) {
+  const res = await fetch(`${server.base}${urlPath}`, {
+    method,
+    headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${method} ${urlPath}: ${res.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+async function seedClass(classId, name, members) {
+  await api('PUT', `/v1/classes/${classId}`, { name, tier: 'standard' });
+  for (const m of members) {
+    await api('PUT', `/v1/classes/${classId}/members/${m.user}`, {
+      display_name: m.name,
+      role: m.role,
+      approved: true,
+    });
+  }
+}
+
+function b64url(data) {
+  return Buffer.from(data).toString('base64url');
+}
+
+/** An HS256 user token, as the class backend mints them: claims sub and exp. */
+function mintJwt(sub, ttlSecs = 3600) {
+  const header = b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
+  const payload = b64url(JSON.stringify({ sub, exp: Math.floor(Date.now() / 1000) + ttlSecs }));
+  const sig = crypto.createHmac('sha256', JWT_SECRET).update(`${header}.${payload}`).digest('base64url');
+  return `${header}.${payload}.${sig}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Browser
+
+// Runs in the page before its scripts: small video to spare the 2-core machine, and pages that
+// "have no camera" (getUserMedia with video fails as it does without one), which the client
+// answers by joining with audio only.
+function mediaInitScript({ audioOnly }) {
+  const md = navigator.mediaDevices;
+  if (!md || !md.getUserMedia) return;
+  const original = md.getUserMedia.bind(md);
+  md.getUserMedia = (constraints = {}) => {
+    if (constraints.video) {
+      if (audioOnly) return Promise.reject(new DOMException('Requested device not found', 'NotFoundError'));
+      constraints = { ...constraints, video: { width: 320, height: 240, frameRate: 15 } };
+    }
+    return original(constraints);
+  };
+}
+
+async function launchBrowser() {
+  userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'klass-chromium-'));
+  browser = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: false, // --headless=new is in the args, as given
+    args: CHROMIUM_ARGS,
+    viewport: { width: 800, height: 600 },
+  });
+}
+
+// CALL_WEB_FROM_DISK=1: a small proxy in front of the server serves the page and its files from
+// signaling/web on disk and passes everything else through (HTTP and the WebSocket upgrade), so that
+// the page keeps a real http://localhost origin.
+async function startWebFromDiskProxy(targetPort) {
+  const web = path.resolve(HERE, '../../web');
+  const files = { '/web/call.js': 'text/javascript; charset=utf-8', '/web/call.css': 'text/css; charset=utf-8' };
+  const proxy = http.createServer((req, res) => {
+    const { pathname } = new URL(req.url, 'http://localhost');
+    if (pathname.startsWith('/call/')) {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      return res.end(fs.readFileSync(path.join(web, 'call.html')));
+    }
+    if (files[pathname]) {
+      res.writeHead(200, { 'content-type': files[pathname] });
+      return res.end(fs.readFileSync(path.join(web, path.basename(pathname))));
+    }
+    const upstream = http.request(
+      { host: '127.0.0.1', port: targetPort, path: req.url, method: req.method, headers: req.headers },
+      (up) => {
+        res.writeHead(up.statusCode, up.headers);
+        up.pipe(res);
+      },
+    );
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  });
+  proxy.on('upgrade', (req, socket, head) => {
+    const upstream = net.connect(targetPort, '127.0.0.1', () => {
+      const headers = Object.entries(req.headers).map(([k, v]) => `${k}: ${v}`).join('\r\n');
+      upstream.write(`${req.method} ${req.url} HTTP/1.1\r\n${headers}\r\n\r\n`);
+      upstream.write(head);
+      upstream.pipe(socket);
+      socket.pipe(upstream);
+    });
+    upstream.on('error', () => socket.destroy());
+    socket.on('error', () => upstream.destroy());
+  });
+  await new Promise((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  return proxy;
+}
+
+async function openPage(classId, member, { audioOnly = false } = {}) {
+  const page = await browser.newPage();
+  await page.addInitScript(mediaInitScript, { audioOnly });
+  page.on('pageerror', (err) => console.log(`[${member.user}] page error: ${err.message}`));
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') console.log(`[${member.user}] console: ${msg.text()}`);
+  });
+  const openedAt = Date.now();
+  const url = `${server.pageBase}/call/${classId}#token=${mintJwt(member.user)}`;
+  const res = await page.goto(url);
+  assert.equal(res.status(), 200, `GET /call/${classId}`);
+  const entry = { page, openedAt, ...member, firstFrameMs: null, allFramesMs: null };
+  pages[member.user] = entry;
+  return entry;
+}
+
+async function closePage(user) {
+  const entry = pages[user];
+  if (!entry) return;
+  delete pages[user];
+  await entry.page.close().catch(() => {});
+}
+
+async function callState(entry) {
+  return entry.page.evaluate(() => {
+    const c = window.klassCall;
+    return c
+      ? {
+          state: c.state,
+          participantId: c.participantId,
+          role: c.role,
+          errorCode: c.errorCode,
+          leftReason: c.leftReason,
+          participants: c.participants,
+          mediaMode: c.mediaMode,
+          timings: c.timings,
+          log: c.log.slice(-30),
+        }
+      : null;
+  });
+}
+
+async function waitForState(entry, wanted, timeoutMs = 60_000) {
+  const deadline = Date.now() + timeoutMs;
+  let last = null;
+  while (Date.now() < deadline) {
+    last = await callState(entry);
+    if (last && last.state === wanted) return last;
+    if (last && ['refused', 'left', 'disconnected'].includes(last.state) && wanted !== last.state) break;
+    await sleep(250);
+  }
+  throw new Error(
+    `${entry.user}: state ${last && last.state} (error ${last && last.errorCode}, left ${last && last.leftReason}), ` +
+      `wanted ${wanted}\npage log:\n${last ? last.log.join('\n') : '-'}\nserver log:\n${logTail(40)}`,
+  );
+}
+
+/**
+ * Per remote participant, from pc.getStats() inbound-rtp: audio packetsReceived, video
+ * framesDecoded and packetsReceived. A received track is mapped to its publisher by the
+ * MediaStream id (the publisher's participant_id) the page recorded in ontrack.
+ */
+async function inboundByParticipant(entry) {
+  return entry.page.evaluate(async () => {
+    const c = window.klassCall;
+    if (!c || !c.pc || c.pc.connectionState === 'closed') return {};
+    const byMid = {};
+    for (const info of Object.values(c.remoteTracks)) if (info.mid !== null) byMid[info.mid] = info;
+    const out = {};
+    const report = await c.pc.getStats();
+    report.forEach((s) => {
+      if (s.type !== 'inbound-rtp') return;
+      const info = c.remoteTracks[s.trackIdentifier] || (s.mid !== undefined ? byMid[s.mid] : undefined);
+      if (!info) return;
+      const kind = s.kind || s.mediaType;
+      const p = (out[info.participantId] ||= {});
+      const k = (p[kind] ||= { packetsReceived: 0, framesDecoded: 0 });
+      k.packetsReceived += s.packetsReceived || 0;
+      k.framesDecoded += s.framesDecoded || 0;
+    });
+    return out;
+  });
+}
+
+async function outboundAudioPackets(entry) {
+  return entry.page.evaluate(async () => {
+    let n = 0;
+    (await window.klassCall.pc.getStats()).forEach((s) => {
+      if (s.type === 'outbound-rtp' && (s.kind || s.mediaType) === 'audio') n += s.packetsSent || 0;
+    });
+    return n;
+  });
+}
+
+const get = (stats, pid, kind, field) => (stats[pid] && stats[pid][kind] && stats[pid][kind][field]) || 0;
+
+/**
+ * Waits until every page in `receivers` decodes video (if `videoFrom` has them) and gets audio
+ * from every other participant; records time from page open to first decoded frame.
+ */
+async function waitForMediaEverywhere(receivers, publishers, { video = true, audioFrom = null, timeoutMs = 120_000 } = {}) {
+  const ids = {};
+  for (const e of [...receivers, ...publishers]) ids[e.user] = (await callState(e)).participantId;
+  const deadline = Date.now() + timeoutMs;
+  let missing = [];
+  while (Date.now() < deadline) {
+    missing = [];
+    for (const r of receivers) {
+      const stats = await inboundByParticipant(r);
+      let anyFrame = false;
+      let allFrames = true;
+      for (const p of publishers) {
+        if (p === r) continue;
+        const pid = ids[p.user];
+        const frames = get(stats, pid, 'video', 'framesDecoded');
+        const audio = get(stats, pid, 'audio', 'packetsReceived');
+        if (frames > 0) anyFrame = true;
+        else allFrames = false;
+        if (video && frames === 0) missing.push(`${r.user}<-${p.user} video`);
+        if (audio === 0 && (!audioFrom || audioFrom.includes(p))) missing.push(`${r.user}<-${p.user} audio`);
+      }
+      if (anyFrame && r.firstFrameMs === null) r.firstFrameMs = Date.now() - r.openedAt;
+      if (allFrames && r.allFramesMs === null) r.allFramesMs = Date.now() - r.openedAt;
+    }
+    if (missing.length === 0) return ids;
+    await sleep(500);
+  }
+  const dump = [];
+  for (const r of receivers) dump.push(`${r.user}: ${JSON.stringify(await inboundByParticipant(r))}`);
+  throw new Error(`no media after ${timeoutMs} ms: ${missing.join(', ')}\nids ${JSON.stringify(ids)}\n${dump.join('\n')}\nserver log:\n${logTail(40)}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+before(async () => {
+  await startServer();
+  await seedClass(CLASS_A, 'CE2 B (test navigateur)', [TEACHER, ...PARENTS]);
+  await seedClass(CLASS_B, 'CM1 A (test salle d\'attente)', [TEACHER_B, PARENT_B]);
+  await launchBrowser();
+});
+
+after(async () => {
+  if (browser) await browser.close().catch(() => {});
+  await stopServer();
+  if (userDataDir) fs.rmSync(userDataDir, { recursive: true, force: true });
+  if (server && process.env.KLASS_KEEP_LOG !== '1') fs.rmSync(server.tmp, { recursive: true, force: true });
+});
+
+const pA = () => [pages[TEACHER.user], pages[PARENTS[0].user], pages[PARENTS[1].user]];
+
+test('(a) three pages in one Standard session decode video and receive audio from each other', { timeout: 300_000 }, async () => {
+  const teacher = await openPage(CLASS_A, TEACHER);
+  const t = await waitForState(teacher, 'admitted');
+  assert.equal(t.role, 'teacher');
+  assert.ok(t.timings.admitted !== undefined);
+  // A Standard session shows a countdown.
+  assert.equal(await teacher.page.locator('#timer').isVisible(), true, 'countdown shown on Standard');
+  assert.equal(await teacher.page.locator('#moderator-controls').isVisible(), true, 'teacher controls shown');
+
+  await openPage(CLASS_A, PARENTS[0]);
+  await waitForState(pages[PARENTS[0].user], 'admitted');
+  await openPage(CLASS_A, PARENTS[1]);
+  const p2 = await waitForState(pages[PARENTS[1].user], 'admitted');
+  assert.equal(p2.role, 'parent');
+  assert.equal(await pages[PARENTS[1].user].page.locator('#moderator-controls').isVisible(), false, 'no teacher controls for parents');
+
+  const trio = pA();
+  const ids = await waitForMediaEverywhere(trio, trio);
+
+  // Rising: two samples three seconds apart.
+  const first = await Promise.all(trio.map(inboundByParticipant));
+  await sleep(3000);
+  const second = await Promise.all(trio.map(inboundByParticipant));
+  trio.forEach((r, i) => {
+    for (const p of trio) {
+      if (p === r) continue;
+      const pid = ids[p.user];
+      for (const [kind, field] of [['video', 'framesDecoded'], ['video', 'packetsReceived'], ['audio', 'packetsReceived']]) {
+        const a = get(first[i], pid, kind, field);
+        const b = get(second[i], pid, kind, field);
+        assert.ok(b > a, `${r.user} <- ${p.user}: ${kind} ${field} not rising (${a} -> ${b})`);
+      }
+    }
+  });
+
+  // Names in the grid: each page shows the two others by display name.
+  for (const r of trio) {
+    for (const p of trio) {
+      if (p === r) continue;
+      const tile = r.page.locator(`.tile[data-participant="${ids[p.user]}"] .name`).first();
+      assert.equal(await tile.textContent(), p.name, `${r.user} shows ${p.user}'s name`);
+    }
+  }
+
+  for (const r of trio) {
+    const s = await callState(r);
+    console.log(
+      `timing ${r.user}: open->joined ${Math.round(s.timings.joined)} ms, open->admitted ${Math.round(s.timings.admitted)} ms, ` +
+        `open->ICE connected ${Math.round(s.timings.connected)} ms, open->first decoded frame ${r.firstFrameMs} ms ` +
+        `(upper bound, 500 ms polling), open->frames from all others ${r.allFramesMs} ms`,
+    );
+  }
+});
+
+test('(b) a parent muted by the teacher stops reaching the others, video goes on', { timeout: 180_000 }, async () => {
+  const [teacher, muted, other] = pA();
+  assert.ok(teacher && muted && other, 'pages of (a)');
+  const ids = {};
+  for (const e of [teacher, muted, other]) ids[e.user] = (await callState(e)).participantId;
+  const mid = ids[muted.user];
+
+  // The teacher clicks "Couper le micro" on the parent's tile.
+  await teacher.page.locator(`.tile[data-participant="${mid}"] button[data-action="mute"]`).click();
+  await waitForCondition(async () => (await callState(other)).participants[mid]?.audio_muted === true, 20_000,
+    `${other.user} sees ${muted.user} muted (mute_changed)`);
+
+  // Play a modified client: the muted page turns its microphone back on behind the server's back.
+  // Its browser keeps sending audio; the SFU must drop it.
+  await muted.page.evaluate(() => {
+    for (const s of window.klassCall.pc.getSenders()) if (s.track && s.track.kind === 'audio') s.track.enabled = true;
+  });
+  await sleep(2000); // packets already in flight
+
+  const sentBefore = await outboundAudioPackets(muted);
+  const before = { t: await inboundByParticipant(teacher), o: await inboundByParticipant(other) };
+  await sleep(4000);
+  const sentAfter = await outboundAudioPackets(muted);
+  const afterS = { t: await inboundByParticipant(teacher), o: await inboundByParticipant(other) };
+
+  assert.ok(sentAfter > sentBefore, `the muted page still sends audio (${sentBefore} -> ${sentAfter})`);
+  for (const [who, k] of [[teacher, 't'], [other, 'o']]) {
+    const a0 = get(before[k], mid, 'audio', 'packetsReceived');
+    const a1 = get(afterS[k], mid, 'audio', 'packetsReceived');
+    assert.equal(a1, a0, `${who.user} still receives ${muted.user}'s audio after the mute (${a0} -> ${a1})`);
+    const v0 = get(before[k], mid, 'video', 'framesDecoded');
+    const v1 = get(afterS[k], mid, 'video', 'framesDecoded');
+    assert.ok(v1 > v0, `${who.user}: ${muted.user}'s video stopped too (${v0} -> ${v1})`);
+  }
+  // Control: the teacher's audio still reaches the other parent.
+  const c0 = get(before.o, ids[teacher.user], 'audio', 'packetsReceived');
+  const c1 = get(afterS.o, ids[teacher.user], 'audio', 'packetsReceived');
+  assert.ok(c1 > c0, `teacher's audio to ${other.user} stopped (${c0} -> ${c1})`);
+  // The muted parent was told.
+  const ms = await callState(muted);
+  assert.equal(ms.participants[mid]?.audio_muted ?? true, true);
+  console.log(`mute: ${muted.user} sent ${sentAfter - sentBefore} audio packets in 4 s, others received 0`);
+});
+
+test('(b2) asked by the teacher, the muted parent unmutes and is heard again', { timeout: 120_000 }, async () => {
+  const [teacher, muted, other] = pA();
+  assert.ok(teacher && muted && other, 'pages of (a)');
+  const mid = (await callState(muted)).participantId;
+  await teacher.page.locator(`.tile[data-participant="${mid}"] button[data-action="request_unmute"]`).click();
+  const prompt = muted.page.locator('#unmute-prompt');
+  await prompt.waitFor({ state: 'visible', timeout: 20_000 });
+  await muted.page.locator('#unmute-accept').click();
+  await waitForCondition(async () => (await callState(other)).participants[mid]?.audio_muted === false, 20_000,
+    `${other.user} sees ${muted.user} unmuted`);
+  await sleep(1000);
+  const a0 = get(await inboundByParticipant(other), mid, 'audio', 'packetsReceived');
+  await sleep(3000);
+  const a1 = get(await inboundByParticipant(other), mid, 'audio', 'packetsReceived');
+  assert.ok(a1 > a0, `${other.user} does not hear ${muted.user} again (${a0} -> ${a1})`);
+});
+
+async function waitForCondition(fn, timeoutMs, what) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await fn()) return;
+    await sleep(250);
+  }
+  throw new Error(`timed out: ${what}\nserver log:\n${logTail(30)}`);
+}
+
+test('(c) with 8 in the Standard session, a 9th is refused with room_full', { timeout: 400_000 }, async () => {
+  assert.ok(pages[TEACHER.user], 'pages of (a)');
+  const extra = PARENTS.slice(2, 7);
+  for (const m of extra) {
+    const e = await openPage(CLASS_A, m, { audioOnly: true });
+    const s = await waitForState(e, 'admitted', 90_000);
+    assert.equal(s.mediaMode, 'audio', `${m.user} joined audio-only`);
+  }
+  // Everyone sees the seven others.
+  await waitForCondition(async () => {
+    const s = await callState(pages[TEACHER.user]);
+    return Object.keys(s.participants).filter((id) => id !== s.participantId).length === 7;
+  }, 30_000, 'the teacher sees 7 others');
+  const last = pages[extra[extra.length - 1].user];
+  // Video from the three cameras; audio from those nobody muted.
+  const [teacher, , parent2] = pA();
+  await waitForMediaEverywhere([last], pA(), { audioFrom: [teacher, parent2], timeoutMs: 120_000 });
+  console.log(`timing ${last.user} (8th, audio-only): open->first decoded frame ${last.firstFrameMs} ms, from all 3 cameras ${last.allFramesMs} ms`);
+
+  const ninth = await openPage(CLASS_A, PARENTS[7], { audioOnly: true });
+  const s = await waitForState(ninth, 'refused', 60_000);
+  assert.equal(s.errorCode, 'room_full');
+  const status = ninth.page.locator('#status');
+  assert.equal(await status.getAttribute('data-code'), 'room_full');
+  assert.match(await status.textContent(), /complète/);
+  assert.equal(await status.isVisible(), true);
+  // The session goes on for the 8.
+  assert.equal((await callState(pages[TEACHER.user])).state, 'admitted');
+});
+
+test('(d) a parent who arrives before the teacher waits, then is admitted when the teacher starts', { timeout: 240_000 }, async () => {
+  // Free the machine: class A's pages leave.
+  for (const user of Object.keys(pages)) await closePage(user);
+
+  const parent = await openPage(CLASS_B, PARENT_B);
+  await waitForState(parent, 'waiting', 60_000);
+  const status = parent.page.locator('#status');
+  assert.match(await status.textContent(), /pas encore démarré/);
+  assert.equal(await status.isVisible(), true);
+  await sleep(2000);
+  assert.equal((await callState(parent)).state, 'waiting', 'still waiting without a teacher');
+
+  const teacher = await openPage(CLASS_B, TEACHER_B);
+  const teacherOpened = Date.now();
+  await waitForState(teacher, 'admitted', 60_000);
+  const ps = await waitForState(parent, 'admitted', 60_000);
+  const admittedAfter = Date.now() - teacherOpened;
+  assert.ok(Object.values(ps.participants).some((p) => p.display_name === TEACHER_B.name), 'the parent sees the teacher');
+  await waitForMediaEverywhere([parent, teacher], [parent, teacher]);
+  console.log(`timing waiting room: parent admitted ${admittedAfter} ms after the teacher's page opened; ` +
+    `parent open->first decoded frame ${parent.firstFrameMs} ms, teacher ${teacher.firstFrameMs} ms`);
+});

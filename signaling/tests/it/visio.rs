@@ -1,0 +1,194 @@
+//! The call WebSocket over a real socket: refusals with codes, bad input that leaves the server
+//! running, capacity and removal. Offers are real SDP from str0m; the browser test covers media.
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use reqwest::Method;
+use serde_json::{json, Value};
+use str0m::media::{Direction, MediaKind};
+use str0m::Rtc;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::{both_backends, Db, TestServer};
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A browser-like offer: one audio and one video m-line, kept alive with its `Rtc`.
+fn offer() -> (Rtc, String) {
+    let mut rtc = Rtc::builder().set_rtp_mode(true).build(Instant::now());
+    let mut changes = rtc.sdp_api();
+    changes.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+    changes.add_media(MediaKind::Video, Direction::SendRecv, None, None, None);
+    // A fresh Rtc always has changes to apply.
+    let (offer, _pending) = changes.apply().expect("changes to apply");
+    (rtc, offer.to_sdp_string())
+}
+
+async fn connect(server: &TestServer, class_id: &str) -> Socket {
+    let url = format!("{}/v1/classes/{class_id}/visio/ws", server.base.replace("http://", "ws://"));
+    tokio_tungstenite::connect_async(url).await.expect("websocket connects").0
+}
+
+async fn send(socket: &mut Socket, message: Value) {
+    socket.send(Message::Text(message.to_string().into())).await.expect("send");
+}
+
+/// The next JSON message, or `None` when the server closed the socket.
+async fn next(socket: &mut Socket) -> Option<Value> {
+    loop {
+        let message =
+            tokio::time::timeout(Duration::from_secs(10), socket.next()).await.expect("a message in time")?;
+        match message {
+            Ok(Message::Text(text)) => return Some(serde_json::from_str(&text).expect("JSON message")),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
+
+/// The next message of `type`, skipping others.
+async fn next_of(socket: &mut Socket, kind: &str) -> Value {
+    loop {
+        let message = next(socket).await.unwrap_or_else(|| panic!("socket closed before a {kind}"));
+        if message["type"] == kind {
+            return message;
+        }
+    }
+}
+
+fn token(user: &str) -> String {
+    let user_id = models::UserId::new(user).unwrap();
+    signaling::auth::mint_hs256(crate::support::JWT_SECRET, &user_id, 600)
+}
+
+async fn join(server: &TestServer, class_id: &str, user: &str) -> (Socket, Rtc, Value) {
+    let mut socket = connect(server, class_id).await;
+    let (rtc, sdp) = offer();
+    send(&mut socket, json!({ "type": "join", "token": token(user), "sdp": sdp, "tracks": [] })).await;
+    let first = next(&mut socket).await.expect("an answer to join");
+    (socket, rtc, first)
+}
+
+async fn expect_refusal(server: &TestServer, class_id: &str, user: &str, code: &str) {
+    let (mut socket, _rtc, first) = join(server, class_id, user).await;
+    assert_eq!(first["type"], "error", "{first}");
+    assert_eq!(first["code"], code, "{first}");
+    assert!(next(&mut socket).await.is_none(), "the server closes the socket after a refused join");
+}
+
+async fn setup(server: &TestServer) {
+    server.put_class("std", "standard", false).await;
+    server.put_class("free", "free", false).await;
+    server.put_class("other", "standard", false).await;
+    server.put_member("std", "teacher", "teacher", true).await;
+    for idx in 0..9 {
+        server.put_member("std", &format!("parent{idx}"), "parent", true).await;
+    }
+    server.put_member("free", "teacher", "teacher", true).await;
+    server.put_member("other", "outsider", "parent", true).await;
+}
+
+async fn refusals_have_codes_and_leave_the_server_running(db: Db) {
+    let server = TestServer::start(db).await;
+    setup(&server).await;
+    expect_refusal(&server, "free", "teacher", "tier_forbids_visio").await;
+    expect_refusal(&server, "std", "outsider", "not_a_member").await;
+    expect_refusal(&server, "nope", "outsider", "not_a_member").await;
+
+    let (_rtc, sdp) = offer();
+    for (first, code) in [
+        (json!({ "type": "join", "token": "forged.token.value", "sdp": sdp, "tracks": [] }), "unauthorized"),
+        (
+            json!({ "type": "join", "token": token("teacher"), "sdp": "v=0 garbage", "tracks": [] }),
+            "invalid_request",
+        ),
+        (json!({ "type": "fly" }), "invalid_request"),
+        (json!({ "type": "mute_all" }), "invalid_request"),
+    ] {
+        let mut socket = connect(&server, "std").await;
+        send(&mut socket, first).await;
+        let reply = next(&mut socket).await.expect("a refusal");
+        assert_eq!(reply["code"], code, "{reply}");
+        assert!(next(&mut socket).await.is_none());
+    }
+
+    // A teacher joins and starts the session; junk on their socket gets errors, not a disconnect.
+    let (mut teacher, _teacher_rtc, joined) = join(&server, "std", "teacher").await;
+    assert_eq!(joined["type"], "joined", "{joined}");
+    assert_eq!(joined["max_duration_seconds"], 1800);
+    assert_eq!(joined["max_participants"], 8);
+    assert!(joined["sdp"].as_str().unwrap().starts_with("v=0"));
+    next_of(&mut teacher, "admitted").await;
+    for junk in [
+        "not json",
+        r#"{"type":"teleport"}"#,
+        r#"{"type":"mute","target":"../x"}"#,
+        r#"{"type":"offer","sdp":"nope","tracks":[]}"#,
+    ] {
+        teacher.send(Message::Text(junk.into())).await.unwrap();
+        let reply = next_of(&mut teacher, "error").await;
+        assert!(reply["code"].is_string(), "{reply}");
+    }
+    teacher.send(Message::Binary(vec![1, 2, 3].into())).await.unwrap();
+    assert_eq!(next_of(&mut teacher, "error").await["code"], "invalid_request");
+    send(&mut teacher, json!({ "type": "set_muted", "kind": "audio", "muted": true })).await;
+    let muted = next_of(&mut teacher, "mute_changed").await;
+    assert_eq!(muted["muted"], true, "{muted}");
+
+    // An oversized message ends only that connection.
+    let mut greedy = connect(&server, "std").await;
+    let _ = greedy.send(Message::Text("x".repeat(200 * 1024).into())).await;
+    assert!(next(&mut greedy).await.is_none());
+    let health = server.request(Method::GET, "/healthz").send().await.unwrap();
+    assert_eq!(health.status(), 200);
+
+    // The session still runs: a parent joins and is admitted beside the teacher.
+    let (mut parent, _parent_rtc, joined) = join(&server, "std", "parent0").await;
+    assert_eq!(joined["type"], "joined", "{joined}");
+    let admitted = next_of(&mut parent, "admitted").await;
+    let names: Vec<&str> = admitted["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["display_name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"Person teacher"), "{admitted}");
+    // Participants see names and roles only.
+    for participant in admitted["participants"].as_array().unwrap() {
+        let mut keys: Vec<&str> = participant.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(keys, ["audio_muted", "display_name", "participant_id", "role", "video_off"]);
+    }
+}
+both_backends!(refusals_have_codes_and_leave_the_server_running);
+
+async fn ninth_person_is_refused_and_removed_members_are_disconnected(db: Db) {
+    let server = TestServer::start(db).await;
+    setup(&server).await;
+    let mut people = Vec::new();
+    let (mut teacher, teacher_rtc, joined) = join(&server, "std", "teacher").await;
+    assert_eq!(joined["type"], "joined", "{joined}");
+    next_of(&mut teacher, "admitted").await;
+    for idx in 0..7 {
+        let (mut socket, rtc, joined) = join(&server, "std", &format!("parent{idx}")).await;
+        assert_eq!(joined["type"], "joined", "parent{idx}: {joined}");
+        next_of(&mut socket, "admitted").await;
+        people.push((socket, rtc));
+    }
+    // Eight people at once on Standard: the ninth is refused.
+    expect_refusal(&server, "std", "parent8", "room_full").await;
+
+    // The class backend removes parent0 from the class: out of the call within seconds.
+    let started = Instant::now();
+    let response = server.backend(Method::DELETE, "/v1/classes/std/members/parent0").send().await.unwrap();
+    assert_eq!(response.status(), 204);
+    let left = next_of(&mut people[0].0, "left").await;
+    assert_eq!(left["reason"], "removed_from_class");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Room for one more now.
+    let (_socket, _rtc, joined) = join(&server, "std", "parent8").await;
+    assert_eq!(joined["type"], "joined", "{joined}");
+    drop(teacher_rtc);
+}
+both_backends!(ninth_person_is_refused_and_removed_members_are_disconnected);
