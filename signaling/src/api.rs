@@ -25,7 +25,7 @@ use crate::AppState;
         put_class, get_class, delete_class, put_member, delete_member, capabilities,
         healthz, readyz, metrics, openapi_json,
         crate::api_media::create_post, crate::api_media::announce_media, crate::api_media::media_status,
-        crate::api_media::put_chunk
+        crate::api_media::put_chunk, sessions, attendance
     ),
     components(schemas(ApiError, ErrorCode)),
     modifiers(&SecuritySchemes),
@@ -246,4 +246,85 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
 #[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "OpenAPI 3")))]
 pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
+}
+
+/// The class's call sessions, newest first. Teachers and admins only.
+#[utoipa::path(
+    get, path = "/v1/classes/{class_id}/sessions", tag = "user",
+    params(("class_id" = String, Path)),
+    responses(
+        (status = 200, body = Vec<crate::attendance::SessionRecord>),
+        (status = 401, body = ApiError),
+        (status = 403, description = "not_a_member, or forbidden_role for parents", body = ApiError),
+    ),
+    security(("user_jwt" = []))
+)]
+pub async fn sessions(
+    User(user_id): User,
+    State(state): State<AppState>,
+    ClassPath(class_id): ClassPath,
+) -> Result<Json<Vec<crate::attendance::SessionRecord>>, AppError> {
+    moderator(&state, &class_id, &user_id).await?;
+    let sessions =
+        state.attendance.sessions(&class_id).await.map_err(|err| AppError::Internal(err.into()))?;
+    Ok(Json(sessions))
+}
+
+#[derive(serde::Deserialize)]
+pub struct AttendanceQuery {
+    format: Option<String>,
+}
+
+/// Who attended a session, from when to when (Unix seconds). JSON, or CSV with `?format=csv` or
+/// `Accept: text/csv`. Teachers and admins only.
+#[utoipa::path(
+    get, path = "/v1/classes/{class_id}/sessions/{session_id}/attendance", tag = "user",
+    params(("class_id" = String, Path), ("session_id" = String, Path), ("format" = Option<String>, Query, description = "json (default) or csv")),
+    responses(
+        (status = 200, body = Vec<crate::attendance::AttendanceRecord>, content_type = "application/json"),
+        (status = 200, description = "CSV: user_id,display_name,role,joined_at,left_at,leave_reason", content_type = "text/csv"),
+        (status = 401, body = ApiError),
+        (status = 403, body = ApiError),
+        (status = 404, description = "No such session in this class", body = ApiError),
+    ),
+    security(("user_jwt" = []))
+)]
+pub async fn attendance(
+    User(user_id): User,
+    State(state): State<AppState>,
+    axum::extract::Path((class_raw, session_id)): axum::extract::Path<(String, String)>,
+    axum::extract::Query(query): axum::extract::Query<AttendanceQuery>,
+    headers: axum::http::HeaderMap,
+) -> Result<axum::response::Response, AppError> {
+    let class_id = models::ClassId::new(class_raw)
+        .map_err(|err| AppError::client(ErrorCode::InvalidRequest, format!("class_id: {err}")))?;
+    moderator(&state, &class_id, &user_id).await?;
+    let records = state
+        .attendance
+        .attendance(&class_id, &session_id)
+        .await
+        .map_err(|err| AppError::Internal(err.into()))?
+        .ok_or_else(|| AppError::client(ErrorCode::NotFound, "no such session in this class"))?;
+    let wants_csv = query.format.as_deref() == Some("csv")
+        || headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/csv"));
+    Ok(if wants_csv {
+        ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], crate::attendance::to_csv(&records))
+            .into_response()
+    } else {
+        Json(records).into_response()
+    })
+}
+
+/// The member, if approved and a teacher or admin of the class.
+async fn moderator(
+    state: &AppState,
+    class_id: &models::ClassId,
+    user_id: &models::UserId,
+) -> Result<(), AppError> {
+    let (member, _, _) =
+        state.directory.approved_member(class_id, user_id).await?.ok_or_else(AppError::not_a_member)?;
+    if !member.role.administers() {
+        return Err(AppError::client(ErrorCode::ForbiddenRole, "only teachers and admins see attendance"));
+    }
+    Ok(())
 }

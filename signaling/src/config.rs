@@ -20,6 +20,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub storage: StorageConfig,
     pub sfu: SfuSection,
+    pub webhooks: crate::webhooks::WebhookConfig,
     pub auth: AuthConfig,
     /// Partial overrides of the offers, per tier. See `config.sample.yaml`.
     pub tiers: BTreeMap<Tier, TierPolicyOverride>,
@@ -167,6 +168,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             storage: StorageConfig::default(),
             sfu: SfuSection::default(),
+            webhooks: crate::webhooks::WebhookConfig::default(),
             auth: AuthConfig::default(),
             tiers: BTreeMap::new(),
             demo: false,
@@ -250,6 +252,12 @@ impl Config {
                 message: format!("{err}"),
             })?;
         }
+        if let Some(url) = env("KLASS_WEBHOOK_URL") {
+            self.webhooks.url = Some(url);
+        }
+        if let Some(secret) = env("KLASS_WEBHOOK_SECRET") {
+            self.webhooks.secret = Some(secret);
+        }
         if let Some(url) = env("KLASS_STORAGE_URL") {
             self.storage.url = Some(url);
         }
@@ -328,6 +336,13 @@ impl Config {
         }
         if self.http.max_json_body_bytes == 0 {
             return Err(ConfigError::Invalid("http.max_json_body_bytes must be positive".into()));
+        }
+        if self.webhooks.url.is_some()
+            && self.webhooks.secret.as_deref().is_none_or(|s| s.len() < MIN_JWT_SECRET_LEN)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "KLASS_WEBHOOK_URL needs KLASS_WEBHOOK_SECRET of at least {MIN_JWT_SECRET_LEN} bytes to sign events"
+            )));
         }
         if self.storage.max_chunk_bytes < 64 * 1024 {
             return Err(ConfigError::Invalid("storage.max_chunk_bytes must be at least 65536".into()));

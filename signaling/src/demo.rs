@@ -69,6 +69,11 @@ pub fn instructions(state: &AppState, users: &[DemoUser]) -> String {
             "\n  {} — {} ({}) in {}:\n    curl -H 'Authorization: Bearer {token}' {base}/v1/classes/{}/capabilities\n",
             user.tier, user.display_name, user.role, user.class_id, user.class_id
         ));
+        if state.directory.tiers().policy(user.tier).has_visio() {
+            // The token travels in the fragment, which the browser never sends to the server.
+            out.push_str(&format!("    call: {base}/call/{}#token={token}\n", user.class_id));
+        }
     }
+    out.push_str("\nOpen a teacher's call link first: a teacher starts the call, parents wait for it.\n");
     out
 }

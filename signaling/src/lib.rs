@@ -21,18 +21,21 @@
 
 pub mod api;
 pub mod api_media;
+pub mod attendance;
 pub mod auth;
 pub mod config;
 pub mod db;
 pub mod demo;
 pub mod directory;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod metrics;
 pub mod storage;
 pub mod uploads;
 pub mod visio;
 pub mod web;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -58,6 +61,7 @@ use crate::uploads::Uploads;
 #[derive(Clone)]
 pub struct AppState {
     pub directory: Directory,
+    pub attendance: attendance::Attendance,
     pub sfu: sfu::SfuHandle,
     pub uploads: Uploads,
     pub storage: Storage,
@@ -78,6 +82,7 @@ impl AppState {
             .await
             .context("cannot open the database")?;
         let directory = Directory::new(pool.clone(), config.tier_table());
+        let attendance = attendance::Attendance::new(pool.clone());
         let uploads = Uploads::new(pool, config.tier_table());
         let storage = Storage::open(config.storage.url.as_deref(), &config.data_dir)
             .context("cannot open media storage")?;
@@ -93,9 +98,16 @@ impl AppState {
         .await
         .context("cannot start the SFU")?;
         let metrics = Arc::new(Metrics::new());
-        tokio::spawn(metrics::record_sfu_events(sfu.events, metrics.clone()));
+        let sinks = events::EventSinks {
+            metrics: metrics.clone(),
+            attendance: attendance.clone(),
+            directory: directory.clone(),
+            webhooks: webhooks::Webhooks::start(&config.webhooks),
+        };
+        tokio::spawn(events::run(sfu.events, sinks));
         Ok(AppState {
             directory,
+            attendance,
             sfu: sfu.handle,
             uploads,
             storage,
@@ -125,6 +137,8 @@ pub fn app(state: AppState) -> Router {
             axum::routing::put(api_media::put_chunk).layer(DefaultBodyLimit::max(max_chunk)),
         )
         .route("/v1/classes/{class_id}/visio/ws", get(visio::visio_ws))
+        .route("/v1/classes/{class_id}/sessions", get(api::sessions))
+        .route("/v1/classes/{class_id}/sessions/{session_id}/attendance", get(api::attendance))
         .route("/call/{class_id}", get(web::call_page))
         .route("/web/{file}", get(web::asset))
         .route("/healthz", get(api::healthz))

@@ -7,15 +7,11 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 use sfu::{MediaCounters, SfuEvent};
-use tokio::sync::mpsc;
 
 use crate::error::ErrorCause;
 use crate::AppState;
@@ -170,32 +166,13 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     response
 }
 
-/// Turns the SFU's events into metrics until the SFU stops. The SFU drops events when this falls
-/// behind, so this loop does nothing slow.
-pub async fn record_sfu_events(mut events: mpsc::Receiver<SfuEvent>, metrics: Arc<Metrics>) {
-    let sfu = &metrics.sfu;
-    let mut participants_by_room: HashMap<sfu::RoomId, i64> = HashMap::new();
-    while let Some(event) = events.recv().await {
+impl Metrics {
+    /// Counters and histograms of one SFU event.
+    pub fn sfu_event(&self, event: &SfuEvent) {
+        let sfu = &self.sfu;
         match event {
-            SfuEvent::SessionStarted { room_id } => {
-                participants_by_room.entry(room_id).or_insert(0);
-            }
-            SfuEvent::SessionClosed { room_id, reason, duration } => {
-                tracing::info!(%room_id, ?reason, duration_secs = duration.as_secs(), "session closed");
-                sfu.session_duration.observe(duration.as_secs_f64());
-                participants_by_room.remove(&room_id);
-            }
-            SfuEvent::ParticipantJoined { room_id, .. } => {
-                *participants_by_room.entry(room_id).or_insert(0) += 1;
-            }
-            SfuEvent::ParticipantLeft { room_id, .. } => {
-                if let Some(n) = participants_by_room.get_mut(&room_id) {
-                    *n = (*n - 1).max(0);
-                }
-            }
-            SfuEvent::JoinRefused { code, .. } => {
-                sfu.joins_refused.with_label_values(&[code.as_str()]).inc();
-            }
+            SfuEvent::SessionClosed { duration, .. } => sfu.session_duration.observe(duration.as_secs_f64()),
+            SfuEvent::JoinRefused { code, .. } => sfu.joins_refused.with_label_values(&[code.as_str()]).inc(),
             SfuEvent::Stats { stats, .. } => {
                 for (kind, counters) in [("audio", &stats.audio), ("video", &stats.video)] {
                     record_counters(sfu, kind, counters);
@@ -210,9 +187,15 @@ pub async fn record_sfu_events(mut events: mpsc::Receiver<SfuEvent>, metrics: Ar
                     sfu.receiver_loss.observe(f64::from(loss));
                 }
             }
+            SfuEvent::SessionStarted { .. }
+            | SfuEvent::ParticipantJoined { .. }
+            | SfuEvent::ParticipantLeft { .. } => {}
         }
-        sfu.rooms.set(participants_by_room.len() as i64);
-        sfu.participants.set(participants_by_room.values().sum());
+    }
+
+    pub fn set_sfu_occupancy(&self, n_rooms: i64, n_participants: i64) {
+        self.sfu.rooms.set(n_rooms);
+        self.sfu.participants.set(n_participants);
     }
 }
 

@@ -112,6 +112,7 @@
   function showAlert(text, code) {
     ui.alert.textContent = text;
     ui.alert.dataset.code = code || '';
+    ui.alert.classList.toggle('warning', code === 'time_warning');
     ui.alert.hidden = false;
   }
 
@@ -285,7 +286,10 @@
     const initials = (name || '?').trim().split(/\s+/).map((w) => w[0] || '').join('').slice(0, 2).toUpperCase();
     tile.querySelector('.placeholder').textContent = initials;
     const actions = tile.querySelector('.mod-actions');
-    if (actions) actions.hidden = !isModerator() || call.state !== 'admitted';
+    if (actions) {
+      actions.hidden = !isModerator() || call.state !== 'admitted';
+      for (const b of actions.querySelectorAll('button')) b.setAttribute('aria-label', `${b.textContent} : ${name}`);
+    }
   }
 
   function refreshAllTiles() {
@@ -362,7 +366,9 @@
         const camVideo = cam && cam.querySelector('video');
         screen = !!(camVideo && camVideo.dataset.trackId && camVideo.dataset.trackId !== track.id);
       }
-      setTileVideo(ensureTile(pid, screen), track, serverTrackId);
+      const tile = ensureTile(pid, screen);
+      setTileVideo(tile, track, serverTrackId);
+      noteFirstFrame(tile.querySelector('video'));
     }
 
     const cleanup = () => removeTrackElements(track.id);
@@ -375,6 +381,14 @@
   }
 
   // By the browser's track id or the server's.
+  // Time to the first remote frame on screen, for the join-time figures (where supported).
+  function noteFirstFrame(video) {
+    if (call.timings.firstFrame !== undefined || !('requestVideoFrameCallback' in video)) return;
+    video.requestVideoFrameCallback(() => {
+      if (call.timings.firstFrame === undefined) call.timings.firstFrame = performance.now();
+    });
+  }
+
   function removeTrackElements(trackId) {
     const matches = (el) => el.dataset.trackId === trackId || el.dataset.serverTrackId === trackId;
     for (const el of [...ui.audioSink.children]) {
@@ -521,7 +535,6 @@
       case 'time_warning':
         startCountdown(msg.remaining_seconds);
         showAlert(`La session se termine dans ${formatMinutes(msg.remaining_seconds)}.`, 'time_warning');
-        ui.alert.classList.add('warning');
         return;
       case 'left':
         return onLeft(msg.reason);

@@ -55,6 +55,7 @@ const PARENTS = [
 ].map(([user, name]) => ({ user, name, role: 'parent' }));
 const TEACHER_B = { user: 'teacher-b', name: 'M. Bernard', role: 'teacher' };
 const PARENT_B = { user: 'parent-b', name: 'Inès Garcia', role: 'parent' };
+const PARENT_B2 = { user: 'parent-b2', name: 'Jules Roux', role: 'parent' };
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -160,6 +161,25 @@ async function stopServer() {
     proc.kill('SIGKILL');
     await exited;
   }
+}
+
+/** CPU seconds (user + system) the server process has used so far, from /proc (Linux). */
+function serverCpuSeconds() {
+  try {
+    const stat = fs.readFileSync(`/proc/${server.proc.pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
+  } catch {
+    return NaN;
+  }
+}
+
+/** Share of one core the server used over `ms`. */
+async function measureServerCpu(ms) {
+  const c0 = serverCpuSeconds();
+  const t0 = Date.now();
+  await sleep(ms);
+  return ((serverCpuSeconds() - c0) / ((Date.now() - t0) / 1000)) * 100;
 }
 
 async function api(method, urlPath, body) {
@@ -403,7 +423,7 @@ async function waitForMediaEverywhere(receivers, publishers, { video = true, aud
 before(async () => {
   await startServer();
   await seedClass(CLASS_A, 'CE2 B (test navigateur)', [TEACHER, ...PARENTS]);
-  await seedClass(CLASS_B, 'CM1 A (test salle d\'attente)', [TEACHER_B, PARENT_B]);
+  await seedClass(CLASS_B, 'CM1 A (test salle d\'attente)', [TEACHER_B, PARENT_B, PARENT_B2]);
   await launchBrowser();
 });
 
@@ -464,10 +484,12 @@ test('(a) three pages in one Standard session decode video and receive audio fro
     const s = await callState(r);
     console.log(
       `timing ${r.user}: open->joined ${Math.round(s.timings.joined)} ms, open->admitted ${Math.round(s.timings.admitted)} ms, ` +
-        `open->ICE connected ${Math.round(s.timings.connected)} ms, open->first decoded frame ${r.firstFrameMs} ms ` +
-        `(upper bound, 500 ms polling), open->frames from all others ${r.allFramesMs} ms`,
+        `open->ICE connected ${Math.round(s.timings.connected)} ms, open->first remote frame rendered ${Math.round(s.timings.firstFrame)} ms, ` +
+        `open->frames decoded from all others ${r.allFramesMs} ms (500 ms polling)`,
     );
   }
+  const cpu = await measureServerCpu(10_000);
+  console.log(`server (signaling + SFU) CPU with 3 participants (3 cameras 320x240@15 + 3 microphones): ${cpu.toFixed(1)}% of one core over 10 s`);
 });
 
 test('(b) a parent muted by the teacher stops reaching the others, video goes on', { timeout: 180_000 }, async () => {
@@ -557,7 +579,9 @@ test('(c) with 8 in the Standard session, a 9th is refused with room_full', { ti
   // Video from the three cameras; audio from those nobody muted.
   const [teacher, , parent2] = pA();
   await waitForMediaEverywhere([last], pA(), { audioFrom: [teacher, parent2], timeoutMs: 120_000 });
-  console.log(`timing ${last.user} (8th, audio-only): open->first decoded frame ${last.firstFrameMs} ms, from all 3 cameras ${last.allFramesMs} ms`);
+  console.log(`timing ${last.user} (8th, audio-only): open->first decoded frame ${last.firstFrameMs} ms, from all 3 cameras ${last.allFramesMs} ms (500 ms polling)`);
+  const cpu = await measureServerCpu(10_000);
+  console.log(`server (signaling + SFU) CPU with 8 participants (3 cameras 320x240@15 + 8 microphones, 21 video and 56 audio forwards): ${cpu.toFixed(1)}% of one core over 10 s`);
 
   const ninth = await openPage(CLASS_A, PARENTS[7], { audioOnly: true });
   const s = await waitForState(ninth, 'refused', 60_000);
@@ -589,6 +613,89 @@ test('(d) a parent who arrives before the teacher waits, then is admitted when t
   const admittedAfter = Date.now() - teacherOpened;
   assert.ok(Object.values(ps.participants).some((p) => p.display_name === TEACHER_B.name), 'the parent sees the teacher');
   await waitForMediaEverywhere([parent, teacher], [parent, teacher]);
+  const ts = await callState(teacher);
   console.log(`timing waiting room: parent admitted ${admittedAfter} ms after the teacher's page opened; ` +
-    `parent open->first decoded frame ${parent.firstFrameMs} ms, teacher ${teacher.firstFrameMs} ms`);
+    `teacher open->admitted ${Math.round(ts.timings.admitted)} ms, open->first remote frame rendered ${Math.round(ts.timings.firstFrame)} ms`);
+});
+
+/** Per received track: its publisher, source (from the server's track list) and counters. */
+async function inboundByTrack(entry) {
+  return entry.page.evaluate(async () => {
+    const c = window.klassCall;
+    const out = [];
+    if (!c || !c.pc || c.pc.connectionState === 'closed') return out;
+    (await c.pc.getStats()).forEach((s) => {
+      if (s.type !== 'inbound-rtp') return;
+      const info = c.remoteTracks[s.trackIdentifier];
+      if (!info) return;
+      const announced = c.tracks[info.trackId];
+      out.push({
+        participantId: info.participantId,
+        trackId: info.trackId,
+        kind: s.kind,
+        source: announced ? announced.source : null,
+        packetsReceived: s.packetsReceived || 0,
+        framesDecoded: s.framesDecoded || 0,
+      });
+    });
+    return out;
+  });
+}
+
+test('(e) teacher controls: screen share, camera off, lock, remove, end session', { timeout: 240_000 }, async () => {
+  const teacher = pages[TEACHER_B.user];
+  const parent = pages[PARENT_B.user];
+  assert.ok(teacher && parent, 'pages of (d)');
+  const tid = (await callState(teacher)).participantId;
+  const pid = (await callState(parent)).participantId;
+
+  // Screen share: the teacher offers a new track (source screen_share); the parent receives it.
+  await teacher.page.locator('#btn-share').click();
+  await waitForCondition(async () => {
+    const tracks = await inboundByTrack(parent);
+    return tracks.some((t) => t.participantId === tid && t.source === 'screen_share' && t.framesDecoded > 0);
+  }, 60_000, 'the parent decodes the teacher\'s screen share');
+  assert.equal(await parent.page.locator(`.tile.screen[data-participant="${tid}"] video`).isVisible(), true,
+    'screen share tile shown');
+  await teacher.page.locator('#btn-share').click(); // stop sharing
+  await waitForCondition(async () => (await parent.page.locator('.tile.screen').count()) === 0, 30_000,
+    'the screen share tile goes away');
+
+  // Camera off by the teacher: the SFU stops forwarding the parent's video.
+  await teacher.page.locator(`.tile[data-participant="${pid}"] button[data-action="disable_camera"]`).click();
+  await waitForCondition(async () => (await parent.page.locator('#btn-cam').textContent()) === 'Réactiver ma caméra',
+    20_000, 'the parent is told its camera is off');
+  await sleep(1500);
+  const v0 = get(await inboundByParticipant(teacher), pid, 'video', 'packetsReceived');
+  await sleep(3000);
+  const v1 = get(await inboundByParticipant(teacher), pid, 'video', 'packetsReceived');
+  assert.equal(v1, v0, `the parent's video still reaches the teacher (${v0} -> ${v1})`);
+
+  // Lock: a newcomer is refused with session_locked; unlocked, they get in.
+  await teacher.page.locator('#btn-lock').click();
+  await parent.page.locator('#lock-indicator').waitFor({ state: 'visible', timeout: 20_000 });
+  const late = await openPage(CLASS_B, PARENT_B2, { audioOnly: true });
+  const refused = await waitForState(late, 'refused', 60_000);
+  assert.equal(refused.errorCode, 'session_locked');
+  assert.match(await late.page.locator('#status').textContent(), /verrouillé/);
+  await closePage(PARENT_B2.user);
+  await teacher.page.locator('#btn-lock').click();
+  await parent.page.locator('#lock-indicator').waitFor({ state: 'hidden', timeout: 20_000 });
+  const again = await openPage(CLASS_B, PARENT_B2, { audioOnly: true });
+  const joined = await waitForState(again, 'admitted', 60_000);
+
+  // Remove.
+  await teacher.page.locator(`.tile[data-participant="${joined.participantId}"] button[data-action="remove"]`).click();
+  const removed = await waitForState(again, 'left', 30_000);
+  assert.equal(removed.leftReason, 'removed_by_moderator');
+  await waitForCondition(async () => (await teacher.page.locator(`.tile[data-participant="${joined.participantId}"]`).count()) === 0,
+    20_000, 'the removed parent\'s tile goes away');
+
+  // End the session (two clicks: the button asks for confirmation).
+  await teacher.page.locator('#btn-end').click();
+  await teacher.page.locator('#btn-end').click();
+  const ended = await waitForState(parent, 'left', 30_000);
+  assert.equal(ended.leftReason, 'session_ended_by_moderator');
+  assert.match(await parent.page.locator('#status').textContent(), /terminé la session/);
+  assert.equal((await waitForState(teacher, 'left', 30_000)).leftReason, 'session_ended_by_moderator');
 });

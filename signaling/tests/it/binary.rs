@@ -57,6 +57,13 @@ async fn demo_mode_prints_working_tokens_and_stops_on_sigterm() {
         assert_eq!(visio, tier == "standard" || tier == "plus", "{body}");
     }
 
+    // The call page the demo links to is served, with its script.
+    let page = client.get(format!("http://{addr}/call/demo-standard")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("call.js"));
+    let script = client.get(format!("http://{addr}/web/call.js")).send().await.unwrap();
+    assert_eq!(script.status(), 200);
+
     // SIGTERM: the server stops by itself, successfully.
     let pid = child.id() as i32;
     // SAFETY: sending a signal to our own child process.

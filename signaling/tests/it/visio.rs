@@ -10,7 +10,7 @@ use str0m::media::{Direction, MediaKind};
 use str0m::Rtc;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::{both_backends, Db, TestServer};
+use crate::support::{both_backends, expect_error, status_json, Db, TestServer};
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -192,3 +192,131 @@ async fn ninth_person_is_refused_and_removed_members_are_disconnected(db: Db) {
     drop(teacher_rtc);
 }
 both_backends!(ninth_person_is_refused_and_removed_members_are_disconnected);
+
+/// A class backend stand-in: records webhook deliveries, refuses the very first one with a 500.
+async fn webhook_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>>)
+{
+    use std::sync::{Arc, Mutex};
+    let received: Arc<Mutex<Vec<(axum::http::HeaderMap, String)>>> = Arc::default();
+    let store = received.clone();
+    let app = axum::Router::new().route(
+        "/hooks",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let store = store.clone();
+            async move {
+                let mut deliveries = store.lock().unwrap();
+                deliveries.push((headers, body));
+                if deliveries.len() == 1 {
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, received)
+}
+
+const WEBHOOK_SECRET: &str = "webhook-secret-0123456789-0123456789";
+
+async fn attendance_and_signed_webhooks(db: Db) {
+    let (hook_url, received) = webhook_receiver().await;
+    let server = TestServer::start_with(db, |config| {
+        config.webhooks.url = Some(hook_url.clone());
+        config.webhooks.secret = Some(WEBHOOK_SECRET.into());
+        config.webhooks.first_retry_ms = 50;
+    })
+    .await;
+    setup(&server).await;
+    let (mut teacher, _teacher_rtc, _) = join(&server, "std", "teacher").await;
+    next_of(&mut teacher, "admitted").await;
+    let (mut parent, _parent_rtc, _) = join(&server, "std", "parent0").await;
+    next_of(&mut parent, "admitted").await;
+    send(&mut parent, json!({ "type": "leave" })).await;
+    next_of(&mut teacher, "participant_left").await;
+    send(&mut teacher, json!({ "type": "end_session" })).await;
+    assert_eq!(next_of(&mut teacher, "left").await["reason"], "session_ended_by_moderator");
+
+    // Webhooks arrive in order, signed, the refused first one retried with the same event id.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let deliveries = loop {
+        let deliveries = received.lock().unwrap().clone();
+        if deliveries.iter().any(|(_, body)| body.contains("\"session_ended\"")) {
+            break deliveries;
+        }
+        assert!(Instant::now() < deadline, "no session_ended webhook; got {deliveries:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut seen_ids = std::collections::HashSet::new();
+    let mut events = Vec::new();
+    for (headers, body) in &deliveries {
+        let signature = headers["klass-signature"].to_str().unwrap();
+        let (t, v1) = signature.split_once(",v1=").unwrap();
+        let timestamp: i64 = t.trim_start_matches("t=").parse().unwrap();
+        assert_eq!(v1, signaling::webhooks::signature(WEBHOOK_SECRET, timestamp, body), "bad signature");
+        let event: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(event["event_id"], headers["klass-event-id"].to_str().unwrap());
+        assert_eq!(event["class_id"], "std");
+        if seen_ids.insert(event["event_id"].as_str().unwrap().to_owned()) {
+            events.push(event);
+        }
+    }
+    assert_eq!(deliveries[0].0["klass-event-id"], deliveries[1].0["klass-event-id"], "a retry keeps its id");
+    let summary: Vec<String> = events
+        .iter()
+        .map(|e| format!("{} {}", e["event"].as_str().unwrap(), e["user_id"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        summary[..4],
+        [
+            "session_started ",
+            "participant_joined teacher",
+            "participant_joined parent0",
+            "participant_left parent0"
+        ]
+    );
+    assert!(summary.iter().any(|s| s == "session_ended "), "{summary:?}");
+    // Webhooks carry ids and roles, never names.
+    assert!(deliveries.iter().all(|(_, body)| !body.contains("Person ")));
+
+    // Attendance: teachers and admins read it as JSON or CSV.
+    let (status, sessions) =
+        status_json(server.user(Method::GET, "/v1/classes/std/sessions", "teacher").send().await.unwrap())
+            .await;
+    assert_eq!(status, 200, "{sessions}");
+    assert_eq!(sessions.as_array().unwrap().len(), 1);
+    assert_eq!(sessions[0]["close_reason"], "ended_by_moderator");
+    let session_id = sessions[0]["session_id"].as_str().unwrap();
+    let path = format!("/v1/classes/std/sessions/{session_id}/attendance");
+    let (status, records) =
+        status_json(server.user(Method::GET, &path, "teacher").send().await.unwrap()).await;
+    assert_eq!(status, 200, "{records}");
+    let records = records.as_array().unwrap();
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert_eq!(records[0]["display_name"], "Person teacher");
+    assert_eq!(records[1]["user_id"], "parent0");
+    assert_eq!(records[1]["leave_reason"], "left");
+    for record in records {
+        assert!(record["left_at"].as_i64().unwrap() >= record["joined_at"].as_i64().unwrap());
+    }
+    let csv = server.user(Method::GET, &format!("{path}?format=csv"), "teacher").send().await.unwrap();
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    let csv = csv.text().await.unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "user_id,display_name,role,joined_at,left_at,leave_reason");
+    assert!(lines[2].starts_with("parent0,Person parent0,parent,"), "{csv}");
+
+    // Parents do not see attendance; nobody sees another class's sessions.
+    expect_error(server.user(Method::GET, &path, "parent1").send().await.unwrap(), 403, "forbidden_role")
+        .await;
+    server.put_member("other", "other-teacher", "teacher", true).await;
+    let other = format!("/v1/classes/other/sessions/{session_id}/attendance");
+    expect_error(server.user(Method::GET, &other, "other-teacher").send().await.unwrap(), 404, "not_found")
+        .await;
+    let theirs = server.user(Method::GET, "/v1/classes/other/sessions", "teacher").send().await.unwrap();
+    expect_error(theirs, 403, "not_a_member").await;
+}
+both_backends!(attendance_and_signed_webhooks);
