@@ -91,6 +91,19 @@ id_type!(
     UserId
 );
 id_type!(
+    /// One call room. A class has one room; its id is the class id.
+    RoomId
+);
+id_type!(
+    /// One participant in one room: one browser tab, one connection. A user who joins twice gets
+    /// two ids (and the second join replaces the first).
+    ParticipantId
+);
+id_type!(
+    /// One published track: `<participant>-<mid>`. It is the `msid` track id subscribers see.
+    TrackId
+);
+id_type!(
     /// A post of a class: photos and videos published together. Chosen by the server.
     PostId
 );
@@ -98,6 +111,23 @@ id_type!(
     /// One uploaded photo or video. Chosen by the server.
     MediaId
 );
+
+impl From<&ClassId> for RoomId {
+    fn from(class_id: &ClassId) -> Self {
+        // A ClassId is validated with the same alphabet and length.
+        RoomId(class_id.as_str().to_owned())
+    }
+}
+
+impl TrackId {
+    /// The id of the track a participant publishes on m-line `mid`. Mids are short tokens chosen
+    /// by the client; only their first 16 alphanumeric characters are kept, so that the id stays
+    /// inside our alphabet whatever they contain (it ends up in logs and in the SDP msid).
+    pub fn for_track(participant_id: &ParticipantId, mid: &str) -> TrackId {
+        let mid: String = mid.chars().filter(|c| c.is_ascii_alphanumeric()).take(16).collect();
+        TrackId(format!("{participant_id}-{mid}"))
+    }
+}
 
 #[cfg(test)]
 mod tests;

@@ -26,5 +26,5 @@ pub mod visio;
 
 pub use class::{ClassOptions, Role};
 pub use error::{ApiError, ErrorCode};
-pub use ids::{ClassId, IdError, MediaId, PostId, UserId};
+pub use ids::{ClassId, IdError, MediaId, ParticipantId, PostId, RoomId, TrackId, UserId};
 pub use tier::{Tier, TierPolicy, TierPolicyOverride, TierTable, VisioPolicy};

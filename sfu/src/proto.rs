@@ -1,84 +1,12 @@
 //! Types the signaling server exchanges with the SFU.
 //!
-//! These belong in `models` (typed ids and wire messages shared by every service); they live here
-//! until the lead moves them, so that the SFU could be built without editing `models`.
+//! The ids come from `models`; the commands and events are the SFU's in-process API (the browser's
+//! wire protocol is `models::visio`, mapped by `signaling`).
 
-use std::fmt;
 use std::time::Duration;
 
-use models::{ClassId, IdError, Role, UserId};
-
-/// Longest id we accept, as in `models::ids`.
-const MAX_ID_LEN: usize = 64;
-
-fn validate_id(raw: &str) -> Result<(), IdError> {
-    if raw.is_empty() {
-        return Err(IdError::Empty);
-    }
-    if raw.len() > MAX_ID_LEN {
-        return Err(IdError::TooLong);
-    }
-    if !raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-        return Err(IdError::BadCharacter);
-    }
-    Ok(())
-}
-
-macro_rules! id_type {
-    ($(#[$meta:meta])* $name:ident) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(String);
-
-        impl $name {
-            pub fn new(raw: impl Into<String>) -> Result<Self, IdError> {
-                let raw = raw.into();
-                validate_id(&raw)?;
-                Ok(Self(raw))
-            }
-
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-    };
-}
-
-id_type!(
-    /// One call room. A class has one room; its id is the class id.
-    RoomId
-);
-id_type!(
-    /// One participant in one room: one browser tab, one connection. A user who joins twice gets
-    /// two ids (and the second join replaces the first).
-    ParticipantId
-);
-id_type!(
-    /// One published track: `<participant>-<mid>`. It is the `msid` track id subscribers see.
-    TrackId
-);
-
-impl From<&ClassId> for RoomId {
-    fn from(class_id: &ClassId) -> Self {
-        // A ClassId is already validated with the same alphabet and length.
-        RoomId(class_id.as_str().to_owned())
-    }
-}
-
-impl TrackId {
-    pub(crate) fn for_track(participant_id: &ParticipantId, mid: &str) -> TrackId {
-        // Mids are short tokens chosen by the client; keep the id inside our alphabet whatever
-        // they contain, so that it stays safe in logs and in the SDP msid attribute.
-        let mid: String = mid.chars().filter(|c| c.is_ascii_alphanumeric()).take(16).collect();
-        TrackId(format!("{participant_id}-{mid}"))
-    }
-}
+pub use models::{ParticipantId, RoomId, TrackId};
+use models::{Role, UserId};
 
 /// Audio or video. Our own copy, so that the public API does not expose str0m's types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
