@@ -42,6 +42,7 @@ const CHROMIUM_ARGS = [
 
 const CLASS_A = 'browser-test-std';
 const CLASS_B = 'browser-test-wait';
+const CLASS_FREE = 'browser-test-free';
 const TEACHER = { user: 'teacher-a', name: 'Mme Lefèvre', role: 'teacher' };
 const PARENTS = [
   ['parent-1', 'Alice Martin'],
@@ -210,6 +211,7 @@ function b64url(data) {
 
 /** An HS256 user token, as the class backend mints them: claims sub and exp. */
 function mintJwt(sub, ttlSecs = 3600) {
+  // A negative ttl gives an expired token.
   const header = b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
   const payload = b64url(JSON.stringify({ sub, exp: Math.floor(Date.now() / 1000) + ttlSecs }));
   const sig = crypto.createHmac('sha256', JWT_SECRET).update(`${header}.${payload}`).digest('base64url');
@@ -286,7 +288,7 @@ async function startWebFromDiskProxy(targetPort) {
   return proxy;
 }
 
-async function openPage(classId, member, { audioOnly = false } = {}) {
+async function openPage(classId, member, { audioOnly = false, token = null } = {}) {
   const page = await browser.newPage();
   await page.addInitScript(mediaInitScript, { audioOnly });
   page.on('pageerror', (err) => console.log(`[${member.user}] page error: ${err.message}`));
@@ -294,7 +296,7 @@ async function openPage(classId, member, { audioOnly = false } = {}) {
     if (msg.type() === 'error') console.log(`[${member.user}] console: ${msg.text()}`);
   });
   const openedAt = Date.now();
-  const url = `${server.pageBase}/call/${classId}#token=${mintJwt(member.user)}`;
+  const url = `${server.pageBase}/call/${classId}#token=${token || mintJwt(member.user)}`;
   const res = await page.goto(url);
   assert.equal(res.status(), 200, `GET /call/${classId}`);
   const entry = { page, openedAt, ...member, firstFrameMs: null, allFramesMs: null };
@@ -424,6 +426,10 @@ before(async () => {
   await startServer();
   await seedClass(CLASS_A, 'CE2 B (test navigateur)', [TEACHER, ...PARENTS]);
   await seedClass(CLASS_B, 'CM1 A (test salle d\'attente)', [TEACHER_B, PARENT_B, PARENT_B2]);
+  await api('PUT', `/v1/classes/${CLASS_FREE}`, { name: 'CP (formule gratuite)', tier: 'free' });
+  await api('PUT', `/v1/classes/${CLASS_FREE}/members/${TEACHER_B.user}`, {
+    display_name: TEACHER_B.name, role: 'teacher', approved: true,
+  });
   await launchBrowser();
 });
 
@@ -497,11 +503,11 @@ test('(b) a parent muted by the teacher stops reaching the others, video goes on
   assert.ok(teacher && muted && other, 'pages of (a)');
   const ids = {};
   for (const e of [teacher, muted, other]) ids[e.user] = (await callState(e)).participantId;
-  const mid = ids[muted.user];
+  const mutedId = ids[muted.user];
 
   // The teacher clicks "Couper le micro" on the parent's tile.
-  await teacher.page.locator(`.tile[data-participant="${mid}"] button[data-action="mute"]`).click();
-  await waitForCondition(async () => (await callState(other)).participants[mid]?.audio_muted === true, 20_000,
+  await teacher.page.locator(`.tile[data-participant="${mutedId}"] button[data-action="mute"]`).click();
+  await waitForCondition(async () => (await callState(other)).participants[mutedId]?.audio_muted === true, 20_000,
     `${other.user} sees ${muted.user} muted (mute_changed)`);
 
   // Play a modified client: the muted page turns its microphone back on behind the server's back.
@@ -519,37 +525,37 @@ test('(b) a parent muted by the teacher stops reaching the others, video goes on
 
   assert.ok(sentAfter > sentBefore, `the muted page still sends audio (${sentBefore} -> ${sentAfter})`);
   for (const [who, k] of [[teacher, 't'], [other, 'o']]) {
-    const a0 = get(before[k], mid, 'audio', 'packetsReceived');
-    const a1 = get(afterS[k], mid, 'audio', 'packetsReceived');
+    const a0 = get(before[k], mutedId, 'audio', 'packetsReceived');
+    const a1 = get(afterS[k], mutedId, 'audio', 'packetsReceived');
     assert.equal(a1, a0, `${who.user} still receives ${muted.user}'s audio after the mute (${a0} -> ${a1})`);
-    const v0 = get(before[k], mid, 'video', 'framesDecoded');
-    const v1 = get(afterS[k], mid, 'video', 'framesDecoded');
+    const v0 = get(before[k], mutedId, 'video', 'framesDecoded');
+    const v1 = get(afterS[k], mutedId, 'video', 'framesDecoded');
     assert.ok(v1 > v0, `${who.user}: ${muted.user}'s video stopped too (${v0} -> ${v1})`);
   }
   // Control: the teacher's audio still reaches the other parent.
   const c0 = get(before.o, ids[teacher.user], 'audio', 'packetsReceived');
   const c1 = get(afterS.o, ids[teacher.user], 'audio', 'packetsReceived');
   assert.ok(c1 > c0, `teacher's audio to ${other.user} stopped (${c0} -> ${c1})`);
-  // The muted parent was told.
-  const ms = await callState(muted);
-  assert.equal(ms.participants[mid]?.audio_muted ?? true, true);
+  // The muted parent was told, and its page shows its microphone off.
+  assert.equal(await muted.page.locator('#alert').getAttribute('data-code'), 'muted_by_moderator');
+  assert.equal(await muted.page.locator('#btn-mic').textContent(), 'Réactiver mon micro');
   console.log(`mute: ${muted.user} sent ${sentAfter - sentBefore} audio packets in 4 s, others received 0`);
 });
 
 test('(b2) asked by the teacher, the muted parent unmutes and is heard again', { timeout: 120_000 }, async () => {
   const [teacher, muted, other] = pA();
   assert.ok(teacher && muted && other, 'pages of (a)');
-  const mid = (await callState(muted)).participantId;
-  await teacher.page.locator(`.tile[data-participant="${mid}"] button[data-action="request_unmute"]`).click();
+  const mutedId = (await callState(muted)).participantId;
+  await teacher.page.locator(`.tile[data-participant="${mutedId}"] button[data-action="request_unmute"]`).click();
   const prompt = muted.page.locator('#unmute-prompt');
   await prompt.waitFor({ state: 'visible', timeout: 20_000 });
   await muted.page.locator('#unmute-accept').click();
-  await waitForCondition(async () => (await callState(other)).participants[mid]?.audio_muted === false, 20_000,
+  await waitForCondition(async () => (await callState(other)).participants[mutedId]?.audio_muted === false, 20_000,
     `${other.user} sees ${muted.user} unmuted`);
   await sleep(1000);
-  const a0 = get(await inboundByParticipant(other), mid, 'audio', 'packetsReceived');
+  const a0 = get(await inboundByParticipant(other), mutedId, 'audio', 'packetsReceived');
   await sleep(3000);
-  const a1 = get(await inboundByParticipant(other), mid, 'audio', 'packetsReceived');
+  const a1 = get(await inboundByParticipant(other), mutedId, 'audio', 'packetsReceived');
   assert.ok(a1 > a0, `${other.user} does not hear ${muted.user} again (${a0} -> ${a1})`);
 });
 
@@ -698,4 +704,21 @@ test('(e) teacher controls: screen share, camera off, lock, remove, end session'
   assert.equal(ended.leftReason, 'session_ended_by_moderator');
   assert.match(await parent.page.locator('#status').textContent(), /terminé la session/);
   assert.equal((await waitForState(teacher, 'left', 30_000)).leftReason, 'session_ended_by_moderator');
+});
+
+test('(f) refused joins are explained on the page: tier, not a member, bad token', { timeout: 120_000 }, async () => {
+  const cases = [
+    { classId: CLASS_FREE, member: TEACHER_B, token: null, code: 'tier_forbids_visio', text: /formule/ },
+    { classId: CLASS_B, member: { user: 'stranger', name: 'Inconnu' }, token: null, code: 'not_a_member', text: /membre/ },
+    { classId: CLASS_B, member: PARENT_B, token: mintJwt(PARENT_B.user, -3600), code: 'unauthorized', text: /expiré/ },
+  ];
+  for (const c of cases) {
+    const entry = await openPage(c.classId, c.member, { audioOnly: true, token: c.token });
+    const s = await waitForState(entry, 'refused', 30_000);
+    assert.equal(s.errorCode, c.code, `${c.member.user} in ${c.classId}`);
+    const status = entry.page.locator('#status');
+    assert.equal(await status.getAttribute('data-code'), c.code);
+    assert.match(await status.textContent(), c.text);
+    await closePage(c.member.user);
+  }
 });

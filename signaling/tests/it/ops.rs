@@ -123,7 +123,8 @@ fn alert_rules_pass_promtool() {
 #[test]
 fn k8s_manifests_parse_and_use_known_variables() {
     use serde::Deserialize;
-    let known = ["KLASS_CONFIG_BODY", "KLASS_API_KEY", "KLASS_JWT_SECRET", "KLASS_DATABASE_URL"];
+    let known =
+        ["KLASS_CONFIG_BODY", "KLASS_API_KEY", "KLASS_JWT_SECRET", "KLASS_DATABASE_URL", "KLASS_SFU_ADVERTISED_IP"];
     let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../k8s/signaling.yaml");
     let text = std::fs::read_to_string(&manifest).unwrap();
     let mut n_docs = 0;
