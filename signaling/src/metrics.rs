@@ -7,6 +7,7 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use models::ErrorCode;
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -61,7 +62,7 @@ impl SfuMetrics {
                 Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("valid metric"),
             )
         };
-        SfuMetrics {
+        let metrics = SfuMetrics {
             rooms: gauge("sfu_rooms", "Rooms with a session or people waiting."),
             participants: gauge("sfu_participants", "Participants connected to rooms."),
             packets: counter_vec("sfu_rtp_packets_total", "RTP packets, by direction and kind.", &["direction", "kind"]),
@@ -84,7 +85,23 @@ impl SfuMetrics {
                 vec![60.0, 300.0, 600.0, 1200.0, 1800.0, 2700.0, 3600.0, 7200.0, 14400.0],
             ),
             joins_refused: counter_vec("sfu_joins_refused_total", "Joins refused, by error code.", &["code"]),
+        };
+        // Series exist from the start at 0, so rates and dashboards work before the first call.
+        for kind in ["audio", "video"] {
+            for direction in ["in", "out", "dropped"] {
+                metrics.packets.with_label_values(&[direction, kind]);
+            }
+            for direction in ["in", "out"] {
+                metrics.bytes.with_label_values(&[direction, kind]);
+            }
         }
+        for direction in ["received", "sent"] {
+            metrics.keyframe_requests.with_label_values(&[direction]);
+        }
+        for code in [ErrorCode::RoomFull, ErrorCode::TierForbidsVisio, ErrorCode::SessionLocked] {
+            metrics.joins_refused.with_label_values(&[code.as_str()]);
+        }
+        metrics
     }
 }
 

@@ -873,6 +873,11 @@
       if (pc.connectionState === 'connected' && call.timings.connected === undefined) {
         call.timings.connected = performance.now();
       }
+      if (pc.connectionState === 'connected' && ui.alert.dataset.code === 'media_failed') hideAlert();
+      if (pc.connectionState === 'failed' && (call.state === 'joined' || call.state === 'waiting' || call.state === 'admitted')) {
+        showAlert("Le son et la vidéo ne passent pas : la connexion au serveur média n'a pas pu s'établir "
+          + '(réseau ou pare-feu). Essayez un autre réseau ou rechargez la page.', 'media_failed');
+      }
     });
     if (local.audioTrack) addSender(local.audioTrack, 'microphone', stream);
     if (local.videoTrack) addSender(local.videoTrack, 'camera', stream);

@@ -123,8 +123,13 @@ fn alert_rules_pass_promtool() {
 #[test]
 fn k8s_manifests_parse_and_use_known_variables() {
     use serde::Deserialize;
-    let known =
-        ["KLASS_CONFIG_BODY", "KLASS_API_KEY", "KLASS_JWT_SECRET", "KLASS_DATABASE_URL", "KLASS_SFU_ADVERTISED_IP"];
+    let known = [
+        "KLASS_CONFIG_BODY",
+        "KLASS_API_KEY",
+        "KLASS_JWT_SECRET",
+        "KLASS_DATABASE_URL",
+        "KLASS_SFU_ADVERTISED_IP",
+    ];
     let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../k8s/signaling.yaml");
     let text = std::fs::read_to_string(&manifest).unwrap();
     let mut n_docs = 0;
@@ -142,4 +147,28 @@ fn k8s_manifests_parse_and_use_known_variables() {
         let var = line.trim().trim_start_matches("- name: ");
         assert!(known.contains(&var), "{var} is not read by the server");
     }
+}
+
+/// Every series the dashboard queries is one the server exports, so a rename cannot blank a panel.
+#[tokio::test]
+async fn dashboard_queries_exported_metrics() {
+    let server = TestServer::start(Db::Sqlite).await;
+    server.request(Method::GET, "/healthz").send().await.unwrap();
+    let exported = server.request(Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../k8s/dashboards/klass-overview.json");
+    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut n_queries = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for name in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if name.starts_with("signaling_") || name.starts_with("sfu_") {
+                    let family = name.trim_end_matches("_bucket");
+                    assert!(exported.contains(&format!("# TYPE {family} ")), "{family} is not exported");
+                }
+            }
+            n_queries += 1;
+        }
+    }
+    assert!(n_queries >= 9);
 }
