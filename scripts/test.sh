@@ -16,4 +16,11 @@ echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== browser test: headless Chromium pages in a real call (signaling/tests/browser)"
+cargo build -p signaling --locked
+(
+  cd signaling/tests/browser
+  npm ci --no-audit --no-fund --loglevel=error
+  SIGNALING_BIN="$CARGO_TARGET_DIR/debug/signaling" node --test
+)
 echo "== all checks passed in $(( $(date +%s) - started )) s"

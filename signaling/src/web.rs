@@ -1,17 +1,29 @@
 //! The browser call page, compiled into the binary: no build step, no other file to deploy.
 
 use axum::extract::Path;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderName, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 
 const CALL_HTML: &str = include_str!("../web/call.html");
 const CALL_JS: &str = include_str!("../web/call.js");
 const CALL_CSS: &str = include_str!("../web/call.css");
 
+/// The page loads nothing but itself: no third-party script can read the token in the fragment,
+/// and no referrer carries the page's URL elsewhere.
+const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
+    (
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'self'; img-src 'self' data:; media-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'",
+    ),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::CACHE_CONTROL, "no-cache"),
+];
+
 /// `/call/{class_id}`: the same page for every class; the page reads the class from its URL and the
 /// user's token from the fragment, which browsers never send to the server.
-pub async fn call_page(Path(_class_id): Path<String>) -> Html<&'static str> {
-    Html(CALL_HTML)
+pub async fn call_page(Path(_class_id): Path<String>) -> Response {
+    (SECURITY_HEADERS, Html(CALL_HTML)).into_response()
 }
 
 pub async fn asset(Path(file): Path<String>) -> Response {
@@ -20,5 +32,5 @@ pub async fn asset(Path(file): Path<String>) -> Response {
         "call.css" => ("text/css; charset=utf-8", CALL_CSS),
         _ => return (StatusCode::NOT_FOUND, "no such file").into_response(),
     };
-    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+    (SECURITY_HEADERS, [(header::CONTENT_TYPE, content_type)], body).into_response()
 }

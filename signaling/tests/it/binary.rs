@@ -60,6 +60,8 @@ async fn demo_mode_prints_working_tokens_and_stops_on_sigterm() {
     // The call page the demo links to is served, with its script.
     let page = client.get(format!("http://{addr}/call/demo-standard")).send().await.unwrap();
     assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-security-policy"].to_str().unwrap().starts_with("default-src 'self'"));
+    assert_eq!(page.headers()["referrer-policy"], "no-referrer");
     assert!(page.text().await.unwrap().contains("call.js"));
     let script = client.get(format!("http://{addr}/web/call.js")).send().await.unwrap();
     assert_eq!(script.status(), 200);
