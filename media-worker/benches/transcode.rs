@@ -22,6 +22,35 @@ fn ffmpeg(args: &[&str]) -> anyhow::Result<()> {
 
 /// CPU seconds (user + system) used so far by this process, all threads, and by its waited-for
 /// children, from /proc (Linux). Less sensitive than wall time to other work on the machine.
+/// Megamind scaled to `width`x`height`, with faces and audio, as a phone-like H.264 input.
+fn scaled_megamind(
+    megamind: &Path,
+    dir: &Path,
+    width: u32,
+    height: u32,
+) -> anyhow::Result<std::path::PathBuf> {
+    let output = dir.join(format!("megamind-{height}p.mp4"));
+    let scale = format!("scale={width}:{height}");
+    ffmpeg(&[
+        "-i",
+        megamind.to_str().unwrap_or_default(),
+        "-vf",
+        &scale,
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-crf",
+        "18",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "192k",
+        output.to_str().unwrap_or_default(),
+    ])?;
+    Ok(output)
+}
+
 fn cpu_seconds() -> (f64, f64) {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     // Fields after the command name, which is in parentheses and may hold spaces.
@@ -106,42 +135,8 @@ fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     // A 1080p input with faces and audio: Megamind scaled up, so that the pipeline scales it down
     // to 720p like a phone video.
-    let full_hd = dir.path().join("megamind-1080p.mp4");
-    ffmpeg(&[
-        "-i",
-        megamind.to_str().unwrap_or_default(),
-        "-vf",
-        "scale=1920:1080",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-crf",
-        "18",
-        "-c:a",
-        "aac",
-        "-b:a",
-        "192k",
-        full_hd.to_str().unwrap_or_default(),
-    ])?;
-    let hd = dir.path().join("megamind-720p.mp4");
-    ffmpeg(&[
-        "-i",
-        megamind.to_str().unwrap_or_default(),
-        "-vf",
-        "scale=1280:720",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-crf",
-        "18",
-        "-c:a",
-        "aac",
-        "-b:a",
-        "192k",
-        hd.to_str().unwrap_or_default(),
-    ])?;
+    let full_hd = scaled_megamind(&megamind, dir.path(), 1920, 1080)?;
+    let hd = scaled_megamind(&megamind, dir.path(), 1280, 720)?;
 
     println!("runs per figure: {n_runs} (median), cores: {}", std::thread::available_parallelism()?);
     println!("| input | media-worker | ffmpeg CLI | ratio | CPU ours / CLI | CPU ratio | output sizes (ours / CLI) |");

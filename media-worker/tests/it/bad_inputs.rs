@@ -102,19 +102,7 @@ fn truncated_png_is_corrupt() {
 #[test]
 fn eleven_minute_video_is_too_long() {
     let dir = tempdir();
-    let input = dir.path().join("long.mp4");
-    // Tiny and at 1 fps: eleven minutes that take a second to make.
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "color=c=black:s=32x32:r=1:d=660",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        path_str(&input),
-    ]);
+    let input = eleven_minute_clip(dir.path());
     let err = check_refused(&input, "video_too_long");
     match err {
         MediaError::TooLong { actual, limit } => {

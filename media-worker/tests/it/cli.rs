@@ -41,18 +41,7 @@ fn process_transcodes_a_video_with_poster() {
 #[test]
 fn refusals_exit_non_zero_with_the_error_code() {
     let dir = tempdir();
-    let input = dir.path().join("long.mp4");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "color=c=black:s=32x32:r=1:d=660",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        path_str(&input),
-    ]);
+    let input = eleven_minute_clip(dir.path());
     let output = media_worker()
         .args(["process", path_str(&input), path_str(&dir.path().join("out.mp4"))])
         .output()

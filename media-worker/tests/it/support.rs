@@ -181,6 +181,23 @@ pub fn megamind_clip(dir: &Path, seconds: f64) -> PathBuf {
     clip
 }
 
+/// An eleven-minute video, tiny and at 1 fps, so that it takes a second to make.
+pub fn eleven_minute_clip(dir: &Path) -> PathBuf {
+    let output = dir.join("long.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=black:s=32x32:r=1:d=660",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        path_str(&output),
+    ]);
+    output
+}
+
 pub fn path_str(path: &Path) -> &str {
     path.to_str().expect("test paths are UTF-8")
 }
