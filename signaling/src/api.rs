@@ -11,7 +11,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::directory::Written;
 use crate::error::AppError;
-use crate::extract::{AppJson, Backend, ClassPath, MemberPath, User};
+use crate::extract::{parse_id, AppJson, Backend, ClassPath, MemberPath, User};
 use crate::AppState;
 
 #[derive(OpenApi)]
@@ -248,6 +248,8 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
 
+const ATTENDANCE_REFUSAL: &str = "only teachers and admins see attendance";
+
 /// The class's call sessions, newest first. Teachers and admins only.
 #[utoipa::path(
     get, path = "/v1/classes/{class_id}/sessions", tag = "user",
@@ -264,7 +266,7 @@ pub async fn sessions(
     State(state): State<AppState>,
     ClassPath(class_id): ClassPath,
 ) -> Result<Json<Vec<crate::attendance::SessionRecord>>, AppError> {
-    moderator(&state, &class_id, &user_id).await?;
+    administrator(&state, &class_id, &user_id, ATTENDANCE_REFUSAL).await?;
     let sessions =
         state.attendance.sessions(&class_id).await.map_err(|err| AppError::Internal(err.into()))?;
     Ok(Json(sessions))
@@ -296,9 +298,8 @@ pub async fn attendance(
     axum::extract::Query(query): axum::extract::Query<AttendanceQuery>,
     headers: axum::http::HeaderMap,
 ) -> Result<axum::response::Response, AppError> {
-    let class_id = models::ClassId::new(class_raw)
-        .map_err(|err| AppError::client(ErrorCode::InvalidRequest, format!("class_id: {err}")))?;
-    moderator(&state, &class_id, &user_id).await?;
+    let class_id = parse_id(class_raw, "class_id", models::ClassId::new)?;
+    administrator(&state, &class_id, &user_id, ATTENDANCE_REFUSAL).await?;
     let records = state
         .attendance
         .attendance(&class_id, &session_id)
@@ -315,16 +316,17 @@ pub async fn attendance(
     })
 }
 
-/// The member, if approved and a teacher or admin of the class.
-async fn moderator(
+/// The member, if approved and a teacher or admin of the class; `refusal` tells others why not.
+pub(crate) async fn administrator(
     state: &AppState,
     class_id: &models::ClassId,
     user_id: &models::UserId,
-) -> Result<(), AppError> {
+    refusal: &str,
+) -> Result<MemberView, AppError> {
     let (member, _, _) =
         state.directory.approved_member(class_id, user_id).await?.ok_or_else(AppError::not_a_member)?;
     if !member.role.administers() {
-        return Err(AppError::client(ErrorCode::ForbiddenRole, "only teachers and admins see attendance"));
+        return Err(AppError::client(ErrorCode::ForbiddenRole, refusal));
     }
-    Ok(())
+    Ok(member)
 }

@@ -10,8 +10,9 @@ use models::api::MemberView;
 use models::media::{MediaUpload, MediaView, PostView};
 use models::{ApiError, ClassId, ErrorCode, MediaId, PostId, UserId};
 
+use crate::api::administrator;
 use crate::error::AppError;
-use crate::extract::{AppJson, User};
+use crate::extract::{parse_id, AppJson, User};
 use crate::storage::Storage;
 use crate::uploads::{random_token, UploadError, Uploads};
 use crate::AppState;
@@ -33,23 +34,7 @@ impl From<crate::storage::StorageError> for AppError {
 
 /// The member, if approved and allowed to publish in the class.
 async fn publisher(state: &AppState, class_id: &ClassId, user_id: &UserId) -> Result<MemberView, AppError> {
-    let (member, _, _) =
-        state.directory.approved_member(class_id, user_id).await?.ok_or_else(AppError::not_a_member)?;
-    if !member.role.administers() {
-        return Err(AppError::client(
-            ErrorCode::ForbiddenRole,
-            "only teachers and admins publish photos and videos",
-        ));
-    }
-    Ok(member)
-}
-
-fn parse_id<T>(
-    raw: String,
-    name: &str,
-    parse: impl FnOnce(String) -> Result<T, models::IdError>,
-) -> Result<T, AppError> {
-    parse(raw).map_err(|err| AppError::client(ErrorCode::InvalidRequest, format!("{name}: {err}")))
+    administrator(state, class_id, user_id, "only teachers and admins publish photos and videos").await
 }
 
 fn upload_url(class_id: &ClassId, media_id: &MediaId) -> String {

@@ -51,6 +51,15 @@ impl FromRequestParts<AppState> for User {
     }
 }
 
+/// An id from the path, validated; a bad one is a 422 naming the parameter.
+pub fn parse_id<T>(
+    raw: String,
+    name: &str,
+    parse: impl FnOnce(String) -> Result<T, models::IdError>,
+) -> Result<T, AppError> {
+    parse(raw).map_err(|err| AppError::client(ErrorCode::InvalidRequest, format!("{name}: {err}")))
+}
+
 /// `{class_id}` in the path, validated.
 pub struct ClassPath(pub ClassId);
 
@@ -59,9 +68,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClassPath {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
         let Path(raw) = Path::<String>::from_request_parts(parts, state).await?;
-        let class_id = ClassId::new(raw)
-            .map_err(|err| AppError::client(ErrorCode::InvalidRequest, format!("class_id: {err}")))?;
-        Ok(ClassPath(class_id))
+        Ok(ClassPath(parse_id(raw, "class_id", ClassId::new)?))
     }
 }
 
@@ -73,10 +80,9 @@ impl<S: Send + Sync> FromRequestParts<S> for MemberPath {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
         let Path((class_raw, user_raw)) = Path::<(String, String)>::from_request_parts(parts, state).await?;
-        let class_id = ClassId::new(class_raw)
-            .map_err(|err| AppError::client(ErrorCode::InvalidRequest, format!("class_id: {err}")))?;
-        let user_id = UserId::new(user_raw)
-            .map_err(|err| AppError::client(ErrorCode::InvalidRequest, format!("user_id: {err}")))?;
-        Ok(MemberPath(class_id, user_id))
+        Ok(MemberPath(
+            parse_id(class_raw, "class_id", ClassId::new)?,
+            parse_id(user_raw, "user_id", UserId::new)?,
+        ))
     }
 }
