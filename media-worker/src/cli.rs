@@ -1,4 +1,5 @@
-//! Command line: `process`, `probe` and `faces` on one file, with the library's defaults.
+//! Command line: `process`, `probe` and `faces` on one file, with the library's defaults, and
+//! `work`, the queue worker.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -43,6 +44,52 @@ enum Command {
         #[command(flatten)]
         options: Options,
     },
+    /// Claims jobs from the queue in the database and processes them until SIGTERM or Ctrl-C,
+    /// with a progress bar per job on a terminal. The database and storage defaults are those of
+    /// `signaling serve`, so both find the same files on one machine.
+    Work(WorkArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct WorkArgs {
+    /// Directory of the embedded defaults: the SQLite database and the `media` folder.
+    #[arg(long, env = "KLASS_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// `sqlite://...` or `postgres://...`; default: `<data-dir>/klass.db`.
+    #[arg(long, env = "KLASS_DATABASE_URL")]
+    database_url: Option<String>,
+    /// `s3://bucket` (with `AWS_*` variables or --storage-option); default: `<data-dir>/media`.
+    #[arg(long, env = "KLASS_STORAGE_URL")]
+    storage_url: Option<String>,
+    /// object_store option as KEY=VALUE (aws_endpoint, aws_allow_http, ...). Repeatable.
+    #[arg(long = "storage-option", value_parser = parse_key_value)]
+    storage_options: Vec<(String, String)>,
+    /// Serves Prometheus metrics on http://ADDR/metrics; `off` to disable.
+    #[arg(long, env = "KLASS_WORKER_METRICS_ADDR", default_value = "127.0.0.1:9184")]
+    metrics_addr: String,
+    /// Jobs at once.
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
+    /// Seconds without a heartbeat before another worker takes a job over.
+    #[arg(long, default_value_t = 60)]
+    lease_secs: u64,
+    /// Milliseconds between looks at the queue when idle.
+    #[arg(long, default_value_t = 1000)]
+    poll_interval_ms: u64,
+    /// CenterFace model (default: $KLASS_FACE_MODEL or $HOME/.cache/klass/models/centerface.onnx).
+    #[arg(long, env = "KLASS_FACE_MODEL")]
+    model: Option<PathBuf>,
+    /// Output fits in this many lines (720 for 720p).
+    #[arg(long, default_value_t = 720)]
+    max_height: u32,
+    /// Where jobs keep their files while running (default: the system's temporary directory).
+    #[arg(long)]
+    scratch_dir: Option<PathBuf>,
+}
+
+fn parse_key_value(value: &str) -> Result<(String, String), String> {
+    let (key, value) = value.split_once('=').ok_or("expected KEY=VALUE")?;
+    Ok((key.to_owned(), value.to_owned()))
 }
 
 #[derive(clap::Args, Debug)]
@@ -116,6 +163,94 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&frames)?);
             Ok(())
         }
+        Command::Work(args) => {
+            let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(work(args))
+        }
+    }
+}
+
+async fn work(args: WorkArgs) -> anyhow::Result<()> {
+    use media_worker::{metrics::WorkerMetrics, queue, store, worker};
+
+    let database_url = args
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", args.data_dir.join("klass.db").display()));
+    if args.database_url.is_none() {
+        std::fs::create_dir_all(&args.data_dir)
+            .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    }
+    let pool = queue::open_pool(&database_url, 4).await.context("cannot open the database")?;
+    queue::migrate(&pool).await.context("cannot migrate the job queue")?;
+    let options = args.storage_options.iter().cloned().collect();
+    let store = store::open(args.storage_url.as_deref(), &args.data_dir.join("media"), &options)
+        .context("cannot open media storage")?;
+    let registry = prometheus::Registry::new();
+    let metrics = WorkerMetrics::new(&registry);
+    let config = worker::WorkerConfig {
+        concurrency: args.concurrency,
+        lease_secs: args.lease_secs,
+        poll_interval_ms: args.poll_interval_ms,
+        face_model: args.model.clone(),
+        max_height: args.max_height,
+        scratch_dir: args.scratch_dir.clone(),
+        ..worker::WorkerConfig::default()
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    if args.metrics_addr != "off" {
+        let listener = tokio::net::TcpListener::bind(&args.metrics_addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.metrics_addr))?;
+        tracing::info!(addr = %listener.local_addr()?, "metrics at /metrics");
+        tokio::spawn(serve_metrics(listener, registry));
+    }
+    let worker = worker::Worker::new(queue::Queue::new(pool), store, config, metrics).with_progress_bars();
+    let running = tokio::spawn(worker.run(stopped));
+    shutdown_signal().await;
+    tracing::info!("stopping: the job in progress goes back to the queue");
+    let _ = stop.send(true);
+    running.await.context("worker task failed")?;
+    Ok(())
+}
+
+async fn serve_metrics(listener: tokio::net::TcpListener, registry: prometheus::Registry) {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let registry = registry.clone();
+                async move {
+                    let mut body = String::new();
+                    let encoded = prometheus::TextEncoder::new().encode_utf8(&registry.gather(), &mut body);
+                    match encoded {
+                        Ok(()) => (axum::http::StatusCode::OK, body),
+                        Err(err) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
+                    }
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }));
+    if let Err(err) = axum::serve(listener, app).await {
+        tracing::error!(cause = %err, "metrics server stopped");
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let terminate = async {
+        match sigterm.as_mut() {
+            Some(sigterm) => {
+                sigterm.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = terminate => {},
     }
 }
 

@@ -30,12 +30,16 @@
 pub mod blur;
 pub mod error;
 pub mod face;
+pub mod metrics;
 pub mod photo;
 pub mod pipeline;
 pub mod probe;
+pub mod queue;
 pub mod region;
+pub mod store;
 pub mod track;
 pub mod video;
+pub mod worker;
 
 use std::path::PathBuf;
 

@@ -87,11 +87,13 @@ pub(crate) fn process(
 
     let mut boxes: Vec<Rect> = config.manual_regions.iter().map(|r| r.to_rect(width, height)).collect();
     let mut n_face_detections = 0u64;
+    let mut found = Vec::new();
     let blocks_across =
         config.face_blur.as_ref().map_or(blur::DEFAULT_BLOCKS_ACROSS, |c| c.face.blocks_across);
     if let Some(face_blur) = &config.face_blur {
         let faces = detect_rgb(&rgb, config, face_blur)?;
         n_face_detections = faces.len() as u64;
+        found.push(crate::video::FaceFrame::from_detections(0.0, &faces, width, height));
         boxes.extend(faces.iter().map(|d| d.rect.enlarged(face_blur.track.enlarge)));
     }
     if !boxes.is_empty() {
@@ -114,6 +116,7 @@ pub(crate) fn process(
         n_frames: 1,
         n_face_detections,
         n_blurred_frames: u64::from(!boxes.is_empty()),
+        faces: found,
     })
 }
 

@@ -10,7 +10,7 @@ use crate::error::{MediaError, Result};
 use crate::face::FaceConfig;
 use crate::photo::PhotoConfig;
 use crate::probe::{self, MediaInfo, MediaKind, ProbeLimits};
-use crate::region::{ManualRegion, Rect};
+use crate::region::ManualRegion;
 use crate::track::TrackConfig;
 use crate::video::{self, FaceFrame, VideoConfig};
 
@@ -80,6 +80,9 @@ pub struct ProcessOutput {
     pub n_face_detections: u64,
     /// Frames in which at least one region was blurred.
     pub n_blurred_frames: u64,
+    /// What the detector found on each detection frame, for the preview; empty without face blur.
+    #[serde(skip)]
+    pub faces: Vec<FaceFrame>,
 }
 
 /// Probes `input`, then writes the publishable version to `output`: an MP4 for a video, a JPEG for
@@ -120,18 +123,8 @@ pub fn detect_faces(input: &Path, config: &ProcessConfig) -> Result<Vec<FaceFram
         MediaKind::Video => video::detect_faces(input, &info, config, &face_blur),
         MediaKind::Photo => {
             let picture = crate::photo::decode_upright(input, &info, config)?.to_rgb8();
-            let (width, height) = (picture.width() as f32, picture.height() as f32);
             let detections = crate::photo::detect_rgb(&picture, config, &face_blur)?;
-            Ok(vec![FaceFrame {
-                time_s: 0.0,
-                boxes: detections
-                    .iter()
-                    .map(|d| {
-                        Rect::new(d.rect.x / width, d.rect.y / height, d.rect.w / width, d.rect.h / height)
-                    })
-                    .collect(),
-                scores: detections.iter().map(|d| d.score).collect(),
-            }])
+            Ok(vec![FaceFrame::from_detections(0.0, &detections, picture.width(), picture.height())])
         }
     }
 }

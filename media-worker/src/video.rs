@@ -15,7 +15,7 @@ use ffmpeg_next::{codec, decoder, encoder, filter, format, frame, media, Packet,
 
 use crate::blur::{self, Plane};
 use crate::error::{MediaError, Result};
-use crate::face::FaceDetector;
+use crate::face::{Detection, FaceDetector};
 use crate::pipeline::{FaceBlurConfig, ProcessConfig, ProcessOutput};
 use crate::probe::{self, MediaInfo};
 use crate::region::{ManualRegion, Rect};
@@ -61,6 +61,21 @@ pub struct FaceFrame {
     /// Boxes as fractions (0..1) of the displayed picture, like [`ManualRegion`].
     pub boxes: Vec<Rect>,
     pub scores: Vec<f32>,
+}
+
+impl FaceFrame {
+    /// Detections in pixels of a `width` x `height` picture, as fractions of it.
+    pub fn from_detections(time_s: f64, detections: &[Detection], width: u32, height: u32) -> FaceFrame {
+        let (width, height) = (width as f32, height as f32);
+        FaceFrame {
+            time_s,
+            boxes: detections
+                .iter()
+                .map(|d| Rect::new(d.rect.x / width, d.rect.y / height, d.rect.w / width, d.rect.h / height))
+                .collect(),
+            scores: detections.iter().map(|d| d.score).collect(),
+        }
+    }
 }
 
 /// Output size for a `width` x `height` displayed picture with sample aspect ratio `sar`: fits in
@@ -476,6 +491,8 @@ struct BlurStage {
     last_detected_idx: Option<u64>,
     n_detections: u64,
     n_blurred_frames: u64,
+    /// Every detection, for the preview.
+    found: Vec<FaceFrame>,
 }
 
 impl BlurStage {
@@ -496,6 +513,7 @@ impl BlurStage {
             last_detected_idx: None,
             n_detections: 0,
             n_blurred_frames: 0,
+            found: Vec::new(),
         })
     }
 
@@ -504,10 +522,8 @@ impl BlurStage {
         self.n_frames_in += 1;
         if let Some((detector, tracker)) = self.faces.as_mut() {
             if tracker.wants_detection(frame_idx) {
-                let boxes = detect_in_frame(detector, &frame)?;
-                self.n_detections += boxes.len() as u64;
-                tracker.push_detections(frame_idx, &boxes);
-                self.last_detected_idx = Some(frame_idx);
+                let detections = detect_in_frame(detector, &frame)?;
+                self.record(frame_idx, time_s, &frame, &detections);
             }
         }
         self.pending.push_back((frame_idx, time_s, frame));
@@ -517,17 +533,28 @@ impl BlurStage {
     /// Detects on the last frame too, so that a face entering after the last regular detection is
     /// still found, then releases every frame.
     fn finish(&mut self) -> Result<()> {
-        if let (Some((detector, tracker)), Some((last_idx, _, last_frame))) =
-            (self.faces.as_mut(), self.pending.back())
-        {
-            if self.last_detected_idx != Some(*last_idx) {
-                let boxes = detect_in_frame(detector, last_frame)?;
-                self.n_detections += boxes.len() as u64;
-                tracker.push_detections(*last_idx, &boxes);
+        let Some((detector, _)) = self.faces.as_mut() else { return Ok(()) };
+        if let Some((last_idx, time_s, last_frame)) = self.pending.pop_back() {
+            if self.last_detected_idx != Some(last_idx) {
+                let detections = detect_in_frame(detector, &last_frame)?;
+                self.record(last_idx, time_s, &last_frame, &detections);
             }
+            self.pending.push_back((last_idx, time_s, last_frame));
+        }
+        if let Some((_, tracker)) = self.faces.as_mut() {
             tracker.finish();
         }
         Ok(())
+    }
+
+    fn record(&mut self, frame_idx: u64, time_s: f64, frame: &frame::Video, detections: &[Detection]) {
+        let boxes: Vec<Rect> = detections.iter().map(|d| d.rect).collect();
+        self.n_detections += boxes.len() as u64;
+        if let Some((_, tracker)) = self.faces.as_mut() {
+            tracker.push_detections(frame_idx, &boxes);
+        }
+        self.last_detected_idx = Some(frame_idx);
+        self.found.push(FaceFrame::from_detections(time_s, detections, frame.width(), frame.height()));
     }
 
     fn pop_ready(&mut self) -> Option<(f64, frame::Video)> {
@@ -555,13 +582,13 @@ impl BlurStage {
     }
 }
 
-fn detect_in_frame(detector: &mut FaceDetector, frame: &frame::Video) -> Result<Vec<Rect>> {
+fn detect_in_frame(detector: &mut FaceDetector, frame: &frame::Video) -> Result<Vec<Detection>> {
     let planes = [
         (frame.data(0), frame.stride(0)),
         (frame.data(1), frame.stride(1)),
         (frame.data(2), frame.stride(2)),
     ];
-    Ok(detector.detect_yuv420(planes, frame.width(), frame.height())?.into_iter().map(|d| d.rect).collect())
+    detector.detect_yuv420(planes, frame.width(), frame.height())
 }
 
 fn blur_frame(frame: &mut frame::Video, boxes: &[Rect], blocks_across: u32) {
@@ -837,6 +864,7 @@ pub(crate) fn transcode(
         n_frames: n_frames_out,
         n_face_detections: blur_stage.n_detections,
         n_blurred_frames: blur_stage.n_blurred_frames,
+        faces: std::mem::take(&mut blur_stage.found),
     })
 }
 
@@ -937,28 +965,14 @@ pub(crate) fn detect_faces(
         }
         while video_in.receive(&mut filtered) {
             if frame_idx.is_multiple_of(interval) {
-                let (width, height) = (filtered.width() as f32, filtered.height() as f32);
-                let planes = [
-                    (filtered.data(0), filtered.stride(0)),
-                    (filtered.data(1), filtered.stride(1)),
-                    (filtered.data(2), filtered.stride(2)),
-                ];
-                let detections = detector.detect_yuv420(planes, filtered.width(), filtered.height())?;
-                frames.push(FaceFrame {
-                    time_s: video_in.relative_time_s(filtered.pts().unwrap_or(0)),
-                    boxes: detections
-                        .iter()
-                        .map(|d| {
-                            Rect::new(
-                                d.rect.x / width,
-                                d.rect.y / height,
-                                d.rect.w / width,
-                                d.rect.h / height,
-                            )
-                        })
-                        .collect(),
-                    scores: detections.iter().map(|d| d.score).collect(),
-                });
+                let detections = detect_in_frame(&mut detector, &filtered)?;
+                let time_s = video_in.relative_time_s(filtered.pts().unwrap_or(0));
+                frames.push(FaceFrame::from_detections(
+                    time_s,
+                    &detections,
+                    filtered.width(),
+                    filtered.height(),
+                ));
             }
             frame_idx += 1;
         }

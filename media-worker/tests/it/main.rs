@@ -5,5 +5,7 @@ mod bad_inputs;
 mod cli;
 mod faces;
 mod photo;
+mod queue;
 mod support;
 mod video;
+mod worker;

@@ -1,0 +1,488 @@
+//! The worker: claims jobs from the [`queue`](crate::queue), runs the pipeline on a blocking
+//! thread, keeps its lease alive while it runs, and stores the outputs.
+//!
+//! Crash safety: outputs go to keys fixed by the medium and its version, and the job is marked done
+//! only after they are all stored. A worker killed at any point leaves a job whose lease expires;
+//! the next worker runs it again and writes the same keys. A worker that lost its lease (it stalled
+//! past the lease) stops at the next heartbeat and cannot mark the job.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use models::media::MediaKind;
+use object_store::ObjectStore;
+use serde::Deserialize;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::error::MediaError;
+use crate::metrics::WorkerMetrics;
+use crate::pipeline::{FaceBlurConfig, ProcessConfig, ProcessOutput};
+use crate::queue::{self, ClaimedJob, JobFiles, JobResult, JobState, Queue, Retry};
+use crate::store::{self, StoreError};
+use crate::{FaceConfig, FaceFrame, TrackConfig};
+
+/// How a worker process runs jobs. The same section configures `media-worker work` and the
+/// workers `signaling serve` runs in-process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Jobs at once in this process. FFmpeg already uses every core for one video.
+    pub concurrency: usize,
+    /// A job whose worker has not renewed its lease for this long is given to another worker.
+    pub lease_secs: u64,
+    /// How often an idle worker looks for a job.
+    pub poll_interval_ms: u64,
+    /// CenterFace model; default `$KLASS_FACE_MODEL` or `~/.cache/klass/models/centerface.onnx`.
+    pub face_model: Option<PathBuf>,
+    /// Output videos fit in this many lines (720 for 720p).
+    pub max_height: u32,
+    /// Run the face detector on one frame out of this many (tracked in between).
+    pub detect_interval: u32,
+    /// Where inputs and outputs are kept while a job runs; default the system's temporary directory.
+    pub scratch_dir: Option<PathBuf>,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            concurrency: 1,
+            lease_secs: 60,
+            poll_interval_ms: 1000,
+            face_model: None,
+            max_height: 720,
+            detect_interval: TrackConfig::default().detect_interval,
+            scratch_dir: None,
+        }
+    }
+}
+
+impl WorkerConfig {
+    pub fn model_path(&self) -> PathBuf {
+        self.face_model.clone().unwrap_or_else(FaceConfig::default_model_path)
+    }
+
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs.max(1))
+    }
+
+    /// The pipeline's configuration for one job.
+    pub fn process_config(&self, spec: &queue::JobSpec) -> ProcessConfig {
+        let mut config = ProcessConfig::default();
+        config.video.max_height = self.max_height;
+        config.limits.max_duration = Duration::from_secs(spec.max_duration_s);
+        if spec.blur_faces {
+            config.face_blur = Some(FaceBlurConfig {
+                face: FaceConfig { model_path: self.model_path(), ..FaceConfig::default() },
+                track: TrackConfig { detect_interval: self.detect_interval, ..TrackConfig::default() },
+            });
+        }
+        config.manual_regions = spec.manual_regions.clone();
+        config
+    }
+}
+
+/// A fresh random token: 128 bits in hex.
+pub fn random_token() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Why a job did not produce its outputs.
+#[derive(Debug, thiserror::Error)]
+enum JobError {
+    #[error(transparent)]
+    Media(#[from] MediaError),
+    #[error("the file is a {found}, but a {declared} was announced")]
+    KindMismatch { declared: &'static str, found: &'static str },
+    #[error("the uploaded original is missing from storage")]
+    OriginalMissing,
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("local file: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the pipeline panicked")]
+    Panicked,
+    #[error("the lease was lost to another worker")]
+    LeaseLost,
+    #[error("the worker is shutting down")]
+    ShuttingDown,
+}
+
+impl JobError {
+    /// The code stored on the job, and whether trying again may help.
+    fn code_and_retry(&self) -> (&'static str, Retry) {
+        match self {
+            JobError::Media(err) if err.is_input_error() => (err.code(), Retry::Never),
+            JobError::Media(err) => (err.code(), Retry::Later),
+            JobError::KindMismatch { .. } => ("unsupported_media", Retry::Never),
+            JobError::OriginalMissing => ("original_missing", Retry::Never),
+            JobError::Store(_) | JobError::Io(_) => ("storage_failed", Retry::Later),
+            JobError::Panicked => ("worker_panic", Retry::Later),
+            JobError::LeaseLost | JobError::ShuttingDown => ("cancelled", Retry::Later),
+        }
+    }
+}
+
+/// The faces a job found, stored beside its outputs for the preview.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FacesFile {
+    pub frames: Vec<FaceFrame>,
+}
+
+pub struct Worker {
+    queue: Queue,
+    store: Arc<dyn ObjectStore>,
+    config: WorkerConfig,
+    metrics: WorkerMetrics,
+    id: String,
+    bars: Option<indicatif::MultiProgress>,
+}
+
+impl Worker {
+    pub fn new(
+        queue: Queue,
+        store: Arc<dyn ObjectStore>,
+        config: WorkerConfig,
+        metrics: WorkerMetrics,
+    ) -> Worker {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".to_owned());
+        let id = format!("{host}-{}-{}", std::process::id(), &random_token()[..8]);
+        Worker { queue, store, config, metrics, id, bars: None }
+    }
+
+    /// Shows a progress bar per running job on the terminal (the `media-worker work` command).
+    pub fn with_progress_bars(mut self) -> Worker {
+        self.bars = Some(indicatif::MultiProgress::new());
+        self
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Runs `concurrency` job slots and a queue-depth counter until `shutdown` turns true. A job
+    /// in progress at shutdown is handed back to the queue.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let worker = Arc::new(self);
+        let model = worker.config.model_path();
+        if !model.is_file() {
+            tracing::error!(
+                path = %model.display(),
+                "face model missing: jobs that ask for face blur will fail with face_model_missing \
+                 (run scripts/install-deps.sh or set KLASS_FACE_MODEL)"
+            );
+        }
+        tracing::info!(worker = %worker.id, concurrency = worker.config.concurrency, "media worker started");
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..worker.config.concurrency.max(1) {
+            tasks.spawn(worker.clone().slot(shutdown.clone()));
+        }
+        tasks.spawn(worker.clone().count_queue(shutdown));
+        while tasks.join_next().await.is_some() {}
+        tracing::info!(worker = %worker.id, "media worker stopped");
+    }
+
+    async fn count_queue(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            match self.queue.counts().await {
+                Ok(counts) => self.metrics.set_queue(&counts),
+                Err(err) => tracing::warn!(cause = %err, "cannot count media jobs"),
+            }
+            if wait_or_shutdown(&mut shutdown, Duration::from_secs(5)).await {
+                return;
+            }
+        }
+    }
+
+    async fn slot(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let idle = Duration::from_millis(self.config.poll_interval_ms.max(10));
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            match self.queue.claim(&self.id, self.config.lease()).await {
+                Ok(Some(job)) => {
+                    let span = tracing::info_span!(
+                        "job",
+                        media = %job.media_id,
+                        version = job.version,
+                        attempt = job.attempts
+                    );
+                    self.run_job(job, &mut shutdown).instrument(span).await
+                }
+                Ok(None) => {
+                    if wait_or_shutdown(&mut shutdown, idle).await {
+                        return;
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(cause = %err, "cannot claim a media job");
+                    if wait_or_shutdown(&mut shutdown, idle).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn run_job(&self, job: ClaimedJob, shutdown: &mut watch::Receiver<bool>) {
+        tracing::info!(kind = job.kind.as_str(), "job claimed");
+        let kind = job.kind.as_str();
+        let started = Instant::now();
+        self.metrics.running.inc();
+        let outcome = self.execute(&job, shutdown).await;
+        self.metrics.running.dec();
+        let result_label = match outcome {
+            Ok((result, output)) => match self.queue.complete(&job, &result).await {
+                Ok(true) => {
+                    self.record_done(&job, &result, &output, started.elapsed());
+                    self.forget_older_versions(&job).await;
+                    "done"
+                }
+                Ok(false) => {
+                    tracing::warn!("lease lost before the job was marked done; the other worker finishes it");
+                    "lease_lost"
+                }
+                Err(err) => {
+                    tracing::error!(cause = %err, "cannot mark the job done; it will run again");
+                    "failed"
+                }
+            },
+            Err(JobError::LeaseLost) => {
+                tracing::warn!("lease lost while working: another worker has the job");
+                "lease_lost"
+            }
+            Err(JobError::ShuttingDown) => {
+                if let Err(err) = self.queue.release(&job).await {
+                    tracing::warn!(cause = %err, "cannot hand the job back; it runs again when its lease expires");
+                }
+                "released"
+            }
+            Err(err) => {
+                let (code, retry) = err.code_and_retry();
+                let message = err.to_string();
+                match self.queue.fail(&job, code, &message, retry).await {
+                    Ok(Some(JobState::Queued)) => {
+                        tracing::warn!(code, cause = %message, "job failed; it will be retried");
+                        "retried"
+                    }
+                    Ok(Some(_)) if retry == Retry::Never => {
+                        tracing::info!(code, cause = %message, "file refused");
+                        "refused"
+                    }
+                    Ok(_) => {
+                        tracing::error!(code, cause = %message, "job failed");
+                        "failed"
+                    }
+                    Err(db) => {
+                        tracing::error!(code, cause = %message, db = %db, "job failed and cannot be recorded");
+                        "failed"
+                    }
+                }
+            }
+        };
+        self.metrics.jobs.with_label_values(&[kind, result_label]).inc();
+    }
+
+    fn record_done(&self, job: &ClaimedJob, result: &JobResult, output: &ProcessOutput, elapsed: Duration) {
+        let metrics = &self.metrics;
+        metrics.job_duration.with_label_values(&[job.kind.as_str()]).observe(elapsed.as_secs_f64());
+        metrics.frames.inc_by(output.n_frames);
+        metrics.faces_blurred.inc_by(output.n_face_detections);
+        if let Some(duration) = result.duration_s {
+            if result.elapsed_s > 0.0 {
+                metrics.realtime_factor.observe(duration / result.elapsed_s);
+            }
+        }
+        tracing::info!(
+            elapsed_s = elapsed.as_secs_f64(),
+            frames = output.n_frames,
+            faces = output.n_face_detections,
+            "job done"
+        );
+    }
+
+    /// Runs the pipeline and stores the outputs; heartbeats renew the lease meanwhile.
+    async fn execute(
+        &self,
+        job: &ClaimedJob,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(JobResult, ProcessOutput), JobError> {
+        let scratch_root = self.config.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
+        tokio::fs::create_dir_all(&scratch_root).await?;
+        let scratch = tempfile::Builder::new().prefix("klass-job-").tempdir_in(&scratch_root)?;
+        let input = scratch.path().join("input");
+        store::download(self.store.as_ref(), &job.spec.input_key, &input).await.map_err(|err| {
+            if err.is_not_found() {
+                JobError::OriginalMissing
+            } else {
+                JobError::Store(err)
+            }
+        })?;
+        let file_name = match job.kind {
+            MediaKind::Video => "media.mp4",
+            MediaKind::Photo => "photo.jpg",
+        };
+        let output = scratch.path().join(file_name);
+
+        let progress = Arc::new(AtomicU32::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let config = self.config.process_config(&job.spec);
+        let declared = job.kind;
+        let (input_path, output_path) = (input.clone(), output.clone());
+        let (progress_in, stop_in) = (progress.clone(), stop.clone());
+        let started = Instant::now();
+        let mut pipeline = tokio::task::spawn_blocking(move || {
+            run_pipeline(&input_path, &output_path, &config, declared, &progress_in, &stop_in)
+        });
+
+        let bar = self.bars.as_ref().map(|bars| {
+            let bar = bars.add(indicatif::ProgressBar::new(100));
+            if let Ok(style) =
+                indicatif::ProgressStyle::with_template("{msg} [{elapsed_precise}] {wide_bar} {pos:>3}%")
+            {
+                bar.set_style(style);
+            }
+            bar.set_message(format!("{} {}", job.kind.as_str(), job.media_id));
+            bar
+        });
+        let lease = self.config.lease();
+        let mut beat = tokio::time::interval((lease / 3).min(Duration::from_secs(1)));
+        let mut failure = None;
+        let outcome = loop {
+            tokio::select! {
+                joined = &mut pipeline => break joined,
+                _ = beat.tick() => {
+                    let percent = progress.load(Ordering::Relaxed).min(99) as u8;
+                    if let Some(bar) = &bar {
+                        bar.set_position(u64::from(percent));
+                    }
+                    match self.queue.heartbeat(job, lease, percent).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            failure.get_or_insert(JobError::LeaseLost);
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                        // The database may come back before the lease runs out; keep working.
+                        Err(err) => tracing::warn!(cause = %err, "cannot renew the lease"),
+                    }
+                }
+                changed = shutdown.changed(), if failure.is_none() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        failure.get_or_insert(JobError::ShuttingDown);
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+        };
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        let elapsed_s = started.elapsed().as_secs_f64();
+        let (info, output_meta) = match outcome {
+            Err(_) => return Err(JobError::Panicked),
+            Ok(Err(JobError::Media(MediaError::Cancelled))) => {
+                return Err(failure.unwrap_or(JobError::ShuttingDown));
+            }
+            Ok(result) => result?,
+        };
+        if let Some(failure) = failure {
+            return Err(failure);
+        }
+
+        let key = |file: &str| queue::output_key(&job.class_id, &job.media_id, job.version, file);
+        let media_key = key(file_name);
+        let media_bytes = store::upload(self.store.as_ref(), &output, &media_key).await?;
+        let poster = if output_meta.poster_jpeg.is_empty() {
+            None
+        } else {
+            let poster_key = key("poster.jpg");
+            store::put(self.store.as_ref(), &poster_key, output_meta.poster_jpeg.clone()).await?;
+            Some(poster_key)
+        };
+        let thumbnail = key("thumb.jpg");
+        store::put(self.store.as_ref(), &thumbnail, output_meta.thumbnail_jpeg.clone()).await?;
+        let faces = key("faces.json");
+        let faces_json = serde_json::to_vec(&FacesFile { frames: output_meta.faces.clone() })
+            .map_err(|err| JobError::Io(std::io::Error::other(err)))?;
+        store::put(self.store.as_ref(), &faces, faces_json).await?;
+        let result = JobResult {
+            kind: declared,
+            width: output_meta.width,
+            height: output_meta.height,
+            duration_s: info.duration.map(|d| d.as_secs_f64()),
+            n_frames: output_meta.n_frames,
+            n_face_detections: output_meta.n_face_detections,
+            n_blurred_frames: output_meta.n_blurred_frames,
+            files: JobFiles { media: media_key, media_bytes, poster, thumbnail, faces },
+            elapsed_s,
+        };
+        Ok((result, output_meta))
+    }
+
+    /// Deletes the outputs of earlier versions of the medium, now replaced.
+    async fn forget_older_versions(&self, job: &ClaimedJob) {
+        let prefix = queue::media_prefix(&job.class_id, &job.media_id);
+        let keys = match store::list(self.store.as_ref(), &prefix).await {
+            Ok(keys) => keys,
+            Err(err) => {
+                tracing::warn!(cause = %err, "cannot list earlier outputs");
+                return;
+            }
+        };
+        for key in keys {
+            let version = key
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.strip_prefix('v'))
+                .and_then(|rest| rest.split('/').next())
+                .and_then(|v| v.parse::<u32>().ok());
+            if version.is_some_and(|v| v < job.version) {
+                if let Err(err) = store::delete(self.store.as_ref(), &key).await {
+                    tracing::warn!(key, cause = %err, "cannot delete an earlier output");
+                }
+            }
+        }
+    }
+}
+
+/// The blocking part of a job: probe, check the declared kind, process.
+fn run_pipeline(
+    input: &Path,
+    output: &Path,
+    config: &ProcessConfig,
+    declared: MediaKind,
+    progress: &AtomicU32,
+    stop: &AtomicBool,
+) -> Result<(crate::MediaInfo, ProcessOutput), JobError> {
+    let info = crate::probe(input, &config.limits)?;
+    let found = match info.kind {
+        crate::MediaKind::Photo => MediaKind::Photo,
+        crate::MediaKind::Video => MediaKind::Video,
+    };
+    if found != declared {
+        return Err(JobError::KindMismatch { declared: declared.as_str(), found: found.as_str() });
+    }
+    let (_, result) = crate::process(input, output, config, &mut |fraction| {
+        progress.store((fraction * 100.0) as u32, Ordering::Relaxed);
+        if stop.load(Ordering::Relaxed) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })?;
+    Ok((info, result))
+}
+
+/// Sleeps for `period`; `true` when shutdown was asked for (or its sender is gone) meanwhile.
+async fn wait_or_shutdown(shutdown: &mut watch::Receiver<bool>, period: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(period) => *shutdown.borrow(),
+        changed = shutdown.changed() => changed.is_err() || *shutdown.borrow(),
+    }
+}
