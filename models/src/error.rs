@@ -45,6 +45,11 @@ pub enum ErrorCode {
     UploadOffsetMismatch,
     /// The upload is complete or failed and takes no more bytes.
     UploadClosed,
+    /// The photo or video is still uploading or being processed (or failed): it cannot be
+    /// published, viewed or processed again yet.
+    MediaNotReady,
+    /// Processing failed on our side after every retry (not the file's fault).
+    ProcessingFailed,
     /// The request body is not JSON, or not sent as JSON.
     MalformedRequest,
     /// The request is well-formed JSON but a field or a parameter is invalid (unknown tier, bad id).
@@ -80,6 +85,8 @@ impl ErrorCode {
             ErrorCode::MediaTooLarge => "media_too_large",
             ErrorCode::UploadOffsetMismatch => "upload_offset_mismatch",
             ErrorCode::UploadClosed => "upload_closed",
+            ErrorCode::MediaNotReady => "media_not_ready",
+            ErrorCode::ProcessingFailed => "processing_failed",
             ErrorCode::MalformedRequest => "malformed_request",
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::NotFound => "not_found",
@@ -107,14 +114,15 @@ impl ErrorCode {
             | ErrorCode::TooManyVideos
             | ErrorCode::StorageQuotaExceeded
             | ErrorCode::UploadOffsetMismatch
-            | ErrorCode::UploadClosed => 409,
+            | ErrorCode::UploadClosed
+            | ErrorCode::MediaNotReady => 409,
             ErrorCode::PayloadTooLarge | ErrorCode::MediaTooLarge => 413,
             ErrorCode::InvalidRequest
             | ErrorCode::VideoTooLong
             | ErrorCode::UnsupportedMedia
             | ErrorCode::CorruptMedia => 422,
             ErrorCode::Unavailable => 503,
-            ErrorCode::Internal => 500,
+            ErrorCode::Internal | ErrorCode::ProcessingFailed => 500,
         }
     }
 }
@@ -157,6 +165,8 @@ mod tests {
             ErrorCode::MediaTooLarge,
             ErrorCode::UploadOffsetMismatch,
             ErrorCode::UploadClosed,
+            ErrorCode::MediaNotReady,
+            ErrorCode::ProcessingFailed,
             ErrorCode::MalformedRequest,
             ErrorCode::InvalidRequest,
             ErrorCode::NotFound,

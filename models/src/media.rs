@@ -84,6 +84,93 @@ pub struct PostView {
     pub n_videos: u32,
 }
 
+/// `GET /v1/classes/{class_id}/posts/{post_id}`: a post and its photos and videos. Parents see
+/// published posts only, and in them only what is ready.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PostDetail {
+    pub post_id: PostId,
+    pub class_id: ClassId,
+    /// Unix seconds; `None` until a teacher or admin publishes it.
+    pub published_at: Option<i64>,
+    pub media: Vec<MediaView>,
+}
+
+/// Signed links to a ready photo or video. They stop working at `expires_at`; ask for the post again
+/// for fresh ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MediaLinks {
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// The MP4 or JPEG, to show in the page (`Content-Disposition: inline`).
+    pub view: String,
+    /// A frame of a video, to show before it plays.
+    pub poster: Option<String>,
+    pub thumbnail: String,
+    /// The same file as an attachment: teachers and admins, and parents when the class has
+    /// "Confort famille". `None` for everyone else.
+    pub download: Option<String>,
+}
+
+/// A rectangle to blur whatever the detector finds: fractions (0 to 1) of the displayed picture,
+/// from `start_s` to `end_s` seconds of a video (photos ignore the times).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BlurRegion {
+    pub x: f32,
+    pub y: f32,
+    pub width: f32,
+    pub height: f32,
+    #[serde(default)]
+    pub start_s: f64,
+    #[serde(default = "forever")]
+    pub end_s: f64,
+}
+
+fn forever() -> f64 {
+    f64::MAX
+}
+
+/// Most manual regions on one photo or video.
+pub const MAX_BLUR_REGIONS: usize = 200;
+
+impl BlurRegion {
+    pub fn validate(&self) -> Result<(), String> {
+        let unit = |v: f32| (0.0..=1.0).contains(&v);
+        if !(unit(self.x) && unit(self.y) && unit(self.width) && unit(self.height)) {
+            return Err("x, y, width and height are fractions of the picture, from 0 to 1".into());
+        }
+        if self.width <= 0.0 || self.height <= 0.0 {
+            return Err("a region needs a positive width and height".into());
+        }
+        if !(self.start_s >= 0.0 && self.start_s <= self.end_s) {
+            return Err("a region needs 0 <= start_s <= end_s".into());
+        }
+        Ok(())
+    }
+}
+
+/// `PUT /v1/classes/{class_id}/media/{media_id}/regions`: the teacher's regions; the photo or
+/// video is processed again with them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegionsUpdate {
+    pub regions: Vec<BlurRegion>,
+}
+
+/// `GET /v1/classes/{class_id}/media/{media_id}/faces`: what the detector found, to check before
+/// publishing, and the regions the teacher added.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FacesView {
+    pub media_id: MediaId,
+    /// Processing version these faces come from; it grows each time regions change.
+    pub version: u32,
+    /// One entry per detection frame: `{time_s, boxes: [{x, y, w, h}], scores}`, boxes as
+    /// fractions of the picture.
+    #[schema(value_type = Object)]
+    pub frames: serde_json::Value,
+    pub manual_regions: Vec<BlurRegion>,
+}
+
 /// `POST /v1/classes/{class_id}/posts/{post_id}/media`: announce a file before sending its bytes,
 /// so that tier limits are checked before anything is stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -124,4 +211,6 @@ pub struct MediaView {
     pub upload_url: Option<String>,
     /// Largest chunk the server takes in one request.
     pub max_chunk_bytes: u64,
+    /// Signed links, once `state` is `ready`, in answers that show the medium to members.
+    pub links: Option<MediaLinks>,
 }

@@ -25,14 +25,16 @@ use crate::AppState;
         put_class, get_class, delete_class, put_member, delete_member, capabilities,
         healthz, readyz, metrics, openapi_json,
         crate::api_media::create_post, crate::api_media::announce_media, crate::api_media::media_status,
-        crate::api_media::put_chunk, sessions, attendance
+        crate::api_media::put_chunk, crate::api_media::get_post, crate::api_media::publish_post,
+        crate::api_media::media_faces, crate::api_media::put_regions, sessions, attendance
     ),
     components(schemas(ApiError, ErrorCode)),
     modifiers(&SecuritySchemes),
     tags(
         (name = "sync", description = "Class backend → server. Bearer KLASS_API_KEY."),
         (name = "user", description = "Users, with a JWT minted by the class backend."),
-        (name = "media", description = "Posts, photos and videos: resumable uploads checked against the tier."),
+        (name = "media", description = "Posts, photos and videos: resumable uploads checked against the tier, \
+                                         processing jobs, the faces preview, publishing and signed links."),
         (name = "ops", description = "Probes, metrics and this document."),
     )
 )]

@@ -6,15 +6,21 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use media_worker::ManualRegion;
 use models::api::MemberView;
-use models::media::{MediaUpload, MediaView, PostView};
-use models::{ApiError, ClassId, ErrorCode, MediaId, PostId, UserId};
+use models::media::{
+    BlurRegion, FacesView, MediaLinks, MediaState, MediaUpload, MediaView, PostDetail, PostView,
+    RegionsUpdate, MAX_BLUR_REGIONS,
+};
+use models::{ApiError, ClassId, ClassOptions, ErrorCode, MediaId, PostId, UserId};
 
 use crate::api::administrator;
+use crate::db::now_secs;
 use crate::error::AppError;
 use crate::extract::{parse_id, AppJson, User};
+use crate::links::{LinkError, LinkTarget, LINKABLE_FILES};
 use crate::storage::Storage;
-use crate::uploads::{random_token, UploadError, Uploads};
+use crate::uploads::{random_token, MediaRecord, UploadError, Uploads};
 use crate::AppState;
 
 impl From<UploadError> for AppError {
@@ -197,7 +203,7 @@ pub async fn put_chunk(
         }
     };
     if new_offset == record.size_bytes {
-        complete_upload(&state, &class_id, &media_id).await?;
+        complete_upload(&state, &record).await?;
     }
     let record = state.uploads.media(&class_id, &media_id).await?;
     let max_chunk = state.config.storage.max_chunk_bytes as u64;
@@ -211,14 +217,381 @@ fn refusal_with_offset(err: UploadError, offset: u64) -> Response {
 }
 
 /// Joins the chunks into the original, then forgets them.
-async fn complete_upload(state: &AppState, class_id: &ClassId, media_id: &MediaId) -> Result<(), AppError> {
+async fn complete_upload(state: &AppState, record: &MediaRecord) -> Result<(), AppError> {
+    let (class_id, media_id) = (&record.class_id, &record.media_id);
     let keys: Vec<object_store::path::Path> =
         state.uploads.chunk_keys(media_id).await?.into_iter().map(object_store::path::Path::from).collect();
     let original = Storage::original_key(class_id, media_id);
     state.storage.concatenate(&keys, &original).await?;
-    state.uploads.mark_uploaded(media_id, original.as_ref()).await?;
+    state.uploads.mark_uploaded(record, original.as_ref()).await?;
     for key in &keys {
         state.storage.delete(key).await?;
     }
     Ok(())
+}
+
+/// A member of the class (any role), with what the class lets them do.
+async fn viewer(
+    state: &AppState,
+    class_id: &ClassId,
+    user_id: &UserId,
+) -> Result<(MemberView, ClassOptions), AppError> {
+    let (member, _, options) =
+        state.directory.approved_member(class_id, user_id).await?.ok_or_else(AppError::not_a_member)?;
+    Ok((member, options))
+}
+
+/// Signed links to the outputs of a ready medium.
+fn links(state: &AppState, record: &MediaRecord, download: bool, now: i64) -> Option<MediaLinks> {
+    let (job, result) = record.ready_job()?;
+    let target = |key: &str| LinkTarget {
+        class_id: record.class_id.clone(),
+        media_id: record.media_id.clone(),
+        version: job.version,
+        file: key.rsplit('/').next().unwrap_or(key).to_owned(),
+    };
+    let media = target(&result.files.media);
+    let (view, expires_at) = state.links.sign(&media, false, now);
+    Some(MediaLinks {
+        expires_at,
+        view,
+        poster: result.files.poster.as_deref().map(|key| state.links.sign(&target(key), false, now).0),
+        thumbnail: state.links.sign(&target(&result.files.thumbnail), false, now).0,
+        download: download.then(|| state.links.sign(&media, true, now).0),
+    })
+}
+
+/// The post as `member` may see it: parents see published posts, and in them what is ready.
+async fn post_detail(
+    state: &AppState,
+    member: &MemberView,
+    options: ClassOptions,
+    class_id: &ClassId,
+    post_id: &PostId,
+) -> Result<PostDetail, AppError> {
+    let (published_at, records) = state.uploads.post(class_id, post_id).await?;
+    let administers = member.role.administers();
+    if published_at.is_none() && !administers {
+        // The same answer as for a post that does not exist.
+        return Err(UploadError::PostNotFound.into());
+    }
+    let download = options.may_download_media(member.role);
+    let max_chunk = state.config.storage.max_chunk_bytes as u64;
+    let now = now_secs();
+    let media = records
+        .iter()
+        .filter(|record| administers || record.state() == MediaState::Ready)
+        .map(|record| {
+            let upload = administers.then(|| upload_url(class_id, &record.media_id));
+            MediaView { links: links(state, record, download, now), ..record.view(upload, max_chunk) }
+        })
+        .collect();
+    Ok(PostDetail { post_id: post_id.clone(), class_id: class_id.clone(), published_at, media })
+}
+
+/// A post with its photos and videos and signed links to them. Parents see published posts only
+/// (others answer `not_found`, like a post that does not exist), and only what is ready; the
+/// `download` link is there for teachers and admins, and for parents when the class has
+/// "Confort famille".
+#[utoipa::path(
+    get, path = "/v1/classes/{class_id}/posts/{post_id}", tag = "media",
+    params(("class_id" = String, Path), ("post_id" = String, Path)),
+    responses(
+        (status = 200, body = PostDetail),
+        (status = 401, body = ApiError),
+        (status = 403, description = "not_a_member", body = ApiError),
+        (status = 404, description = "No such post, or not published yet (parents)", body = ApiError),
+    ),
+    security(("user_jwt" = []))
+)]
+pub async fn get_post(
+    User(user_id): User,
+    State(state): State<AppState>,
+    axum::extract::Path((class_raw, post_raw)): axum::extract::Path<(String, String)>,
+) -> Result<Json<PostDetail>, AppError> {
+    let class_id = parse_id(class_raw, "class_id", ClassId::new)?;
+    let post_id = parse_id(post_raw, "post_id", PostId::new)?;
+    let (member, options) = viewer(&state, &class_id, &user_id).await?;
+    Ok(Json(post_detail(&state, &member, options, &class_id, &post_id).await?))
+}
+
+/// Publish a post to the class, once every photo and video in it is `ready` (processed and, when
+/// asked, blurred). Refused with `media_not_ready` before that.
+#[utoipa::path(
+    post, path = "/v1/classes/{class_id}/posts/{post_id}/publish", tag = "media",
+    params(("class_id" = String, Path), ("post_id" = String, Path)),
+    responses(
+        (status = 200, body = PostDetail),
+        (status = 403, description = "not_a_member or forbidden_role", body = ApiError),
+        (status = 404, body = ApiError),
+        (status = 409, description = "media_not_ready", body = ApiError),
+    ),
+    security(("user_jwt" = []))
+)]
+pub async fn publish_post(
+    User(user_id): User,
+    State(state): State<AppState>,
+    axum::extract::Path((class_raw, post_raw)): axum::extract::Path<(String, String)>,
+) -> Result<Json<PostDetail>, AppError> {
+    let class_id = parse_id(class_raw, "class_id", ClassId::new)?;
+    let post_id = parse_id(post_raw, "post_id", PostId::new)?;
+    let member = publisher(&state, &class_id, &user_id).await?;
+    state.uploads.publish(&class_id, &post_id).await?;
+    let (_, _, options) =
+        state.directory.approved_member(&class_id, &user_id).await?.ok_or_else(AppError::not_a_member)?;
+    Ok(Json(post_detail(&state, &member, options, &class_id, &post_id).await?))
+}
+
+/// The faces the detector found in a processed photo or video, per detection frame, and the
+/// regions the teacher added: what to check before publishing.
+#[utoipa::path(
+    get, path = "/v1/classes/{class_id}/media/{media_id}/faces", tag = "media",
+    params(("class_id" = String, Path), ("media_id" = String, Path)),
+    responses(
+        (status = 200, body = FacesView),
+        (status = 403, body = ApiError),
+        (status = 404, body = ApiError),
+        (status = 409, description = "media_not_ready", body = ApiError),
+    ),
+    security(("user_jwt" = []))
+)]
+pub async fn media_faces(
+    User(user_id): User,
+    State(state): State<AppState>,
+    axum::extract::Path((class_raw, media_raw)): axum::extract::Path<(String, String)>,
+) -> Result<Json<FacesView>, AppError> {
+    let class_id = parse_id(class_raw, "class_id", ClassId::new)?;
+    let media_id = parse_id(media_raw, "media_id", MediaId::new)?;
+    publisher(&state, &class_id, &user_id).await?;
+    let record = state.uploads.media(&class_id, &media_id).await?;
+    let Some((job, result)) = record.ready_job() else {
+        return Err(UploadError::NotReady(format!(
+            "the {} is {}",
+            record.kind.as_str(),
+            record.state().as_str()
+        ))
+        .into());
+    };
+    let bytes = state.storage.get(&object_store::path::Path::from(result.files.faces.as_str())).await?;
+    let mut faces: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|err| AppError::Internal(anyhow::anyhow!("faces.json: {err}")))?;
+    Ok(Json(FacesView {
+        media_id,
+        version: job.version,
+        frames: faces["frames"].take(),
+        manual_regions: job
+            .spec
+            .manual_regions
+            .iter()
+            .map(|r| BlurRegion {
+                x: r.x,
+                y: r.y,
+                width: r.width,
+                height: r.height,
+                start_s: r.start_s,
+                end_s: r.end_s,
+            })
+            .collect(),
+    }))
+}
+
+/// Replace the teacher's regions (rectangles blurred whatever the detector finds) and process the
+/// photo or video again with them. It is `processing` until the new version is ready; the links
+/// of the old version stop being given out at once.
+#[utoipa::path(
+    put, path = "/v1/classes/{class_id}/media/{media_id}/regions", tag = "media",
+    params(("class_id" = String, Path), ("media_id" = String, Path)),
+    request_body = RegionsUpdate,
+    responses(
+        (status = 202, description = "Queued for processing", body = MediaView),
+        (status = 403, body = ApiError),
+        (status = 404, body = ApiError),
+        (status = 409, description = "media_not_ready: still uploading or processing", body = ApiError),
+        (status = 422, description = "A region out of the picture or with end before start", body = ApiError),
+    ),
+    security(("user_jwt" = []))
+)]
+pub async fn put_regions(
+    User(user_id): User,
+    State(state): State<AppState>,
+    axum::extract::Path((class_raw, media_raw)): axum::extract::Path<(String, String)>,
+    AppJson(update): AppJson<RegionsUpdate>,
+) -> Result<(StatusCode, Json<MediaView>), AppError> {
+    let class_id = parse_id(class_raw, "class_id", ClassId::new)?;
+    let media_id = parse_id(media_raw, "media_id", MediaId::new)?;
+    publisher(&state, &class_id, &user_id).await?;
+    if update.regions.len() > MAX_BLUR_REGIONS {
+        return Err(AppError::client(
+            ErrorCode::InvalidRequest,
+            format!("at most {MAX_BLUR_REGIONS} regions"),
+        ));
+    }
+    for (i, region) in update.regions.iter().enumerate() {
+        region.validate().map_err(|message| {
+            AppError::client(ErrorCode::InvalidRequest, format!("regions[{i}]: {message}"))
+        })?;
+    }
+    let regions = update
+        .regions
+        .iter()
+        .map(|r| ManualRegion {
+            x: r.x,
+            y: r.y,
+            width: r.width,
+            height: r.height,
+            start_s: r.start_s,
+            end_s: r.end_s,
+        })
+        .collect();
+    let record = state.uploads.media(&class_id, &media_id).await?;
+    state.uploads.reprocess(&record, regions).await?;
+    let record = state.uploads.media(&class_id, &media_id).await?;
+    let max_chunk = state.config.storage.max_chunk_bytes as u64;
+    Ok((StatusCode::ACCEPTED, Json(record.view(None, max_chunk))))
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct LinkQuery {
+    exp: i64,
+    dl: u8,
+    sig: String,
+}
+
+/// A file behind a signed link (see [`crate::links`]). No `Authorization`: the signature is the
+/// permission. Single byte ranges are served (`206`), as video players and Safari require.
+pub async fn media_file(
+    State(state): State<AppState>,
+    axum::extract::Path((class_raw, media_raw, version_raw, file)): axum::extract::Path<(
+        String,
+        String,
+        String,
+        String,
+    )>,
+    query: Result<axum::extract::Query<LinkQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let bad_link = || AppError::client(ErrorCode::Unauthorized, LinkError::BadSignature.to_string());
+    let axum::extract::Query(query) = query.map_err(|_| bad_link())?;
+    let version = version_raw.strip_prefix('v').and_then(|v| v.parse::<u32>().ok()).ok_or_else(bad_link)?;
+    if !LINKABLE_FILES.contains(&file.as_str()) {
+        return Err(bad_link());
+    }
+    let target = LinkTarget {
+        class_id: ClassId::new(class_raw).map_err(|_| bad_link())?,
+        media_id: MediaId::new(media_raw).map_err(|_| bad_link())?,
+        version,
+        file,
+    };
+    let now = now_secs();
+    state
+        .links
+        .verify(&target, query.exp, query.dl == 1, &query.sig, now)
+        .map_err(|err| AppError::client(ErrorCode::Unauthorized, err.to_string()))?;
+
+    let key = object_store::path::Path::from(target.object_key());
+    let gone = || AppError::client(ErrorCode::NotFound, "this file no longer exists");
+    let size = match state.storage.size(&key).await {
+        Ok(size) => size,
+        Err(err) if err.is_not_found() => return Err(gone()),
+        Err(err) => return Err(err.into()),
+    };
+    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        None => None,
+        Some(raw) => match parse_range(raw, size) {
+            Ok(range) => range,
+            Err(()) => {
+                let mut response =
+                    AppError::client(ErrorCode::InvalidRequest, "range not satisfiable").into_response();
+                *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+                response.headers_mut().insert(
+                    header::CONTENT_RANGE,
+                    HeaderValue::from_str(&format!("bytes */{size}")).expect("ascii"),
+                );
+                return Ok(response);
+            }
+        },
+    };
+    let ranged = match state.storage.get_range(&key, range.clone()).await {
+        Ok(ranged) => ranged,
+        Err(err) if err.is_not_found() => return Err(gone()),
+        Err(err) => return Err(err.into()),
+    };
+    let content_type = if target.file.ends_with(".mp4") { "video/mp4" } else { "image/jpeg" };
+    let disposition = if query.dl == 1 {
+        format!(
+            "attachment; filename=\"{}.{}\"",
+            target.media_id,
+            target.file.rsplit('.').next().unwrap_or("bin")
+        )
+    } else {
+        "inline".to_owned()
+    };
+    let max_age = (query.exp - now).max(0);
+    let mut response = Response::builder()
+        .status(if range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK })
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CONTENT_LENGTH, ranged.range.end - ranged.range.start)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CONTENT_DISPOSITION, disposition)
+        .header(header::CACHE_CONTROL, format!("private, max-age={max_age}"))
+        .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
+        .header(header::REFERRER_POLICY, "no-referrer");
+    if range.is_some() {
+        response = response.header(
+            header::CONTENT_RANGE,
+            format!("bytes {}-{}/{}", ranged.range.start, ranged.range.end - 1, ranged.size),
+        );
+    }
+    response.body(axum::body::Body::from_stream(ranged.body)).map_err(|err| AppError::Internal(err.into()))
+}
+
+/// One range of `Range: bytes=...` as `start..end` (end exclusive). `Ok(None)`: serve it all (a
+/// multi-range request, which we answer whole as RFC 9110 allows). `Err`: not satisfiable.
+fn parse_range(raw: &str, size: u64) -> Result<Option<std::ops::Range<u64>>, ()> {
+    let Some(spec) = raw.trim().strip_prefix("bytes=") else { return Ok(None) };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let (start, end) = spec.split_once('-').ok_or(())?;
+    let range = match (start.trim(), end.trim()) {
+        ("", suffix) => {
+            let n: u64 = suffix.parse().map_err(|_| ())?;
+            if n == 0 {
+                return Err(());
+            }
+            size.saturating_sub(n)..size
+        }
+        (start, "") => start.parse().map_err(|_| ())?..size,
+        (start, end) => {
+            let start: u64 = start.parse().map_err(|_| ())?;
+            let end: u64 = end.parse().map_err(|_| ())?;
+            if end < start {
+                return Err(());
+            }
+            start..(end + 1).min(size)
+        }
+    };
+    if range.start >= size {
+        return Err(());
+    }
+    Ok(Some(range))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn byte_ranges() {
+        assert_eq!(parse_range("bytes=0-99", 1000), Ok(Some(0..100)));
+        assert_eq!(parse_range("bytes=900-", 1000), Ok(Some(900..1000)));
+        assert_eq!(parse_range("bytes=-100", 1000), Ok(Some(900..1000)));
+        assert_eq!(parse_range("bytes=990-2000", 1000), Ok(Some(990..1000)));
+        assert_eq!(parse_range("bytes=0-1,5-6", 1000), Ok(None));
+        assert_eq!(parse_range("bytes=1000-", 1000), Err(()));
+        assert_eq!(parse_range("bytes=5-1", 1000), Err(()));
+        assert_eq!(parse_range("bytes=-0", 1000), Err(()));
+        assert_eq!(parse_range("bytes=x-1", 1000), Err(()));
+        assert_eq!(parse_range("items=0-1", 1000), Ok(None));
+    }
 }

@@ -19,6 +19,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub database: DatabaseConfig,
     pub storage: StorageConfig,
+    pub media: MediaSection,
+    /// Media workers this process runs (`concurrency: 0` for none: separate `media-worker work`
+    /// processes claim the jobs), and how they work.
+    pub worker: media_worker::worker::WorkerConfig,
     pub sfu: SfuSection,
     pub webhooks: crate::webhooks::WebhookConfig,
     pub auth: AuthConfig,
@@ -70,13 +74,45 @@ pub struct StorageConfig {
     /// Unset: files under `<data_dir>/media`. `s3://bucket` for an S3-compatible store, configured by
     /// the usual `AWS_*` variables (`AWS_ENDPOINT`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, ...).
     pub url: Option<String>,
+    /// object_store options on top of the `AWS_*` variables: `aws_endpoint`, `aws_region`,
+    /// `aws_access_key_id`, `aws_secret_access_key`, `aws_allow_http`, ...
+    pub options: BTreeMap<String, String>,
     /// Largest chunk of an upload accepted in one request.
     pub max_chunk_bytes: usize,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig { url: None, max_chunk_bytes: 8 * 1024 * 1024 }
+        StorageConfig { url: None, options: BTreeMap::new(), max_chunk_bytes: 8 * 1024 * 1024 }
+    }
+}
+
+/// Processing jobs and the links members view media through.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaSection {
+    /// Attempts of a job that fails on our side (storage down, a worker crash) before it is failed.
+    pub max_attempts: u32,
+    /// How long a signed link to a photo or video works.
+    pub link_ttl_secs: u64,
+    /// Key that signs media links. Unset: derived from the API key.
+    pub link_key: Option<String>,
+}
+
+impl Default for MediaSection {
+    fn default() -> Self {
+        MediaSection { max_attempts: 3, link_ttl_secs: 600, link_key: None }
+    }
+}
+
+// The link key never reaches logs.
+impl std::fmt::Debug for MediaSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaSection")
+            .field("max_attempts", &self.max_attempts)
+            .field("link_ttl_secs", &self.link_ttl_secs)
+            .field("link_key", &self.link_key.as_ref().map(|_| "<set>"))
+            .finish()
     }
 }
 
@@ -167,6 +203,8 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             database: DatabaseConfig::default(),
             storage: StorageConfig::default(),
+            media: MediaSection::default(),
+            worker: media_worker::worker::WorkerConfig::default(),
             sfu: SfuSection::default(),
             webhooks: crate::webhooks::WebhookConfig::default(),
             auth: AuthConfig::default(),
@@ -261,6 +299,18 @@ impl Config {
         if let Some(url) = env("KLASS_STORAGE_URL") {
             self.storage.url = Some(url);
         }
+        if let Some(n) = env("KLASS_WORKER_CONCURRENCY") {
+            self.worker.concurrency = n.parse().map_err(|err| ConfigError::Env {
+                var: "KLASS_WORKER_CONCURRENCY",
+                message: format!("{err}"),
+            })?;
+        }
+        if let Some(path) = env("KLASS_FACE_MODEL") {
+            self.worker.face_model = Some(PathBuf::from(path));
+        }
+        if let Some(key) = env("KLASS_MEDIA_LINK_KEY") {
+            self.media.link_key = Some(key);
+        }
         if let Some(key) = env("KLASS_API_KEY") {
             self.auth.api_key = Some(key);
         }
@@ -346,6 +396,16 @@ impl Config {
         }
         if self.storage.max_chunk_bytes < 64 * 1024 {
             return Err(ConfigError::Invalid("storage.max_chunk_bytes must be at least 65536".into()));
+        }
+        if self.media.link_key.as_deref().is_some_and(|key| key.len() < MIN_JWT_SECRET_LEN) {
+            return Err(ConfigError::Invalid(format!(
+                "KLASS_MEDIA_LINK_KEY is too short: use at least {MIN_JWT_SECRET_LEN} bytes"
+            )));
+        }
+        if self.media.link_ttl_secs == 0 || self.media.max_attempts == 0 {
+            return Err(ConfigError::Invalid(
+                "media.link_ttl_secs and media.max_attempts must be positive".into(),
+            ));
         }
         if self.database.max_connections == 0 {
             return Err(ConfigError::Invalid("database.max_connections must be positive".into()));

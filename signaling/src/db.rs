@@ -4,36 +4,20 @@
 //! on both (`$N` placeholders, `ON CONFLICT ... DO UPDATE`, BIGINT booleans and Unix-second times).
 
 use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use models::{ClassId, Tier};
-use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
-/// Connects, then runs the migrations.
+/// Connects, then runs the migrations: the media job queue's (owned by `media-worker`, versions
+/// 1000+), then ours. Each migrator ignores the other's versions in the shared migration table.
 pub async fn connect(url: &str, max_connections: u32) -> Result<AnyPool, sqlx::Error> {
-    sqlx::any::install_default_drivers();
-    let is_sqlite = url.starts_with("sqlite:");
-    let pool = AnyPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .after_connect(move |conn, _meta| {
-            Box::pin(async move {
-                if is_sqlite {
-                    // WAL lets readers run beside the writer; the busy timeout makes a second writer
-                    // wait for the first instead of failing; SQLite leaves foreign keys off unless asked.
-                    sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA busy_timeout = 5000").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
-                }
-                Ok(())
-            })
-        })
-        .connect(url)
-        .await?;
-    MIGRATOR.run(&pool).await?;
+    let pool = media_worker::queue::open_pool(url, max_connections).await?;
+    media_worker::queue::migrate(&pool).await?;
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.set_ignore_missing(true);
+    migrator.run(&pool).await?;
     Ok(pool)
 }
 

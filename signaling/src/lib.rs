@@ -8,7 +8,9 @@
 //!   JSON `{code, message}`.
 //! - [`metrics`]: Prometheus metrics and the middleware that records them.
 //! - [`visio`]: the call WebSocket of each participant, relayed to the SFU; [`web`]: the call page.
-//! - [`api_media`], [`uploads`], [`storage`]: posts and resumable uploads into object storage.
+//! - [`api_media`], [`uploads`], [`storage`]: posts and resumable uploads into object storage; each
+//!   complete upload queues a `media-worker` job in the same transaction. [`links`]: signed,
+//!   expiring links to the published files.
 //! - [`demo`]: the demo school of `serve --demo`.
 //!
 //! # Design
@@ -17,7 +19,9 @@
 //! [`AppState`], so a test can also call it without a socket.
 //!
 //! This crate does not carry media itself: calls go through the in-process `sfu` ([`visio`] relays
-//! each participant's WebSocket to it), and uploads land in object storage for `media-worker`.
+//! each participant's WebSocket to it), and uploads land in object storage for `media-worker`,
+//! whose workers run in this process by default (`worker.concurrency`) or as separate
+//! `media-worker work` processes on the same database and store.
 
 pub mod api;
 pub mod api_media;
@@ -30,6 +34,7 @@ pub mod directory;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod links;
 pub mod metrics;
 pub mod storage;
 pub mod uploads;
@@ -65,10 +70,45 @@ pub struct AppState {
     pub sfu: sfu::SfuHandle,
     pub uploads: Uploads,
     pub storage: Storage,
+    pub links: links::LinkSigner,
     pub jwt: JwtVerifier,
     pub api_key: ApiKey,
     pub metrics: Arc<Metrics>,
     pub config: Arc<Config>,
+    pub workers: Workers,
+}
+
+/// The media workers this process runs, if any.
+#[derive(Clone)]
+pub struct Workers {
+    stop: Arc<tokio::sync::watch::Sender<bool>>,
+    task: Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Workers {
+    fn start(state_config: &Config, uploads: &Uploads, storage: &Storage, metrics: &Metrics) -> Workers {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = (state_config.worker.concurrency > 0).then(|| {
+            let worker = media_worker::worker::Worker::new(
+                uploads.queue().clone(),
+                storage.object_store(),
+                state_config.worker.clone(),
+                media_worker::metrics::WorkerMetrics::new(metrics.registry()),
+            );
+            tokio::spawn(worker.run(stopped))
+        });
+        Workers { stop: Arc::new(stop), task: Arc::new(tokio::sync::Mutex::new(task)) }
+    }
+
+    /// Stops the workers; a job in progress goes back to the queue for the next worker.
+    pub async fn stop(&self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.lock().await.take() {
+            if let Err(err) = task.await {
+                tracing::error!(cause = %err, "media worker task failed");
+            }
+        }
+    }
 }
 
 impl AppState {
@@ -83,12 +123,18 @@ impl AppState {
             .context("cannot open the database")?;
         let directory = Directory::new(pool.clone(), config.tier_table());
         let attendance = attendance::Attendance::new(pool.clone());
-        let uploads = Uploads::new(pool, config.tier_table());
-        let storage = Storage::open(config.storage.url.as_deref(), &config.data_dir)
+        let uploads = Uploads::new(pool, config.tier_table(), config.media.max_attempts);
+        let storage = Storage::open(config.storage.url.as_deref(), &config.data_dir, &config.storage.options)
             .context("cannot open media storage")?;
         let jwt = JwtVerifier::from_config(&config.auth).context("cannot load the JWT key")?;
         // `validate` guarantees the key is set.
-        let api_key = ApiKey::new(config.auth.api_key.clone().context("KLASS_API_KEY is not set")?);
+        let api_key_raw = config.auth.api_key.clone().context("KLASS_API_KEY is not set")?;
+        let links = links::LinkSigner::new(
+            config.media.link_key.as_deref(),
+            &api_key_raw,
+            config.media.link_ttl_secs,
+        );
+        let api_key = ApiKey::new(api_key_raw);
         let sfu = sfu::Sfu::start(sfu::SfuConfig {
             udp_bind: config.sfu.udp_addr,
             tcp_bind: config.sfu.tcp_addr,
@@ -105,16 +151,19 @@ impl AppState {
             webhooks: webhooks::Webhooks::start(&config.webhooks),
         };
         tokio::spawn(events::run(sfu.events, sinks));
+        let workers = Workers::start(&config, &uploads, &storage, &metrics);
         Ok(AppState {
             directory,
             attendance,
             sfu: sfu.handle,
             uploads,
             storage,
+            links,
             jwt,
             api_key,
             metrics,
             config: Arc::new(config),
+            workers,
         })
     }
 }
@@ -130,8 +179,13 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/classes/{class_id}/capabilities", get(api::capabilities))
         .route("/v1/classes/{class_id}/posts", axum::routing::post(api_media::create_post))
+        .route("/v1/classes/{class_id}/posts/{post_id}", get(api_media::get_post))
+        .route("/v1/classes/{class_id}/posts/{post_id}/publish", axum::routing::post(api_media::publish_post))
         .route("/v1/classes/{class_id}/posts/{post_id}/media", axum::routing::post(api_media::announce_media))
         .route("/v1/classes/{class_id}/media/{media_id}", get(api_media::media_status))
+        .route("/v1/classes/{class_id}/media/{media_id}/faces", get(api_media::media_faces))
+        .route("/v1/classes/{class_id}/media/{media_id}/regions", axum::routing::put(api_media::put_regions))
+        .route("/media-files/{class_id}/{media_id}/{version}/{file}", get(api_media::media_file))
         .route(
             "/v1/classes/{class_id}/media/{media_id}/content",
             axum::routing::put(api_media::put_chunk).layer(DefaultBodyLimit::max(max_chunk)),
@@ -176,7 +230,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let directory = state.directory.clone();
     let sfu = state.sfu.clone();
+    let workers = state.workers.clone();
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await.context("HTTP server failed")?;
+    workers.stop().await;
     sfu.shutdown().await;
     directory.close().await;
     Ok(())

@@ -4,24 +4,37 @@
 //! Key layout: `uploads/{media_id}/{offset}-{nonce}` for chunks in flight,
 //! `originals/{class_id}/{media_id}` for a complete upload.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use models::{ClassId, MediaId};
-use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, WriteMultipart};
+use object_store::{GetOptions, GetRange, ObjectStore, WriteMultipart};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    #[error("invalid storage URL {url:?}: {message}")]
-    BadUrl { url: String, message: String },
+    #[error(transparent)]
+    Open(#[from] media_worker::store::StoreError),
     #[error("object store: {0}")]
     Store(#[from] object_store::Error),
-    #[error("cannot create storage directory: {0}")]
-    Io(#[from] std::io::Error),
+}
+
+impl StorageError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StorageError::Store(object_store::Error::NotFound { .. }))
+    }
+}
+
+/// A byte range of a stored file, ready to stream.
+pub struct Ranged {
+    /// Size of the whole object.
+    pub size: u64,
+    /// The bytes served: `start..end`.
+    pub range: std::ops::Range<u64>,
+    pub body: futures_util::stream::BoxStream<'static, Result<Bytes, object_store::Error>>,
 }
 
 #[derive(Clone)]
@@ -30,31 +43,19 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// `url`: `None` for `<data_dir>/media`, or e.g. `s3://bucket` (credentials and endpoint from
-    /// the usual `AWS_*` variables).
-    pub fn open(url: Option<&str>, data_dir: &Path) -> Result<Storage, StorageError> {
-        let store: Arc<dyn ObjectStore> = match url {
-            None => {
-                let root = data_dir.join("media");
-                std::fs::create_dir_all(&root)?;
-                Arc::new(LocalFileSystem::new_with_prefix(root)?)
-            }
-            Some(raw) => {
-                let bad = |message: String| StorageError::BadUrl { url: raw.to_owned(), message };
-                let url = url::Url::parse(raw).map_err(|err| bad(err.to_string()))?;
-                let options: Vec<(String, String)> = std::env::vars()
-                    .filter(|(key, _)| key.starts_with("AWS_"))
-                    .map(|(k, v)| (k.to_lowercase(), v))
-                    .collect();
-                let (store, prefix) =
-                    object_store::parse_url_opts(&url, options).map_err(|err| bad(err.to_string()))?;
-                if !prefix.as_ref().is_empty() {
-                    return Err(bad("a path inside the bucket is not supported; use the bucket root".into()));
-                }
-                Arc::from(store)
-            }
-        };
-        Ok(Storage { store })
+    /// `url`: `None` for `<data_dir>/media`, or e.g. `s3://bucket` (see
+    /// [`media_worker::store::open`] for credentials and endpoint).
+    pub fn open(
+        url: Option<&str>,
+        data_dir: &Path,
+        options: &BTreeMap<String, String>,
+    ) -> Result<Storage, StorageError> {
+        Ok(Storage { store: media_worker::store::open(url, &data_dir.join("media"), options)? })
+    }
+
+    /// The store itself, for the media workers this process runs.
+    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
     }
 
     pub fn from_store(store: Arc<dyn ObjectStore>) -> Storage {
@@ -76,6 +77,24 @@ impl Storage {
 
     pub async fn get(&self, key: &ObjectPath) -> Result<Bytes, StorageError> {
         Ok(self.store.get(key).await?.bytes().await?)
+    }
+
+    /// Size of the object at `key`.
+    pub async fn size(&self, key: &ObjectPath) -> Result<u64, StorageError> {
+        Ok(self.store.head(key).await?.size)
+    }
+
+    /// Streams `range` (end exclusive, already checked against the size) of the object, or all of it.
+    pub async fn get_range(
+        &self,
+        key: &ObjectPath,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<Ranged, StorageError> {
+        let options = GetOptions { range: range.map(GetRange::Bounded), ..GetOptions::default() };
+        let result = self.store.get_opts(key, options).await?;
+        let size = result.meta.size;
+        let range = result.range.clone();
+        Ok(Ranged { size, range, body: result.into_stream() })
     }
 
     pub async fn delete(&self, key: &ObjectPath) -> Result<(), StorageError> {

@@ -4,6 +4,8 @@
 //! transaction after touching the class row, like the directory's member limits: two uploads
 //! announced at once cannot both take the last place or the last bytes of the quota.
 
+use media_worker::queue::{self, JobSpec, JobState, JobStatus, Queue, QueueError};
+use media_worker::ManualRegion;
 use models::media::{MediaKind, MediaState, MediaUpload, MediaView, PostView};
 use models::{ClassId, ErrorCode, MediaId, PostId, TierTable, UserId};
 use sqlx::any::AnyRow;
@@ -31,6 +33,10 @@ pub enum UploadError {
     PastEnd { end: u64, size: u64 },
     #[error("the upload is {0} and takes no more bytes")]
     Closed(&'static str),
+    #[error("{0}")]
+    NotReady(String),
+    #[error("job queue: {0}")]
+    Queue(#[from] QueueError),
     #[error("corrupt row: {0}")]
     CorruptRow(String),
     #[error("database error: {0}")]
@@ -58,49 +64,97 @@ impl UploadError {
             UploadError::OffsetMismatch { .. } => ErrorCode::UploadOffsetMismatch,
             UploadError::PastEnd { .. } => ErrorCode::InvalidRequest,
             UploadError::Closed(_) => ErrorCode::UploadClosed,
-            UploadError::CorruptRow(_) | UploadError::Database(_) => return None,
+            UploadError::NotReady(_) => ErrorCode::MediaNotReady,
+            UploadError::CorruptRow(_) | UploadError::Database(_) | UploadError::Queue(_) => return None,
         })
     }
 }
 
-/// A medium as stored, before it is shaped for the API.
+/// A medium as stored, with its processing job once the upload is complete.
 #[derive(Debug, Clone)]
 pub struct MediaRecord {
     pub media_id: MediaId,
     pub post_id: PostId,
     pub class_id: ClassId,
     pub kind: MediaKind,
-    pub state: MediaState,
+    /// `uploading` or `uploaded` (the job tells the rest).
+    pub upload_state: MediaState,
     pub size_bytes: u64,
     pub received_bytes: u64,
     pub blur_faces: bool,
-    pub progress_percent: u8,
-    pub error: Option<ErrorCode>,
+    pub job: Option<JobStatus>,
+}
+
+/// The API code of a job's failure: the file's fault keeps its own code, ours is `processing_failed`.
+fn job_error_code(code: Option<&str>) -> ErrorCode {
+    match code {
+        Some("unsupported_media") => ErrorCode::UnsupportedMedia,
+        Some("corrupt_media") => ErrorCode::CorruptMedia,
+        Some("video_too_long") => ErrorCode::VideoTooLong,
+        Some("media_too_large") => ErrorCode::MediaTooLarge,
+        _ => ErrorCode::ProcessingFailed,
+    }
 }
 
 impl MediaRecord {
+    /// Where the medium stands for the API: upload, then its job.
+    pub fn state(&self) -> MediaState {
+        match (&self.job, self.upload_state) {
+            (_, MediaState::Uploading) | (None, _) => self.upload_state,
+            (Some(job), _) => match job.state {
+                JobState::Queued if job.attempts == 0 => MediaState::Uploaded,
+                JobState::Queued | JobState::Running => MediaState::Processing,
+                JobState::Done => MediaState::Ready,
+                JobState::Failed => MediaState::Failed,
+            },
+        }
+    }
+
     pub fn view(&self, upload_url: Option<String>, max_chunk_bytes: u64) -> MediaView {
+        let state = self.state();
+        let job = self.job.as_ref();
         MediaView {
             media_id: self.media_id.clone(),
             post_id: self.post_id.clone(),
             class_id: self.class_id.clone(),
             kind: self.kind,
-            state: self.state,
+            state,
             size_bytes: self.size_bytes,
             received_bytes: self.received_bytes,
-            progress_percent: self.progress_percent,
+            progress_percent: job.map_or(0, |job| job.progress_percent),
             blur_faces: self.blur_faces,
-            error: self.error,
-            upload_url: (self.state == MediaState::Uploading).then_some(upload_url).flatten(),
+            error: (state == MediaState::Failed)
+                .then(|| job_error_code(job.and_then(|j| j.error_code.as_deref()))),
+            upload_url: (state == MediaState::Uploading).then_some(upload_url).flatten(),
             max_chunk_bytes,
+            links: None,
+        }
+    }
+
+    /// The job, if it finished: its version and outputs.
+    pub fn ready_job(&self) -> Option<(&JobStatus, &queue::JobResult)> {
+        let job = self.job.as_ref()?;
+        match (job.state, &job.result) {
+            (JobState::Done, Some(result)) => Some((job, result)),
+            _ => None,
         }
     }
 }
+
+/// Media not counted against limits: refused or failed uploads. SQL over `media m` left-joined
+/// with `media_jobs j`.
+const COUNTED: &str = "m.state <> 'failed' AND (j.state IS NULL OR j.state <> 'failed')";
+
+const SELECT_MEDIA: &str =
+    "SELECT media_id, post_id, class_id, kind, state, size_bytes, received_bytes, blur_faces
+     FROM media";
 
 #[derive(Clone)]
 pub struct Uploads {
     pool: AnyPool,
     tiers: TierTable,
+    queue: Queue,
+    max_attempts: u32,
 }
 
 /// A fresh random id: 128 bits in hex, inside the id alphabet.
@@ -112,8 +166,12 @@ pub fn random_token() -> String {
 }
 
 impl Uploads {
-    pub fn new(pool: AnyPool, tiers: TierTable) -> Uploads {
-        Uploads { pool, tiers }
+    pub fn new(pool: AnyPool, tiers: TierTable, max_attempts: u32) -> Uploads {
+        Uploads { queue: Queue::new(pool.clone()), pool, tiers, max_attempts }
+    }
+
+    pub fn queue(&self) -> &Queue {
+        &self.queue
     }
 
     pub async fn create_post(&self, class_id: &ClassId, author: &UserId) -> Result<PostView, UploadError> {
@@ -152,9 +210,10 @@ impl Uploads {
             return Err(UploadError::PostNotFound);
         }
 
-        let n_same_kind: i64 = sqlx::query(
-            "SELECT COUNT(*) AS n FROM media WHERE post_id = $1 AND kind = $2 AND state <> 'failed'",
-        )
+        let n_same_kind: i64 = sqlx::query(&format!(
+            "SELECT COUNT(*) AS n FROM media m LEFT JOIN media_jobs j ON j.media_id = m.media_id
+             WHERE m.post_id = $1 AND m.kind = $2 AND {COUNTED}"
+        ))
         .bind(post_id.as_str())
         .bind(upload.kind.as_str())
         .fetch_one(&mut *tx)
@@ -202,33 +261,105 @@ impl Uploads {
             post_id: post_id.clone(),
             class_id: class_id.clone(),
             kind: upload.kind,
-            state: MediaState::Uploading,
+            upload_state: MediaState::Uploading,
             size_bytes: upload.size_bytes,
             received_bytes: 0,
             blur_faces: upload.blur_faces,
-            progress_percent: 0,
-            error: None,
+            job: None,
         })
     }
 
     pub async fn media(&self, class_id: &ClassId, media_id: &MediaId) -> Result<MediaRecord, UploadError> {
+        let row = sqlx::query(&format!("{SELECT_MEDIA} WHERE media_id = $1 AND class_id = $2"))
+            .bind(media_id.as_str())
+            .bind(class_id.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(UploadError::MediaNotFound)?;
+        self.with_job(media_record(&row)?).await
+    }
+
+    async fn with_job(&self, mut record: MediaRecord) -> Result<MediaRecord, UploadError> {
+        if record.upload_state != MediaState::Uploading {
+            record.job = self.queue.status(&record.media_id).await?;
+        }
+        Ok(record)
+    }
+
+    /// A post of the class: when it was published, and its media in upload order.
+    pub async fn post(
+        &self,
+        class_id: &ClassId,
+        post_id: &PostId,
+    ) -> Result<(Option<i64>, Vec<MediaRecord>), UploadError> {
+        let post = sqlx::query("SELECT published_at FROM posts WHERE post_id = $1 AND class_id = $2")
+            .bind(post_id.as_str())
+            .bind(class_id.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(UploadError::PostNotFound)?;
+        let published_at: Option<i64> = post.try_get("published_at")?;
+        let rows = sqlx::query(&format!("{SELECT_MEDIA} WHERE post_id = $1 ORDER BY created_at, media_id"))
+            .bind(post_id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        let mut media = Vec::with_capacity(rows.len());
+        for row in &rows {
+            media.push(self.with_job(media_record(row)?).await?);
+        }
+        Ok((published_at, media))
+    }
+
+    /// Makes the post visible to parents, once every photo and video in it is ready. Publishing
+    /// twice keeps the first time.
+    pub async fn publish(&self, class_id: &ClassId, post_id: &PostId) -> Result<i64, UploadError> {
+        let (_, media) = self.post(class_id, post_id).await?;
+        if media.is_empty() {
+            return Err(UploadError::NotReady("the post has no photo or video yet".into()));
+        }
+        if let Some(busy) = media.iter().find(|m| m.state() != MediaState::Ready) {
+            return Err(UploadError::NotReady(format!(
+                "{} {} is {}",
+                busy.kind.as_str(),
+                busy.media_id,
+                busy.state().as_str()
+            )));
+        }
         let row = sqlx::query(
-            "SELECT media_id, post_id, class_id, kind, state, size_bytes, received_bytes, blur_faces,
-                    progress_percent, error_code
-             FROM media WHERE media_id = $1 AND class_id = $2",
+            "UPDATE posts SET published_at = COALESCE(published_at, $1) WHERE post_id = $2 AND class_id = $3
+             RETURNING published_at",
         )
-        .bind(media_id.as_str())
+        .bind(now_secs())
+        .bind(post_id.as_str())
         .bind(class_id.as_str())
         .fetch_optional(&self.pool)
         .await?
-        .ok_or(UploadError::MediaNotFound)?;
-        media_record(&row)
+        .ok_or(UploadError::PostNotFound)?;
+        Ok(row.try_get("published_at")?)
+    }
+
+    /// Processes a ready (or failed) medium again with the teacher's regions; it is `processing`
+    /// until the new version is done. Returns the new version.
+    pub async fn reprocess(
+        &self,
+        record: &MediaRecord,
+        regions: Vec<ManualRegion>,
+    ) -> Result<u32, UploadError> {
+        let not_ready = || {
+            UploadError::NotReady(format!("the {} is still uploading or processing", record.kind.as_str()))
+        };
+        let job = record.job.as_ref().ok_or_else(not_ready)?;
+        let spec = JobSpec { manual_regions: regions, ..job.spec.clone() };
+        let mut conn = self.pool.acquire().await?;
+        queue::enqueue(&mut conn, &record.media_id, &record.class_id, &spec, self.max_attempts)
+            .await?
+            .ok_or_else(not_ready)
     }
 
     /// Checks that a chunk may be stored at `offset` before its bytes are written anywhere.
     pub fn check_chunk(record: &MediaRecord, offset: u64, n_bytes: u64) -> Result<(), UploadError> {
-        if record.state != MediaState::Uploading {
-            return Err(UploadError::Closed(record.state.as_str()));
+        if record.upload_state != MediaState::Uploading {
+            return Err(UploadError::Closed(record.state().as_str()));
         }
         if offset != record.received_bytes {
             return Err(UploadError::OffsetMismatch { expected: record.received_bytes, got: offset });
@@ -290,20 +421,33 @@ impl Uploads {
         rows.iter().map(|row| row.try_get("object_key").map_err(UploadError::from)).collect()
     }
 
-    /// The upload is whole and stored at `original_key`: its chunks are forgotten.
-    pub async fn mark_uploaded(&self, media_id: &MediaId, original_key: &str) -> Result<(), UploadError> {
+    /// The upload is whole and stored at `original_key`: its chunks are forgotten and its job is
+    /// queued, in one transaction, so that no complete upload is ever left without a job.
+    pub async fn mark_uploaded(&self, record: &MediaRecord, original_key: &str) -> Result<(), UploadError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
+        let n_updated = sqlx::query(
             "UPDATE media SET state = 'uploaded', original_key = $1, updated_at = $2
              WHERE media_id = $3 AND state = 'uploading'",
         )
         .bind(original_key)
         .bind(now_secs())
-        .bind(media_id.as_str())
+        .bind(record.media_id.as_str())
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if n_updated == 1 {
+            let policy = self.tiers.policy(db::class_tier(&mut tx, &record.class_id).await?);
+            let spec = JobSpec {
+                input_key: original_key.to_owned(),
+                declared_kind: record.kind,
+                blur_faces: record.blur_faces,
+                manual_regions: Vec::new(),
+                max_duration_s: policy.max_video_duration.as_secs(),
+            };
+            queue::enqueue(&mut tx, &record.media_id, &record.class_id, &spec, self.max_attempts).await?;
+        }
         sqlx::query("DELETE FROM upload_chunks WHERE media_id = $1")
-            .bind(media_id.as_str())
+            .bind(record.media_id.as_str())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -319,10 +463,11 @@ impl Uploads {
 
 async fn used_bytes(conn: &mut AnyConnection, class_id: &ClassId) -> Result<u64, UploadError> {
     // CAST: PostgreSQL's SUM of BIGINT is NUMERIC, which the Any driver cannot read.
-    let row = sqlx::query(
-        "SELECT CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT) AS used FROM media
-         WHERE class_id = $1 AND state <> 'failed'",
-    )
+    let row = sqlx::query(&format!(
+        "SELECT CAST(COALESCE(SUM(m.size_bytes), 0) AS BIGINT) AS used
+         FROM media m LEFT JOIN media_jobs j ON j.media_id = m.media_id
+         WHERE m.class_id = $1 AND {COUNTED}"
+    ))
     .bind(class_id.as_str())
     .fetch_one(&mut *conn)
     .await?;
@@ -330,14 +475,6 @@ async fn used_bytes(conn: &mut AnyConnection, class_id: &ClassId) -> Result<u64,
 }
 
 fn media_record(row: &AnyRow) -> Result<MediaRecord, UploadError> {
-    let error: Option<String> = row.try_get("error_code")?;
-    let error = match error {
-        Some(raw) => Some(
-            serde_json::from_value::<ErrorCode>(serde_json::Value::String(raw.clone()))
-                .map_err(|_| UploadError::CorruptRow(format!("error_code = {raw:?}")))?,
-        ),
-        None => None,
-    };
     let id = |column: &str| -> Result<String, UploadError> { Ok(row.try_get::<String, _>(column)?) };
     let corrupt = |column: &str| UploadError::CorruptRow(column.to_owned());
     Ok(MediaRecord {
@@ -345,11 +482,10 @@ fn media_record(row: &AnyRow) -> Result<MediaRecord, UploadError> {
         post_id: PostId::new(id("post_id")?).map_err(|_| corrupt("post_id"))?,
         class_id: ClassId::new(id("class_id")?).map_err(|_| corrupt("class_id"))?,
         kind: parse_column(row, "kind").map_err(UploadError::from)?,
-        state: parse_column(row, "state").map_err(UploadError::from)?,
+        upload_state: parse_column(row, "state").map_err(UploadError::from)?,
         size_bytes: row.try_get::<i64, _>("size_bytes")?.max(0) as u64,
         received_bytes: row.try_get::<i64, _>("received_bytes")?.max(0) as u64,
         blur_faces: row.try_get::<i64, _>("blur_faces")? != 0,
-        progress_percent: row.try_get::<i64, _>("progress_percent")?.clamp(0, 100) as u8,
-        error,
+        job: None,
     })
 }

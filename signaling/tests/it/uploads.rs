@@ -10,7 +10,12 @@ use crate::support::{both_backends, expect_error, status_json, Db, TestServer};
 const CHUNK: usize = 64 * 1024;
 
 async fn start(db: Db) -> TestServer {
-    TestServer::start_with(db, |config| config.storage.max_chunk_bytes = CHUNK).await
+    TestServer::start_with(db, |config| {
+        config.storage.max_chunk_bytes = CHUNK;
+        // Upload tests look at uploads alone: no worker picks the files up.
+        config.worker.concurrency = 0;
+    })
+    .await
 }
 
 async fn class_with_people(server: &TestServer, class_id: &str, tier: &str) {
