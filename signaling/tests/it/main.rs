@@ -8,6 +8,7 @@ mod binary;
 mod capabilities;
 mod errors;
 mod limits;
+mod media;
 mod ops;
 mod uploads;
 mod visio;

@@ -46,6 +46,7 @@ pub struct TestServer {
     pub client: Client,
     shutdown: Option<oneshot::Sender<()>>,
     data_dir_guard: tempfile::TempDir,
+    database_url: String,
 }
 
 impl TestServer {
@@ -66,6 +67,7 @@ impl TestServer {
         }
         adjust(&mut config);
         config.validate().expect("valid test config");
+        let database_url = config.database_url();
         let state = AppState::new(config).await.expect("server state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
         let base = format!("http://{}", listener.local_addr().expect("local addr"));
@@ -77,7 +79,11 @@ impl TestServer {
             .await
             .expect("server runs");
         });
-        TestServer { base, client: Client::new(), shutdown: Some(tx), data_dir_guard: data_dir }
+        TestServer { base, client: Client::new(), shutdown: Some(tx), data_dir_guard: data_dir, database_url }
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url.clone()
     }
 
     pub fn data_dir(&self) -> &Path {
