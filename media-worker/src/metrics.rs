@@ -88,6 +88,19 @@ impl WorkerMetrics {
                 .expect("valid metric"),
             ),
         }
+        .with_zeros()
+    }
+
+    /// Every series starts at zero, so that rates and alerts see it before the first event.
+    fn with_zeros(self) -> WorkerMetrics {
+        for kind in ["photo", "video"] {
+            for result in ["done", "refused", "retried", "failed", "lease_lost", "released"] {
+                self.jobs.with_label_values(&[kind, result]);
+            }
+            self.job_duration.with_label_values(&[kind]);
+        }
+        self.set_queue(&[]);
+        self
     }
 
     pub fn set_queue(&self, counts: &[(JobState, u64)]) {

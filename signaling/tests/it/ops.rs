@@ -67,6 +67,15 @@ async fn openapi_documents_every_route() {
         ("/v1/classes/{class_id}", &["get", "put", "delete"][..]),
         ("/v1/classes/{class_id}/members/{user_id}", &["put", "delete"]),
         ("/v1/classes/{class_id}/capabilities", &["get"]),
+        ("/v1/classes/{class_id}/posts", &["post"]),
+        ("/v1/classes/{class_id}/posts/{post_id}", &["get"]),
+        ("/v1/classes/{class_id}/posts/{post_id}/publish", &["post"]),
+        ("/v1/classes/{class_id}/posts/{post_id}/media", &["post"]),
+        ("/v1/classes/{class_id}/media/{media_id}", &["get"]),
+        ("/v1/classes/{class_id}/media/{media_id}/content", &["put"]),
+        ("/v1/classes/{class_id}/media/{media_id}/faces", &["get"]),
+        ("/v1/classes/{class_id}/media/{media_id}/regions", &["put"]),
+        ("/v1/classes/{class_id}/sessions", &["get"]),
         ("/healthz", &["get"]),
         ("/readyz", &["get"]),
         ("/metrics", &["get"]),
@@ -86,6 +95,11 @@ async fn openapi_documents_every_route() {
         "ErrorCode",
         "Tier",
         "Role",
+        "PostDetail",
+        "MediaView",
+        "MediaLinks",
+        "FacesView",
+        "RegionsUpdate",
     ] {
         assert!(doc["components"]["schemas"][schema].is_object(), "schema {schema} missing");
     }
@@ -94,7 +108,8 @@ async fn openapi_documents_every_route() {
     }
     // Every error code is listed, so clients can generate their enums from the document.
     let codes = doc["components"]["schemas"]["ErrorCode"]["enum"].as_array().unwrap();
-    for code in ["not_a_member", "tier_forbids_visio", "member_limit_reached", "room_full"] {
+    for code in ["not_a_member", "tier_forbids_visio", "member_limit_reached", "room_full", "media_not_ready"]
+    {
         assert!(codes.iter().any(|c| c == code), "{code} missing from ErrorCode");
     }
 }
@@ -119,10 +134,9 @@ fn alert_rules_pass_promtool() {
     assert!(n_files > 0);
 }
 
-/// The manifests parse, and every KLASS_* variable they set is one the server reads.
+/// The manifests parse, and every KLASS_* variable they set is one the program reads.
 #[test]
 fn k8s_manifests_parse_and_use_known_variables() {
-    use serde::Deserialize;
     let known = [
         "KLASS_CONFIG_BODY",
         "KLASS_API_KEY",
@@ -130,7 +144,17 @@ fn k8s_manifests_parse_and_use_known_variables() {
         "KLASS_DATABASE_URL",
         "KLASS_SFU_ADVERTISED_IP",
     ];
-    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../k8s/signaling.yaml");
+    assert_eq!(check_manifest("signaling.yaml", &known), 4);
+    // `media-worker work` reads these (media-worker's CLI test checks its `--help` lists them).
+    let worker = ["KLASS_DATABASE_URL", "KLASS_STORAGE_URL", "KLASS_WORKER_METRICS_ADDR", "KLASS_FACE_MODEL"];
+    assert_eq!(check_manifest("media-worker.yaml", &worker), 1);
+}
+
+/// Parses a manifest (ConfigMaps must be valid server configs), checks the KLASS_* variables it
+/// sets against `known`, and returns its number of documents.
+fn check_manifest(file: &str, known: &[&str]) -> usize {
+    use serde::Deserialize;
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../k8s").join(file);
     let text = std::fs::read_to_string(&manifest).unwrap();
     let mut n_docs = 0;
     for document in serde_yaml::Deserializer::from_str(&text) {
@@ -142,11 +166,11 @@ fn k8s_manifests_parse_and_use_known_variables() {
             signaling::config::Config::from_yaml(body).expect("the ConfigMap is a valid config");
         }
     }
-    assert_eq!(n_docs, 4);
     for line in text.lines().filter(|line| line.contains("- name: KLASS_")) {
         let var = line.trim().trim_start_matches("- name: ");
-        assert!(known.contains(&var), "{var} is not read by the server");
+        assert!(known.contains(&var), "{file}: {var} is not read");
     }
+    n_docs
 }
 
 /// Every series the dashboard queries is one the server exports, so a rename cannot blank a panel.
@@ -162,7 +186,10 @@ async fn dashboard_queries_exported_metrics() {
         for target in panel["targets"].as_array().unwrap() {
             let expr = target["expr"].as_str().unwrap();
             for name in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
-                if name.starts_with("signaling_") || name.starts_with("sfu_") {
+                if name.starts_with("signaling_")
+                    || name.starts_with("sfu_")
+                    || name.starts_with("klass_media_")
+                {
                     let family = name.trim_end_matches("_bucket");
                     assert!(exported.contains(&format!("# TYPE {family} ")), "{family} is not exported");
                 }
@@ -170,5 +197,5 @@ async fn dashboard_queries_exported_metrics() {
             n_queries += 1;
         }
     }
-    assert!(n_queries >= 9);
+    assert!(n_queries >= 15);
 }
