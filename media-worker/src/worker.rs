@@ -246,7 +246,7 @@ impl Worker {
                     "done"
                 }
                 Ok(false) => {
-                    tracing::warn!("lease lost before the job was marked done; the other worker finishes it");
+                    self.after_lost_lease(&job).await;
                     "lease_lost"
                 }
                 Err(err) => {
@@ -424,6 +424,32 @@ impl Worker {
             elapsed_s,
         };
         Ok((result, output_meta))
+    }
+
+    /// The job could not be marked done. If another worker took it over, that worker writes the
+    /// same keys and finishes. If the job is gone (its class was deleted meanwhile), what this run
+    /// wrote must not outlive it.
+    async fn after_lost_lease(&self, job: &ClaimedJob) {
+        match self.queue.status(&job.media_id).await {
+            Ok(Some(_)) => {
+                tracing::warn!("lease lost before the job was marked done; the other worker finishes it")
+            }
+            Ok(None) => {
+                tracing::info!("the job was deleted while running; deleting its outputs");
+                let prefix = queue::media_prefix(&job.class_id, &job.media_id);
+                match store::list(self.store.as_ref(), &prefix).await {
+                    Ok(keys) => {
+                        for key in keys {
+                            if let Err(err) = store::delete(self.store.as_ref(), &key).await {
+                                tracing::warn!(key, cause = %err, "cannot delete an output of a deleted job");
+                            }
+                        }
+                    }
+                    Err(err) => tracing::warn!(cause = %err, "cannot list the outputs of a deleted job"),
+                }
+            }
+            Err(err) => tracing::warn!(cause = %err, "cannot tell why the lease was lost"),
+        }
     }
 
     /// Deletes the outputs of earlier versions of the medium, now replaced.

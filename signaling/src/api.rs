@@ -139,7 +139,11 @@ pub async fn delete_class(
     State(state): State<AppState>,
     ClassPath(class_id): ClassPath,
 ) -> Result<StatusCode, AppError> {
+    // Files first: if the store fails, the rows that name them are still there for a retry.
+    let media_ids = state.uploads.class_media_ids(&class_id).await?;
+    state.storage.delete_class_files(&class_id, &media_ids).await?;
     state.directory.delete_class(&class_id).await?;
+    state.uploads.forget_class_jobs(&class_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

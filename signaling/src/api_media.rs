@@ -112,6 +112,8 @@ pub async fn announce_media(
 }
 
 /// Where an upload stands: `received_bytes` is the offset of the next chunk after a broken connection.
+/// An upload whose bytes all arrived but that the server did not finish (it stopped in between)
+/// is finished by this call.
 #[utoipa::path(
     get, path = "/v1/classes/{class_id}/media/{media_id}", tag = "media",
     params(("class_id" = String, Path), ("media_id" = String, Path)),
@@ -126,7 +128,12 @@ pub async fn media_status(
     let class_id = parse_id(class_raw, "class_id", ClassId::new)?;
     let media_id = parse_id(media_raw, "media_id", MediaId::new)?;
     publisher(&state, &class_id, &user_id).await?;
-    let record = state.uploads.media(&class_id, &media_id).await?;
+    let mut record = state.uploads.media(&class_id, &media_id).await?;
+    if record.upload_state == MediaState::Uploading && record.received_bytes == record.size_bytes {
+        // Every byte arrived but the server stopped before joining the chunks: join them now.
+        complete_upload(&state, &record).await?;
+        record = state.uploads.media(&class_id, &media_id).await?;
+    }
     let max_chunk = state.config.storage.max_chunk_bytes as u64;
     Ok(Json(record.view(Some(upload_url(&class_id, &media_id)), max_chunk)))
 }

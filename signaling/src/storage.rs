@@ -2,7 +2,8 @@
 //! the `object_store` crate.
 //!
 //! Key layout: `uploads/{media_id}/{offset}-{nonce}` for chunks in flight,
-//! `originals/{class_id}/{media_id}` for a complete upload.
+//! `originals/{class_id}/{media_id}` for a complete upload, and (written by `media-worker`)
+//! `published/{class_id}/{media_id}/v{version}/{file}` for what members see.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -102,6 +103,22 @@ impl Storage {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(err) => Err(err.into()),
         }
+    }
+
+    /// Deletes every file of a class: originals, published versions, chunks of unfinished uploads.
+    pub async fn delete_class_files(
+        &self,
+        class_id: &ClassId,
+        media_ids: &[MediaId],
+    ) -> Result<(), StorageError> {
+        let mut prefixes = vec![format!("originals/{class_id}/"), format!("published/{class_id}/")];
+        prefixes.extend(media_ids.iter().map(|media_id| format!("uploads/{media_id}/")));
+        for prefix in prefixes {
+            for key in media_worker::store::list(self.store.as_ref(), &prefix).await? {
+                media_worker::store::delete(self.store.as_ref(), &key).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Concatenates `parts` in order into `dest` with a multipart upload, streaming each part.

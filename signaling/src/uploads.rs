@@ -454,6 +454,30 @@ impl Uploads {
         Ok(())
     }
 
+    /// Every medium of the class, whatever its state.
+    pub async fn class_media_ids(&self, class_id: &ClassId) -> Result<Vec<MediaId>, UploadError> {
+        let rows = sqlx::query("SELECT media_id FROM media WHERE class_id = $1")
+            .bind(class_id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let raw: String = row.try_get("media_id")?;
+                MediaId::new(raw.clone()).map_err(|_| UploadError::CorruptRow(format!("media_id = {raw:?}")))
+            })
+            .collect()
+    }
+
+    /// Forgets the jobs of a deleted class (its posts and media go with the class row). A worker
+    /// still running one of them finds its job gone and deletes what it wrote.
+    pub async fn forget_class_jobs(&self, class_id: &ClassId) -> Result<(), UploadError> {
+        sqlx::query("DELETE FROM media_jobs WHERE class_id = $1")
+            .bind(class_id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Bytes counted against the class's quota: every medium not failed, uploads in progress included.
     pub async fn used_bytes(&self, class_id: &ClassId) -> Result<u64, UploadError> {
         let mut conn = self.pool.acquire().await?;

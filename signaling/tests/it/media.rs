@@ -617,3 +617,64 @@ async fn concurrent_workers_never_claim_the_same_job(db: Db) {
     }
 }
 both_backends!(concurrent_workers_never_claim_the_same_job);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_class_deletes_its_files_and_jobs() {
+    let server = TestServer::start_with(Db::Sqlite, fast_worker).await;
+    class_with_people(&server, "c", "standard", false).await;
+    class_with_people(&server, "kept", "standard", false).await;
+    let photo = std::fs::read(test_media("astronaut.png")).unwrap();
+    let mut uploads = Vec::new();
+    for class_id in ["c", "kept"] {
+        let post_id = new_post(&server, class_id).await;
+        let media_id = upload(&server, class_id, &post_id, "photo", &photo, false).await;
+        wait_processed(&server, class_id, &media_id).await;
+        uploads.push(media_id);
+    }
+    // An upload left half done has chunks in storage too.
+    let post_id = new_post(&server, "c").await;
+    let half = server
+        .user(Method::POST, &format!("/v1/classes/c/posts/{post_id}/media"), "teacher")
+        .json(&json!({ "kind": "photo", "size_bytes": 200_000 }))
+        .send()
+        .await
+        .unwrap();
+    let (_, half) = status_json(half).await;
+    let chunk = server
+        .user(Method::PUT, half["upload_url"].as_str().unwrap(), "teacher")
+        .header("content-range", "bytes 0-99999/200000")
+        .body(vec![7u8; 100_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chunk.status(), 200);
+    let media = server.data_dir().join("media");
+    assert!(media.join("originals/c").exists() && media.join("published/c").exists());
+
+    let deleted = server.backend(Method::DELETE, "/v1/classes/c").send().await.unwrap();
+    assert_eq!(deleted.status(), 204);
+    let files: Vec<PathBuf> = walk(&media);
+    let pattern = |p: &PathBuf| {
+        let p = p.to_string_lossy();
+        p.contains("/c/") || p.contains(&uploads[0]) || p.contains(half["media_id"].as_str().unwrap())
+    };
+    assert!(!files.iter().any(pattern), "files of the deleted class remain: {files:?}");
+    assert!(files.iter().any(|p| p.to_string_lossy().contains(&uploads[1])), "other classes keep theirs");
+    let pool = media_worker::queue::open_pool(&server.database_url(), 1).await.unwrap();
+    let queue = media_worker::queue::Queue::new(pool);
+    assert!(queue.status(&models::MediaId::new(uploads[0].clone()).unwrap()).await.unwrap().is_none());
+    assert!(queue.status(&models::MediaId::new(uploads[1].clone()).unwrap()).await.unwrap().is_some());
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
