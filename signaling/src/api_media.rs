@@ -17,7 +17,7 @@ use models::{ApiError, ClassId, ClassOptions, ErrorCode, MediaId, PostId, UserId
 use crate::api::administrator;
 use crate::db::now_secs;
 use crate::error::AppError;
-use crate::extract::{parse_id, AppJson, User};
+use crate::extract::{AppJson, ClassPath, MediaPath, PostPath, User};
 use crate::links::{LinkError, LinkTarget, LINKABLE_FILES};
 use crate::storage::Storage;
 use crate::uploads::{random_token, MediaRecord, UploadError, Uploads};
@@ -61,9 +61,8 @@ fn upload_url(class_id: &ClassId, media_id: &MediaId) -> String {
 pub async fn create_post(
     User(user_id): User,
     State(state): State<AppState>,
-    axum::extract::Path(class_raw): axum::extract::Path<String>,
+    ClassPath(class_id): ClassPath,
 ) -> Result<(StatusCode, Json<PostView>), AppError> {
-    let class_id = parse_id(class_raw, "class_id", ClassId::new)?;
     publisher(&state, &class_id, &user_id).await?;
     let post = state.uploads.create_post(&class_id, &user_id).await?;
     Ok((StatusCode::CREATED, Json(post)))
@@ -90,11 +89,9 @@ pub async fn create_post(
 pub async fn announce_media(
     User(user_id): User,
     State(state): State<AppState>,
-    axum::extract::Path((class_raw, post_raw)): axum::extract::Path<(String, String)>,
+    PostPath(class_id, post_id): PostPath,
     AppJson(upload): AppJson<MediaUpload>,
 ) -> Result<(StatusCode, Json<MediaView>), AppError> {
-    let class_id = parse_id(class_raw, "class_id", ClassId::new)?;
-    let post_id = parse_id(post_raw, "post_id", PostId::new)?;
     publisher(&state, &class_id, &user_id).await?;
     if upload.size_bytes == 0 {
         return Err(AppError::client(ErrorCode::InvalidRequest, "size_bytes must be positive"));
@@ -123,10 +120,8 @@ pub async fn announce_media(
 pub async fn media_status(
     User(user_id): User,
     State(state): State<AppState>,
-    axum::extract::Path((class_raw, media_raw)): axum::extract::Path<(String, String)>,
+    MediaPath(class_id, media_id): MediaPath,
 ) -> Result<Json<MediaView>, AppError> {
-    let class_id = parse_id(class_raw, "class_id", ClassId::new)?;
-    let media_id = parse_id(media_raw, "media_id", MediaId::new)?;
     publisher(&state, &class_id, &user_id).await?;
     let mut record = state.uploads.media(&class_id, &media_id).await?;
     if record.upload_state == MediaState::Uploading && record.received_bytes == record.size_bytes {
@@ -174,12 +169,10 @@ fn parse_content_range(headers: &HeaderMap) -> Result<(u64, u64, u64), AppError>
 pub async fn put_chunk(
     User(user_id): User,
     State(state): State<AppState>,
-    axum::extract::Path((class_raw, media_raw)): axum::extract::Path<(String, String)>,
+    MediaPath(class_id, media_id): MediaPath,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppError> {
-    let class_id = parse_id(class_raw, "class_id", ClassId::new)?;
-    let media_id = parse_id(media_raw, "media_id", MediaId::new)?;
     publisher(&state, &class_id, &user_id).await?;
     let (start, end, total) = parse_content_range(&headers)?;
     if end - start + 1 != body.len() as u64 {
@@ -314,10 +307,8 @@ async fn post_detail(
 pub async fn get_post(
     User(user_id): User,
     State(state): State<AppState>,
-    axum::extract::Path((class_raw, post_raw)): axum::extract::Path<(String, String)>,
+    PostPath(class_id, post_id): PostPath,
 ) -> Result<Json<PostDetail>, AppError> {
-    let class_id = parse_id(class_raw, "class_id", ClassId::new)?;
-    let post_id = parse_id(post_raw, "post_id", PostId::new)?;
     let (member, options) = viewer(&state, &class_id, &user_id).await?;
     Ok(Json(post_detail(&state, &member, options, &class_id, &post_id).await?))
 }
@@ -338,10 +329,8 @@ pub async fn get_post(
 pub async fn publish_post(
     User(user_id): User,
     State(state): State<AppState>,
-    axum::extract::Path((class_raw, post_raw)): axum::extract::Path<(String, String)>,
+    PostPath(class_id, post_id): PostPath,
 ) -> Result<Json<PostDetail>, AppError> {
-    let class_id = parse_id(class_raw, "class_id", ClassId::new)?;
-    let post_id = parse_id(post_raw, "post_id", PostId::new)?;
     let member = publisher(&state, &class_id, &user_id).await?;
     state.uploads.publish(&class_id, &post_id).await?;
     let (_, _, options) =
@@ -365,10 +354,8 @@ pub async fn publish_post(
 pub async fn media_faces(
     User(user_id): User,
     State(state): State<AppState>,
-    axum::extract::Path((class_raw, media_raw)): axum::extract::Path<(String, String)>,
+    MediaPath(class_id, media_id): MediaPath,
 ) -> Result<Json<FacesView>, AppError> {
-    let class_id = parse_id(class_raw, "class_id", ClassId::new)?;
-    let media_id = parse_id(media_raw, "media_id", MediaId::new)?;
     publisher(&state, &class_id, &user_id).await?;
     let record = state.uploads.media(&class_id, &media_id).await?;
     let Some((job, result)) = record.ready_job() else {
@@ -421,11 +408,9 @@ pub async fn media_faces(
 pub async fn put_regions(
     User(user_id): User,
     State(state): State<AppState>,
-    axum::extract::Path((class_raw, media_raw)): axum::extract::Path<(String, String)>,
+    MediaPath(class_id, media_id): MediaPath,
     AppJson(update): AppJson<RegionsUpdate>,
 ) -> Result<(StatusCode, Json<MediaView>), AppError> {
-    let class_id = parse_id(class_raw, "class_id", ClassId::new)?;
-    let media_id = parse_id(media_raw, "media_id", MediaId::new)?;
     publisher(&state, &class_id, &user_id).await?;
     if update.regions.len() > MAX_BLUR_REGIONS {
         return Err(AppError::client(

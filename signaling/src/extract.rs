@@ -3,7 +3,7 @@
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use models::{ClassId, ErrorCode, UserId};
+use models::{ClassId, ErrorCode, MediaId, PostId, UserId};
 use serde::de::DeserializeOwned;
 
 use crate::auth::bearer;
@@ -72,6 +72,17 @@ impl<S: Send + Sync> FromRequestParts<S> for ClassPath {
     }
 }
 
+/// `{class_id}` and a second id in the path, validated.
+async fn class_and_id<T, S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+    name: &str,
+    parse: impl FnOnce(String) -> Result<T, models::IdError>,
+) -> Result<(ClassId, T), AppError> {
+    let Path((class_raw, raw)) = Path::<(String, String)>::from_request_parts(parts, state).await?;
+    Ok((parse_id(class_raw, "class_id", ClassId::new)?, parse_id(raw, name, parse)?))
+}
+
 /// `{class_id}/.../{user_id}` in the path, validated.
 pub struct MemberPath(pub ClassId, pub UserId);
 
@@ -79,10 +90,31 @@ impl<S: Send + Sync> FromRequestParts<S> for MemberPath {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
-        let Path((class_raw, user_raw)) = Path::<(String, String)>::from_request_parts(parts, state).await?;
-        Ok(MemberPath(
-            parse_id(class_raw, "class_id", ClassId::new)?,
-            parse_id(user_raw, "user_id", UserId::new)?,
-        ))
+        let (class_id, user_id) = class_and_id(parts, state, "user_id", UserId::new).await?;
+        Ok(MemberPath(class_id, user_id))
+    }
+}
+
+/// `{class_id}/.../{post_id}` in the path, validated.
+pub struct PostPath(pub ClassId, pub PostId);
+
+impl<S: Send + Sync> FromRequestParts<S> for PostPath {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        let (class_id, post_id) = class_and_id(parts, state, "post_id", PostId::new).await?;
+        Ok(PostPath(class_id, post_id))
+    }
+}
+
+/// `{class_id}/.../{media_id}` in the path, validated.
+pub struct MediaPath(pub ClassId, pub MediaId);
+
+impl<S: Send + Sync> FromRequestParts<S> for MediaPath {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        let (class_id, media_id) = class_and_id(parts, state, "media_id", MediaId::new).await?;
+        Ok(MediaPath(class_id, media_id))
     }
 }

@@ -33,20 +33,6 @@ fn fast_worker(config: &mut Config) {
     config.worker.poll_interval_ms = 50;
 }
 
-async fn class_with_people(server: &TestServer, class_id: &str, tier: &str, confort_famille: bool) {
-    server.put_class(class_id, tier, confort_famille).await;
-    server.put_member(class_id, "teacher", "teacher", true).await;
-    server.put_member(class_id, "parent", "parent", true).await;
-}
-
-async fn new_post(server: &TestServer, class_id: &str) -> String {
-    let response =
-        server.user(Method::POST, &format!("/v1/classes/{class_id}/posts"), "teacher").send().await.unwrap();
-    let (status, body) = status_json(response).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body["post_id"].as_str().unwrap().to_owned()
-}
-
 /// Announces and uploads `bytes` in chunks the server accepts; returns the media id.
 async fn upload(
     server: &TestServer,
@@ -82,11 +68,8 @@ async fn upload(
 }
 
 async fn media_status(server: &TestServer, class_id: &str, media_id: &str) -> Value {
-    let response = server
-        .user(Method::GET, &format!("/v1/classes/{class_id}/media/{media_id}"), "teacher")
-        .send()
-        .await
-        .unwrap();
+    let response =
+        server.call(Method::GET, &format!("/v1/classes/{class_id}/media/{media_id}"), "teacher").await;
     let (status, body) = status_json(response).await;
     assert_eq!(status, 200, "{body}");
     body
@@ -112,7 +95,7 @@ async fn wait_processed(server: &TestServer, class_id: &str, media_id: &str) -> 
 }
 
 async fn get_post(server: &TestServer, class_id: &str, post_id: &str, user: &str) -> reqwest::Response {
-    server.user(Method::GET, &format!("/v1/classes/{class_id}/posts/{post_id}"), user).send().await.unwrap()
+    server.call(Method::GET, &format!("/v1/classes/{class_id}/posts/{post_id}"), user).await
 }
 
 /// Fetches a signed link as a browser does: no `Authorization`.
@@ -138,10 +121,10 @@ fn with_query(link: &str, name: &str, value: &str) -> String {
 
 async fn a_photo_is_blurred_checked_published_and_viewed_through_signed_links(db: Db) {
     let server = TestServer::start_with(db, fast_worker).await;
-    class_with_people(&server, "c", "standard", false).await;
+    server.class_with_people("c", "standard", false).await;
     server.put_class("other", "plus", true).await;
     server.put_member("other", "stranger", "teacher", true).await;
-    let post_id = new_post(&server, "c").await;
+    let post_id = server.new_post("c").await;
     let photo = std::fs::read(test_media("astronaut.png")).unwrap();
     let media_id = upload(&server, "c", &post_id, "photo", &photo, true).await;
 
@@ -153,21 +136,14 @@ async fn a_photo_is_blurred_checked_published_and_viewed_through_signed_links(db
     );
 
     // The teacher checks what the detector found before publishing.
-    let faces = server
-        .user(Method::GET, &format!("/v1/classes/c/media/{media_id}/faces"), "teacher")
-        .send()
-        .await
-        .unwrap();
+    let faces = server.call(Method::GET, &format!("/v1/classes/c/media/{media_id}/faces"), "teacher").await;
     let (status, faces) = status_json(faces).await;
     assert_eq!(status, 200, "{faces}");
     assert_eq!(faces["version"], 1);
     let boxes = faces["frames"][0]["boxes"].as_array().unwrap();
     assert_eq!(boxes.len(), 1, "the astronaut's face: {faces}");
-    let parent_faces = server
-        .user(Method::GET, &format!("/v1/classes/c/media/{media_id}/faces"), "parent")
-        .send()
-        .await
-        .unwrap();
+    let parent_faces =
+        server.call(Method::GET, &format!("/v1/classes/c/media/{media_id}/faces"), "parent").await;
     expect_error(parent_faces, 403, "forbidden_role").await;
 
     // Unpublished: parents do not see the post at all, the teacher does.
@@ -175,17 +151,11 @@ async fn a_photo_is_blurred_checked_published_and_viewed_through_signed_links(db
     let (_, draft) = status_json(get_post(&server, "c", &post_id, "teacher").await).await;
     assert!(draft["published_at"].is_null());
     assert!(draft["media"][0]["links"]["download"].is_string(), "teachers may download: {draft}");
-    let publish = server
-        .user(Method::POST, &format!("/v1/classes/c/posts/{post_id}/publish"), "parent")
-        .send()
-        .await
-        .unwrap();
+    let publish =
+        server.call(Method::POST, &format!("/v1/classes/c/posts/{post_id}/publish"), "parent").await;
     expect_error(publish, 403, "forbidden_role").await;
-    let publish = server
-        .user(Method::POST, &format!("/v1/classes/c/posts/{post_id}/publish"), "teacher")
-        .send()
-        .await
-        .unwrap();
+    let publish =
+        server.call(Method::POST, &format!("/v1/classes/c/posts/{post_id}/publish"), "teacher").await;
     let (status, published) = status_json(publish).await;
     assert_eq!(status, 200, "{published}");
     assert!(published["published_at"].is_i64());
@@ -242,11 +212,8 @@ async fn a_photo_is_blurred_checked_published_and_viewed_through_signed_links(db
 
     // Nobody outside the class reaches the post, whatever their role elsewhere.
     expect_error(get_post(&server, "c", &post_id, "stranger").await, 403, "not_a_member").await;
-    let stranger_status = server
-        .user(Method::GET, &format!("/v1/classes/c/media/{media_id}"), "stranger")
-        .send()
-        .await
-        .unwrap();
+    let stranger_status =
+        server.call(Method::GET, &format!("/v1/classes/c/media/{media_id}"), "stranger").await;
     expect_error(stranger_status, 403, "not_a_member").await;
     // Nor through their own class.
     expect_error(get_post(&server, "other", &post_id, "stranger").await, 404, "not_found").await;
@@ -281,8 +248,8 @@ fn ffprobe_json(path: &Path) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_phone_video_reports_progress_and_parents_download_it_with_confort_famille() {
     let server = TestServer::start_with(Db::Sqlite, fast_worker).await;
-    class_with_people(&server, "c", "plus", true).await;
-    let post_id = new_post(&server, "c").await;
+    server.class_with_people("c", "plus", true).await;
+    let post_id = server.new_post("c").await;
     // A phone video: held upright (rotation tag), with the place it was filmed.
     let dir = tempfile::tempdir().unwrap();
     let encoded = dir.path().join("encoded.mp4");
@@ -327,11 +294,8 @@ async fn a_phone_video_reports_progress_and_parents_download_it_with_confort_fam
         "progress is readable while the worker runs: {seen:?}"
     );
 
-    let publish = server
-        .user(Method::POST, &format!("/v1/classes/c/posts/{post_id}/publish"), "teacher")
-        .send()
-        .await
-        .unwrap();
+    let publish =
+        server.call(Method::POST, &format!("/v1/classes/c/posts/{post_id}/publish"), "teacher").await;
     assert_eq!(publish.status(), 200);
     let (_, post) = status_json(get_post(&server, "c", &post_id, "parent").await).await;
     let links = &post["media"][0]["links"];
@@ -374,8 +338,8 @@ async fn files_refused_after_probing_say_why_and_give_their_quota_back(db: Db) {
         config.tiers.insert(Tier::Standard, quota);
     })
     .await;
-    class_with_people(&server, "c", "standard", false).await;
-    let post_id = new_post(&server, "c").await;
+    server.class_with_people("c", "standard", false).await;
+    let post_id = server.new_post("c").await;
 
     // 60 kB of text announced as a photo: accepted before any byte (the quota allows it), refused
     // once the worker reads it.
@@ -400,7 +364,7 @@ async fn files_refused_after_probing_say_why_and_give_their_quota_back(db: Db) {
     ]);
     let small = std::fs::read(&small).unwrap();
     assert!(photo.len() > small.len());
-    let video_post = new_post(&server, "c").await;
+    let video_post = server.new_post("c").await;
     let as_video = upload(&server, "c", &video_post, "video", &small, false).await;
     let (_, refused) = wait_processed(&server, "c", &as_video).await;
     assert_eq!(refused["error"], "unsupported_media", "{refused}");
@@ -414,11 +378,8 @@ async fn files_refused_after_probing_say_why_and_give_their_quota_back(db: Db) {
         .unwrap();
     assert_eq!(again.status(), StatusCode::CREATED);
     // A post whose media are not all ready cannot be published.
-    let publish = server
-        .user(Method::POST, &format!("/v1/classes/c/posts/{post_id}/publish"), "teacher")
-        .send()
-        .await
-        .unwrap();
+    let publish =
+        server.call(Method::POST, &format!("/v1/classes/c/posts/{post_id}/publish"), "teacher").await;
     expect_error(publish, 409, "media_not_ready").await;
     // Nor processed again while it is not done.
     let regions = server
@@ -434,8 +395,8 @@ both_backends!(files_refused_after_probing_say_why_and_give_their_quota_back);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_regions_make_a_new_version_and_retire_the_old_one() {
     let server = TestServer::start_with(Db::Sqlite, fast_worker).await;
-    class_with_people(&server, "c", "standard", false).await;
-    let post_id = new_post(&server, "c").await;
+    server.class_with_people("c", "standard", false).await;
+    let post_id = server.new_post("c").await;
     let photo = std::fs::read(test_media("astronaut.png")).unwrap();
     let media_id = upload(&server, "c", &post_id, "photo", &photo, true).await;
     wait_processed(&server, "c", &media_id).await;
@@ -462,11 +423,7 @@ async fn manual_regions_make_a_new_version_and_retire_the_old_one() {
     let (_, done) = wait_processed(&server, "c", &media_id).await;
     assert_eq!(done["state"], "ready");
 
-    let faces = server
-        .user(Method::GET, &format!("/v1/classes/c/media/{media_id}/faces"), "teacher")
-        .send()
-        .await
-        .unwrap();
+    let faces = server.call(Method::GET, &format!("/v1/classes/c/media/{media_id}/faces"), "teacher").await;
     let (_, faces) = status_json(faces).await;
     assert_eq!(faces["version"], 2);
     assert_eq!(faces["manual_regions"][0]["y"].as_f64().map(|y| (y * 10.0).round()), Some(7.0), "{faces}");
@@ -487,8 +444,8 @@ async fn links_expire() {
         config.media.link_ttl_secs = 1;
     })
     .await;
-    class_with_people(&server, "c", "standard", false).await;
-    let post_id = new_post(&server, "c").await;
+    server.class_with_people("c", "standard", false).await;
+    let post_id = server.new_post("c").await;
     let photo = std::fs::read(test_media("astronaut.png")).unwrap();
     let media_id = upload(&server, "c", &post_id, "photo", &photo, false).await;
     wait_processed(&server, "c", &media_id).await;
@@ -557,17 +514,14 @@ async fn uploads_jobs_and_links_work_on_an_s3_compatible_store() {
         }
     })
     .await;
-    class_with_people(&server, "c", "standard", true).await;
-    let post_id = new_post(&server, "c").await;
+    server.class_with_people("c", "standard", true).await;
+    let post_id = server.new_post("c").await;
     let photo = std::fs::read(test_media("astronaut.png")).unwrap();
     let media_id = upload(&server, "c", &post_id, "photo", &photo, true).await;
     let (_, done) = wait_processed(&server, "c", &media_id).await;
     assert_eq!(done["state"], "ready", "{done}");
-    let publish = server
-        .user(Method::POST, &format!("/v1/classes/c/posts/{post_id}/publish"), "teacher")
-        .send()
-        .await
-        .unwrap();
+    let publish =
+        server.call(Method::POST, &format!("/v1/classes/c/posts/{post_id}/publish"), "teacher").await;
     assert_eq!(publish.status(), 200);
     let (_, post) = status_json(get_post(&server, "c", &post_id, "parent").await).await;
     let download = fetch(&server, post["media"][0]["links"]["download"].as_str().unwrap()).await;
@@ -586,8 +540,8 @@ async fn uploads_jobs_and_links_work_on_an_s3_compatible_store() {
 /// Many workers at once on the same queue, on both databases: each job is claimed once.
 async fn concurrent_workers_never_claim_the_same_job(db: Db) {
     let server = TestServer::start_with(db, |config| config.worker.concurrency = 0).await;
-    class_with_people(&server, "c", "plus", false).await;
-    let post_id = new_post(&server, "c").await;
+    server.class_with_people("c", "plus", false).await;
+    let post_id = server.new_post("c").await;
     let mut media_ids = Vec::new();
     for i in 0..3u8 {
         media_ids.push(upload(&server, "c", &post_id, "photo", &[i; 1000], false).await);
@@ -621,18 +575,18 @@ both_backends!(concurrent_workers_never_claim_the_same_job);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_class_deletes_its_files_and_jobs() {
     let server = TestServer::start_with(Db::Sqlite, fast_worker).await;
-    class_with_people(&server, "c", "standard", false).await;
-    class_with_people(&server, "kept", "standard", false).await;
+    server.class_with_people("c", "standard", false).await;
+    server.class_with_people("kept", "standard", false).await;
     let photo = std::fs::read(test_media("astronaut.png")).unwrap();
     let mut uploads = Vec::new();
     for class_id in ["c", "kept"] {
-        let post_id = new_post(&server, class_id).await;
+        let post_id = server.new_post(class_id).await;
         let media_id = upload(&server, class_id, &post_id, "photo", &photo, false).await;
         wait_processed(&server, class_id, &media_id).await;
         uploads.push(media_id);
     }
     // An upload left half done has chunks in storage too.
-    let post_id = new_post(&server, "c").await;
+    let post_id = server.new_post("c").await;
     let half = server
         .user(Method::POST, &format!("/v1/classes/c/posts/{post_id}/media"), "teacher")
         .json(&json!({ "kind": "photo", "size_bytes": 200_000 }))

@@ -103,6 +103,27 @@ impl TestServer {
         self.request(method, path).bearer_auth(signaling::auth::mint_hs256(JWT_SECRET, &user_id, 600))
     }
 
+    /// `user`'s request, sent.
+    pub async fn call(&self, method: Method, path: &str, user: &str) -> Response {
+        self.user(method, path, user).send().await.expect("the server answers")
+    }
+
+    /// A class with an approved teacher (`teacher`) and parent (`parent`).
+    pub async fn class_with_people(&self, class_id: &str, tier: &str, confort_famille: bool) {
+        self.put_class(class_id, tier, confort_famille).await;
+        self.put_member(class_id, "teacher", "teacher", true).await;
+        self.put_member(class_id, "parent", "parent", true).await;
+    }
+
+    /// A new post of `teacher` in the class; returns its id.
+    pub async fn new_post(&self, class_id: &str) -> String {
+        let (status, body) =
+            status_json(self.call(Method::POST, &format!("/v1/classes/{class_id}/posts"), "teacher").await)
+                .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["post_id"].as_str().expect("a post id").to_owned()
+    }
+
     pub async fn put_class(&self, class_id: &str, tier: &str, confort_famille: bool) -> Response {
         let body = serde_json::json!({
             "name": format!("class {class_id}"),

@@ -18,20 +18,6 @@ async fn start(db: Db) -> TestServer {
     .await
 }
 
-async fn class_with_people(server: &TestServer, class_id: &str, tier: &str) {
-    server.put_class(class_id, tier, false).await;
-    server.put_member(class_id, "teacher", "teacher", true).await;
-    server.put_member(class_id, "parent", "parent", true).await;
-}
-
-async fn new_post(server: &TestServer, class_id: &str) -> String {
-    let response =
-        server.user(Method::POST, &format!("/v1/classes/{class_id}/posts"), "teacher").send().await.unwrap();
-    let (status, body) = status_json(response).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body["post_id"].as_str().unwrap().to_owned()
-}
-
 async fn announce(server: &TestServer, class_id: &str, post_id: &str, body: Value) -> reqwest::Response {
     server
         .user(Method::POST, &format!("/v1/classes/{class_id}/posts/{post_id}/media"), "teacher")
@@ -59,8 +45,8 @@ async fn put_chunk(
 
 async fn resumable_upload_stores_the_exact_bytes(db: Db) {
     let server = start(db).await;
-    class_with_people(&server, "c", "standard").await;
-    let post_id = new_post(&server, "c").await;
+    server.class_with_people("c", "standard", false).await;
+    let post_id = server.new_post("c").await;
     let file: Vec<u8> = (0..(2 * CHUNK + 1234)).map(|i| (i * 7 % 251) as u8).collect();
     let (status, media) = status_json(
         announce(&server, "c", &post_id, json!({ "kind": "photo", "size_bytes": file.len() })).await,
@@ -80,10 +66,9 @@ async fn resumable_upload_stores_the_exact_bytes(db: Db) {
     assert_eq!(retry.headers()["upload-offset"], CHUNK.to_string().as_str());
     expect_error(retry, 409, "upload_offset_mismatch").await;
     // It asks where the upload stands, and resumes from there.
-    let (_, status_body) = status_json(
-        server.user(Method::GET, &format!("/v1/classes/c/media/{media_id}"), "teacher").send().await.unwrap(),
-    )
-    .await;
+    let (_, status_body) =
+        status_json(server.call(Method::GET, &format!("/v1/classes/c/media/{media_id}"), "teacher").await)
+            .await;
     let offset = status_body["received_bytes"].as_u64().unwrap() as usize;
     assert_eq!(offset, CHUNK);
     for start in (offset..file.len()).step_by(CHUNK) {
@@ -92,10 +77,9 @@ async fn resumable_upload_stores_the_exact_bytes(db: Db) {
             status_json(put_chunk(&server, &url, &file[start..end], start, file.len()).await).await;
         assert_eq!(status, 200, "{body}");
     }
-    let (_, done) = status_json(
-        server.user(Method::GET, &format!("/v1/classes/c/media/{media_id}"), "teacher").send().await.unwrap(),
-    )
-    .await;
+    let (_, done) =
+        status_json(server.call(Method::GET, &format!("/v1/classes/c/media/{media_id}"), "teacher").await)
+            .await;
     assert_eq!(done["state"], "uploaded", "{done}");
     assert_eq!(done["received_bytes"], file.len());
     assert!(done["upload_url"].is_null());
@@ -117,17 +101,17 @@ both_backends!(resumable_upload_stores_the_exact_bytes);
 
 async fn only_teachers_and_admins_of_the_class_upload(db: Db) {
     let server = start(db).await;
-    class_with_people(&server, "c", "plus").await;
-    class_with_people(&server, "other", "plus").await;
+    server.class_with_people("c", "plus", false).await;
+    server.class_with_people("other", "plus", false).await;
     server.put_member("other", "stranger", "teacher", true).await;
-    let parent = server.user(Method::POST, "/v1/classes/c/posts", "parent").send().await.unwrap();
+    let parent = server.call(Method::POST, "/v1/classes/c/posts", "parent").await;
     expect_error(parent, 403, "forbidden_role").await;
-    let stranger = server.user(Method::POST, "/v1/classes/c/posts", "stranger").send().await.unwrap();
+    let stranger = server.call(Method::POST, "/v1/classes/c/posts", "stranger").await;
     expect_error(stranger, 403, "not_a_member").await;
 
     // A post of another class cannot be filled from this one, nor its uploads touched.
     let other_post = {
-        let response = server.user(Method::POST, "/v1/classes/other/posts", "teacher").send().await.unwrap();
+        let response = server.call(Method::POST, "/v1/classes/other/posts", "teacher").await;
         status_json(response).await.1["post_id"].as_str().unwrap().to_owned()
     };
     let response = announce(&server, "c", &other_post, json!({ "kind": "photo", "size_bytes": 10 })).await;
@@ -137,8 +121,7 @@ async fn only_teachers_and_admins_of_the_class_upload(db: Db) {
     )
     .await;
     let media_id = media["media_id"].as_str().unwrap();
-    let response =
-        server.user(Method::GET, &format!("/v1/classes/c/media/{media_id}"), "teacher").send().await.unwrap();
+    let response = server.call(Method::GET, &format!("/v1/classes/c/media/{media_id}"), "teacher").await;
     expect_error(response, 404, "not_found").await;
 }
 both_backends!(only_teachers_and_admins_of_the_class_upload);
@@ -147,8 +130,8 @@ async fn per_post_limits_of_every_tier(db: Db) {
     let server = start(db).await;
     for tier in Tier::ALL {
         let class_id = format!("c-{tier}");
-        class_with_people(&server, &class_id, tier.as_str()).await;
-        let post_id = new_post(&server, &class_id).await;
+        server.class_with_people(&class_id, tier.as_str(), false).await;
+        let post_id = server.new_post(&class_id).await;
         let policy = TierPolicy::offer(tier);
         for _ in 0..policy.max_photos_per_post {
             let response =
@@ -170,7 +153,7 @@ async fn per_post_limits_of_every_tier(db: Db) {
             announce(&server, &class_id, &post_id, json!({ "kind": "video", "size_bytes": 1000 })).await;
         expect_error(response, 409, "too_many_videos").await;
         // A new post starts empty.
-        let post_2 = new_post(&server, &class_id).await;
+        let post_2 = server.new_post(&class_id).await;
         let response =
             announce(&server, &class_id, &post_2, json!({ "kind": "video", "size_bytes": 1000 })).await;
         assert_eq!(response.status(), StatusCode::CREATED);
@@ -180,8 +163,8 @@ both_backends!(per_post_limits_of_every_tier);
 
 async fn quota_duration_and_size_are_checked_before_storing(db: Db) {
     let server = start(db).await;
-    class_with_people(&server, "c", "free").await;
-    let post_id = new_post(&server, "c").await;
+    server.class_with_people("c", "free", false).await;
+    let post_id = server.new_post("c").await;
     let quota = TierPolicy::offer(Tier::Free).storage_quota_bytes;
 
     let too_long = json!({ "kind": "video", "size_bytes": 1000, "duration_seconds": 601 });
@@ -192,7 +175,7 @@ async fn quota_duration_and_size_are_checked_before_storing(db: Db) {
     expect_error(announce(&server, "c", &post_id, over_quota).await, 409, "storage_quota_exceeded").await;
 
     // Reservations count: 0.6 GB fits, a second 0.6 GB does not.
-    let post_2 = new_post(&server, "c").await;
+    let post_2 = server.new_post("c").await;
     let big = json!({ "kind": "video", "size_bytes": quota * 6 / 10 });
     assert_eq!(announce(&server, "c", &post_id, big.clone()).await.status(), StatusCode::CREATED);
     expect_error(announce(&server, "c", &post_2, big).await, 409, "storage_quota_exceeded").await;
