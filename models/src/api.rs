@@ -196,3 +196,17 @@ mod tests {
         assert_eq!(validate_display_name("+33612345678"), Err(DisplayNameError::ContactDetails));
     }
 }
+
+/// `GET /v1/retention/scheduled`: a class nobody has used for almost two years, and when it will be
+/// purged unless a member uses it before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PurgeScheduled {
+    pub class_id: ClassId,
+    /// Unix seconds of the last use by an approved member.
+    pub last_active_at: i64,
+    /// Unix seconds of the warning (webhook `class_purge_scheduled`).
+    pub warned_at: i64,
+    /// Unix seconds after which the class and all its data are deleted: at least a month after
+    /// the warning.
+    pub purge_at: i64,
+}

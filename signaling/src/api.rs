@@ -26,7 +26,8 @@ use crate::AppState;
         healthz, readyz, metrics, openapi_json,
         crate::api_media::create_post, crate::api_media::announce_media, crate::api_media::media_status,
         crate::api_media::put_chunk, crate::api_media::get_post, crate::api_media::publish_post,
-        crate::api_media::media_faces, crate::api_media::put_regions, sessions, attendance
+        crate::api_media::media_faces, crate::api_media::put_regions, sessions, attendance,
+        crate::privacy::erase_user, crate::privacy::scheduled
     ),
     components(schemas(ApiError, ErrorCode)),
     modifiers(&SecuritySchemes),
@@ -139,11 +140,7 @@ pub async fn delete_class(
     State(state): State<AppState>,
     ClassPath(class_id): ClassPath,
 ) -> Result<StatusCode, AppError> {
-    // Files first: if the store fails, the rows that name them are still there for a retry.
-    let media_ids = state.uploads.class_media_ids(&class_id).await?;
-    state.storage.delete_class_files(&class_id, &media_ids).await?;
-    state.directory.delete_class(&class_id).await?;
-    state.uploads.forget_class_jobs(&class_id).await?;
+    crate::privacy::erase_class(&state, &class_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -23,6 +23,8 @@ pub struct Config {
     /// Media workers this process runs (`concurrency: 0` for none: separate `media-worker work`
     /// processes claim the jobs), and how they work.
     pub worker: media_worker::worker::WorkerConfig,
+    /// GDPR retention: classes unused for two years are purged, after a warning.
+    pub retention: crate::privacy::RetentionConfig,
     pub sfu: SfuSection,
     pub webhooks: crate::webhooks::WebhookConfig,
     pub auth: AuthConfig,
@@ -205,6 +207,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             media: MediaSection::default(),
             worker: media_worker::worker::WorkerConfig::default(),
+            retention: crate::privacy::RetentionConfig::default(),
             sfu: SfuSection::default(),
             webhooks: crate::webhooks::WebhookConfig::default(),
             auth: AuthConfig::default(),
@@ -405,6 +408,11 @@ impl Config {
         if self.media.link_ttl_secs == 0 || self.media.max_attempts == 0 {
             return Err(ConfigError::Invalid(
                 "media.link_ttl_secs and media.max_attempts must be positive".into(),
+            ));
+        }
+        if self.retention.inactive_days > 0 && self.retention.warning_days >= self.retention.inactive_days {
+            return Err(ConfigError::Invalid(
+                "retention.warning_days must be less than retention.inactive_days".into(),
             ));
         }
         if self.database.max_connections == 0 {

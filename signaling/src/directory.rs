@@ -50,11 +50,16 @@ pub struct TierCounts {
 pub struct Directory {
     pool: AnyPool,
     tiers: TierTable,
+    /// When this process last recorded each class as in use (see `note_activity`).
+    activity: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<ClassId, i64>>>,
 }
+
+/// Use of a class is written at most this often per class and process.
+const ACTIVITY_GRANULARITY_SECS: i64 = 3600;
 
 impl Directory {
     pub fn new(pool: AnyPool, tiers: TierTable) -> Directory {
-        Directory { pool, tiers }
+        Directory { pool, tiers, activity: Default::default() }
     }
 
     pub fn tiers(&self) -> &TierTable {
@@ -251,7 +256,31 @@ impl Directory {
         };
         let tier = parse_column::<Tier>(&row, "tier")?;
         let options = ClassOptions { confort_famille: row.try_get::<i64, _>("confort_famille")? != 0 };
+        self.note_activity(class_id).await;
         Ok(Some((member, tier, options)))
+    }
+
+    /// An approved member is using the class: it is not unused, and a pending purge is called off.
+    /// Written at most once an hour per class and process; a failure is logged, not the request's.
+    async fn note_activity(&self, class_id: &ClassId) {
+        let now = now_secs();
+        {
+            // A poisoned lock only means another request panicked mid-insert; the map is still usable.
+            let mut seen = self.activity.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if seen.get(class_id).is_some_and(|at| now - at < ACTIVITY_GRANULARITY_SECS) {
+                return;
+            }
+            seen.insert(class_id.clone(), now);
+        }
+        let written =
+            sqlx::query("UPDATE classes SET last_active_at = $1, purge_warned_at = NULL WHERE class_id = $2")
+                .bind(now)
+                .bind(class_id.as_str())
+                .execute(&self.pool)
+                .await;
+        if let Err(err) = written {
+            tracing::warn!(class = %class_id, cause = %err, "cannot record class activity");
+        }
     }
 
     /// Classes and approved members per tier.

@@ -11,6 +11,7 @@
 //! - [`api_media`], [`uploads`], [`storage`]: posts and resumable uploads into object storage; each
 //!   complete upload queues a `media-worker` job in the same transaction. [`links`]: signed,
 //!   expiring links to the published files.
+//! - [`privacy`]: erasing a user's or a class's data, and purging classes unused for two years.
 //! - [`demo`]: the demo school of `serve --demo`.
 //!
 //! # Design
@@ -36,6 +37,7 @@ pub mod events;
 pub mod extract;
 pub mod links;
 pub mod metrics;
+pub mod privacy;
 pub mod storage;
 pub mod uploads;
 pub mod visio;
@@ -76,6 +78,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub config: Arc<Config>,
     pub workers: Workers,
+    pub webhooks: webhooks::Webhooks,
 }
 
 /// The media workers this process runs, if any.
@@ -144,11 +147,12 @@ impl AppState {
         .await
         .context("cannot start the SFU")?;
         let metrics = Arc::new(Metrics::new());
+        let webhooks = webhooks::Webhooks::start(&config.webhooks);
         let sinks = events::EventSinks {
             metrics: metrics.clone(),
             attendance: attendance.clone(),
             directory: directory.clone(),
-            webhooks: webhooks::Webhooks::start(&config.webhooks),
+            webhooks: webhooks.clone(),
         };
         tokio::spawn(events::run(sfu.events, sinks));
         let workers = Workers::start(&config, &uploads, &storage, &metrics);
@@ -164,6 +168,7 @@ impl AppState {
             metrics,
             config: Arc::new(config),
             workers,
+            webhooks,
         })
     }
 }
@@ -178,6 +183,8 @@ pub fn app(state: AppState) -> Router {
             axum::routing::put(api::put_member).delete(api::delete_member),
         )
         .route("/v1/classes/{class_id}/capabilities", get(api::capabilities))
+        .route("/v1/users/{user_id}", axum::routing::delete(privacy::erase_user))
+        .route("/v1/retention/scheduled", get(privacy::scheduled))
         .route("/v1/classes/{class_id}/posts", axum::routing::post(api_media::create_post))
         .route("/v1/classes/{class_id}/posts/{post_id}", get(api_media::get_post))
         .route("/v1/classes/{class_id}/posts/{post_id}/publish", axum::routing::post(api_media::publish_post))
@@ -231,6 +238,7 @@ pub async fn run(
     let directory = state.directory.clone();
     let sfu = state.sfu.clone();
     let workers = state.workers.clone();
+    privacy::start(state.clone());
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await.context("HTTP server failed")?;
     workers.stop().await;
     sfu.shutdown().await;

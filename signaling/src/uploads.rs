@@ -170,6 +170,10 @@ impl Uploads {
         Uploads { queue: Queue::new(pool.clone()), pool, tiers, max_attempts }
     }
 
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     pub fn queue(&self) -> &Queue {
         &self.queue
     }

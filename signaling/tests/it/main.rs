@@ -10,5 +10,6 @@ mod errors;
 mod limits;
 mod media;
 mod ops;
+mod privacy;
 mod uploads;
 mod visio;

@@ -76,6 +76,8 @@ async fn openapi_documents_every_route() {
         ("/v1/classes/{class_id}/media/{media_id}/faces", &["get"]),
         ("/v1/classes/{class_id}/media/{media_id}/regions", &["put"]),
         ("/v1/classes/{class_id}/sessions", &["get"]),
+        ("/v1/users/{user_id}", &["delete"]),
+        ("/v1/retention/scheduled", &["get"]),
         ("/healthz", &["get"]),
         ("/readyz", &["get"]),
         ("/metrics", &["get"]),

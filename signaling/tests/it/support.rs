@@ -324,3 +324,32 @@ pub fn spawn_binary(args: &[&str], env: &[(&str, &str)], data_dir: &Path) -> Chi
 pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port()
 }
+
+/// A class backend stand-in: records webhook deliveries, refuses the very first one with a 500.
+pub async fn webhook_receiver(
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>>) {
+    use std::sync::{Arc, Mutex};
+    let received: Arc<Mutex<Vec<(axum::http::HeaderMap, String)>>> = Arc::default();
+    let store = received.clone();
+    let app = axum::Router::new().route(
+        "/hooks",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let store = store.clone();
+            async move {
+                let mut deliveries = store.lock().unwrap();
+                deliveries.push((headers, body));
+                if deliveries.len() == 1 {
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, received)
+}
+
+pub const WEBHOOK_SECRET: &str = "webhook-secret-0123456789-0123456789";

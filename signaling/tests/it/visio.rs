@@ -10,7 +10,9 @@ use str0m::media::{Direction, MediaKind};
 use str0m::Rtc;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::{both_backends, expect_error, status_json, Db, TestServer};
+use crate::support::{
+    both_backends, expect_error, status_json, webhook_receiver, Db, TestServer, WEBHOOK_SECRET,
+};
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -192,35 +194,6 @@ async fn ninth_person_is_refused_and_removed_members_are_disconnected(db: Db) {
     drop(teacher_rtc);
 }
 both_backends!(ninth_person_is_refused_and_removed_members_are_disconnected);
-
-/// A class backend stand-in: records webhook deliveries, refuses the very first one with a 500.
-async fn webhook_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>>)
-{
-    use std::sync::{Arc, Mutex};
-    let received: Arc<Mutex<Vec<(axum::http::HeaderMap, String)>>> = Arc::default();
-    let store = received.clone();
-    let app = axum::Router::new().route(
-        "/hooks",
-        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
-            let store = store.clone();
-            async move {
-                let mut deliveries = store.lock().unwrap();
-                deliveries.push((headers, body));
-                if deliveries.len() == 1 {
-                    axum::http::StatusCode::INTERNAL_SERVER_ERROR
-                } else {
-                    axum::http::StatusCode::NO_CONTENT
-                }
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, received)
-}
-
-const WEBHOOK_SECRET: &str = "webhook-secret-0123456789-0123456789";
 
 async fn attendance_and_signed_webhooks(db: Db) {
     let (hook_url, received) = webhook_receiver().await;
