@@ -25,4 +25,6 @@ test -x "$CARGO_TARGET_DIR/debug/signaling"
   npm ci --no-audit --no-fund --loglevel=error
   SIGNALING_BIN="$CARGO_TARGET_DIR/debug/signaling" node --test
 )
+echo "== load test: simulated participants through the real server (debug build, scripts/loadtest-smoke.sh)"
+bash scripts/loadtest-smoke.sh "$CARGO_TARGET_DIR/debug" --participants 6 --cameras 4 --seconds 3
 echo "== all checks passed in $(( $(date +%s) - started )) s"
