@@ -10,8 +10,9 @@ use crate::{ErrorCode, Role};
 
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// Largest message a client may send. An SDP offer of a browser is a few kilobytes.
-pub const MAX_CLIENT_MESSAGE_BYTES: usize = 64 * 1024;
+/// Largest message a client may send. A browser's answer in a 70-person call has two or three
+/// m-sections per participant at 1 to 3 KB each: a few hundred kilobytes.
+pub const MAX_CLIENT_MESSAGE_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

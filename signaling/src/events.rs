@@ -42,12 +42,23 @@ fn leave_reason(reason: LeaveReason) -> &'static str {
 
 /// Runs until the SFU stops. Database failures are logged and skipped: the SFU drops events when
 /// this loop falls behind, so nothing here may block for long.
-pub async fn run(mut events: mpsc::Receiver<SfuEvent>, sinks: EventSinks) {
+/// Handles events until `stop` turns true, then those already queued (the departures a shutdown
+/// causes), and returns.
+pub async fn run(
+    mut events: mpsc::Receiver<SfuEvent>,
+    sinks: EventSinks,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     // The session of each room: started on SessionStarted, kept after it closes so that late
     // departures still find their session.
     let mut sessions: HashMap<RoomId, String> = HashMap::new();
     let mut participants_by_room: HashMap<RoomId, i64> = HashMap::new();
-    while let Some(event) = events.recv().await {
+    loop {
+        let event = tokio::select! {
+            event = events.recv() => event,
+            _ = stop.wait_for(|stop| *stop) => events.try_recv().ok(),
+        };
+        let Some(event) = event else { return };
         sinks.metrics.sfu_event(&event);
         if let Err(err) = record(&event, &sinks, &mut sessions, &mut participants_by_room).await {
             tracing::error!(cause = %err, "cannot record a call event");

@@ -79,6 +79,26 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub workers: Workers,
     pub webhooks: webhooks::Webhooks,
+    pub events: EventsTask,
+}
+
+/// The loop over the SFU's events (metrics, attendance, webhooks).
+#[derive(Clone)]
+pub struct EventsTask {
+    stop: Arc<tokio::sync::watch::Sender<bool>>,
+    task: Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+impl EventsTask {
+    /// Records what is queued (after an SFU shutdown: every departure), then stops.
+    pub async fn drain(&self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.lock().await.take() {
+            if let Err(err) = task.await {
+                tracing::error!(cause = %err, "call event task failed");
+            }
+        }
+    }
 }
 
 /// The media workers this process runs, if any.
@@ -154,7 +174,12 @@ impl AppState {
             directory: directory.clone(),
             webhooks: webhooks.clone(),
         };
-        tokio::spawn(events::run(sfu.events, sinks));
+        let (events_stop, events_stopped) = tokio::sync::watch::channel(false);
+        let events_task = tokio::spawn(events::run(sfu.events, sinks, events_stopped));
+        let events = EventsTask {
+            stop: Arc::new(events_stop),
+            task: Arc::new(tokio::sync::Mutex::new(Some(events_task))),
+        };
         let workers = Workers::start(&config, &uploads, &storage, &metrics);
         Ok(AppState {
             directory,
@@ -169,6 +194,7 @@ impl AppState {
             config: Arc::new(config),
             workers,
             webhooks,
+            events,
         })
     }
 }
@@ -238,10 +264,13 @@ pub async fn run(
     let directory = state.directory.clone();
     let sfu = state.sfu.clone();
     let workers = state.workers.clone();
+    let events = state.events.clone();
     privacy::start(state.clone());
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await.context("HTTP server failed")?;
     workers.stop().await;
     sfu.shutdown().await;
+    // The departures the shutdown caused are recorded before the database closes.
+    events.drain().await;
     directory.close().await;
     Ok(())
 }

@@ -32,8 +32,9 @@ use session::{MemberStatus, Session, SessionConfig, SessionEvent, SessionInput, 
 
 /// Far enough to mean "nothing scheduled" while staying a valid `Instant`.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
-/// Browser offers are a few kilobytes; anything far larger is a mistake or an attack.
-const MAX_SDP_LEN: usize = 64 * 1024;
+/// A session description fits in one client message (hundreds of kilobytes in a 70-person call);
+/// anything larger is a mistake or an attack.
+const MAX_SDP_LEN: usize = models::visio::MAX_CLIENT_MESSAGE_BYTES;
 
 fn parse_offer(sdp: &str) -> Result<SdpOffer, SfuError> {
     if sdp.len() > MAX_SDP_LEN {

@@ -140,7 +140,7 @@ async fn refusals_have_codes_and_leave_the_server_running(db: Db) {
 
     // An oversized message ends only that connection.
     let mut greedy = connect(&server, "std").await;
-    let _ = greedy.send(Message::Text("x".repeat(200 * 1024).into())).await;
+    let _ = greedy.send(Message::Text("x".repeat(models::visio::MAX_CLIENT_MESSAGE_BYTES + 1).into())).await;
     assert!(next(&mut greedy).await.is_none());
     let health = server.request(Method::GET, "/healthz").send().await.unwrap();
     assert_eq!(health.status(), 200);
