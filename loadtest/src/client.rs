@@ -45,6 +45,9 @@ pub struct ClientConfig {
     pub ws_url: String,
     pub token: String,
     pub camera: bool,
+    /// Whether the audio carries speech (RFC 6464 level -20 dBov and the voice flag) or silence:
+    /// the server's last-N ranks speakers first.
+    pub speaking: bool,
     pub bind_ip: std::net::IpAddr,
 }
 
@@ -180,7 +183,8 @@ async fn drive(
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
                 let now = Instant::now();
                 if connected {
-                    send_media(&mut rtc, &own, now, &mut audio, &mut video, &mut want_keyframe);
+                    let pacers = Pacers { audio: &mut audio, video: &mut video, want_keyframe: &mut want_keyframe };
+                    send_media(&mut rtc, &own, now, pacers, config.speaking);
                 }
                 let _ = rtc.handle_input(Input::Timeout(now));
             }
@@ -210,14 +214,19 @@ impl Pacer {
     }
 }
 
-fn send_media(
-    rtc: &mut Rtc,
-    own: &[(Mid, MediaKind)],
-    now: Instant,
-    audio: &mut Pacer,
-    video: &mut Pacer,
-    want_keyframe: &mut bool,
-) {
+struct Pacers<'a> {
+    audio: &'a mut Pacer,
+    video: &'a mut Pacer,
+    want_keyframe: &'a mut bool,
+}
+
+fn send_media(rtc: &mut Rtc, own: &[(Mid, MediaKind)], now: Instant, pacers: Pacers<'_>, speaking: bool) {
+    let Pacers { audio, video, want_keyframe } = pacers;
+    let level = str0m::rtp::ExtensionValues {
+        audio_level: Some(if speaking { -20 } else { -127 }),
+        voice_activity: Some(speaking),
+        ..Default::default()
+    };
     let opus = rtc.codec_config().find(|p| p.spec().codec == Codec::Opus).map(|p| p.pt());
     let vp8 = rtc.codec_config().find(|p| p.spec().codec == Codec::Vp8).map(|p| p.pt());
     for (mid, kind) in own {
@@ -227,7 +236,7 @@ fn send_media(
             MediaKind::Audio if now >= audio.next_at => {
                 let Some(pt) = opus else { continue };
                 let write = RtpWrite::new(pt, audio.seq_no.into(), audio.timestamp, now, vec![0xfc; 60]);
-                stream.write_rtp(write.marker(true));
+                stream.write_rtp(write.marker(true).ext_vals(level.clone()));
                 audio.advance(960);
             }
             MediaKind::Video if now >= video.next_at => {

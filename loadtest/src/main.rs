@@ -55,6 +55,13 @@ struct CallArgs {
     /// How many of them have a camera on (all have a microphone).
     #[arg(long)]
     cameras: Option<usize>,
+    /// How many of them speak (the first ones; the teacher is the first).
+    #[arg(long, default_value_t = 2)]
+    speakers: usize,
+    /// The server's `sfu.last_n`: each participant should receive this many cameras at most
+    /// (the teacher, the speakers, then the first to arrive). 0: every camera.
+    #[arg(long, default_value_t = 12)]
+    last_n: usize,
     /// Length of the measurement window, after everyone joined and a 3 s warm-up.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
@@ -169,6 +176,7 @@ async fn call(args: CallArgs) -> anyhow::Result<bool> {
             ws_url: ws_url.clone(),
             token: mint(&args.jwt_secret, &user_of(i))?,
             camera: i < cameras,
+            speaking: i < args.speakers,
             bind_ip: args.bind_ip,
         };
         // Each participant's times count from its own start.
@@ -207,7 +215,9 @@ async fn call(args: CallArgs) -> anyhow::Result<bool> {
     }
 
     // Each participant should get 50 audio packets/s from every other one and 30 video packets/s
-    // from every other camera.
+    // from every other visible camera. With last-N, the visible cameras are the teacher's, the
+    // speakers' and the first to arrive: the first `visible` participants here.
+    let visible = if args.last_n == 0 { cameras } else { cameras.min(args.last_n) };
     let mut ok = true;
     let (mut joins, mut connects, mut firsts, mut deliveries) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -223,7 +233,7 @@ async fn call(args: CallArgs) -> anyhow::Result<bool> {
         connects.extend(ms(progress.connected));
         firsts.extend(ms(progress.first_media));
         let others = args.participants - 1;
-        let other_cameras = cameras - usize::from(i < cameras);
+        let other_cameras = visible - usize::from(i < visible);
         let expected = (others as f64 * 50.0 + other_cameras as f64 * 30.0) * window;
         let got: u64 = after[i]
             .iter()

@@ -51,6 +51,9 @@ pub struct RoomConfig {
     pub stats_interval: Duration,
     /// A participant whose media is not connected this long after joining is dropped.
     pub connect_timeout: Duration,
+    /// Last-N: each participant receives at most this many cameras, teachers and the most recent
+    /// speakers first (screen shares and audio always). `None`: every camera.
+    pub last_n: Option<usize>,
 }
 
 impl Default for RoomConfig {
@@ -61,6 +64,7 @@ impl Default for RoomConfig {
             keyframe_request_interval: Duration::from_secs(1),
             stats_interval: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(30),
+            last_n: Some(12),
         }
     }
 }

@@ -138,6 +138,9 @@ pub struct SfuSection {
     pub tcp_addr: Option<SocketAddr>,
     /// The address browsers reach the SFU at, put in its ICE candidates (public IP behind 1:1 NAT).
     pub advertised_ip: std::net::IpAddr,
+    /// Last-N: each participant receives at most this many cameras (teachers and the latest
+    /// speakers first; audio and screen shares always). `null`: every camera.
+    pub last_n: Option<usize>,
 }
 
 impl Default for SfuSection {
@@ -147,6 +150,7 @@ impl Default for SfuSection {
             udp_addr: SocketAddr::from(([127, 0, 0, 1], 3478)),
             tcp_addr: Some(SocketAddr::from(([127, 0, 0, 1], 3478))),
             advertised_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            last_n: sfu::RoomConfig::default().last_n,
         }
     }
 }

@@ -162,7 +162,7 @@ impl AppState {
             udp_bind: config.sfu.udp_addr,
             tcp_bind: config.sfu.tcp_addr,
             advertised_ip: config.sfu.advertised_ip,
-            room: sfu::RoomConfig::default(),
+            room: sfu::RoomConfig { last_n: config.sfu.last_n, ..sfu::RoomConfig::default() },
         })
         .await
         .context("cannot start the SFU")?;

@@ -18,6 +18,8 @@ pub enum DropReason {
     WaitingForKeyframe,
     /// A late packet from before a re-base: its number would collide with ones already sent.
     BeforeResync,
+    /// Last-N: this publisher's camera is not among those the subscriber gets now.
+    Paused,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -47,6 +49,7 @@ pub struct DownTrack {
     generation: u32,
     needs_resync: bool,
     needs_keyframe: bool,
+    paused: bool,
     pub packets_out: u64,
     pub bytes_out: u64,
 }
@@ -64,6 +67,7 @@ impl DownTrack {
             generation,
             needs_resync: false,
             needs_keyframe: kind == MediaKind::Video,
+            paused: false,
             packets_out: 0,
             bytes_out: 0,
         }
@@ -83,8 +87,26 @@ impl DownTrack {
         }
     }
 
+    /// Pauses or resumes the subscription (last-N). A resumed video waits for a keyframe, and its
+    /// sequence numbers go on from the last one sent, so the subscriber sees no loss to repair.
+    pub fn set_paused(&mut self, paused: bool) {
+        if paused == self.paused {
+            return;
+        }
+        self.paused = paused;
+        if !paused {
+            self.needs_resync = true;
+            if self.kind == MediaKind::Video {
+                self.needs_keyframe = true;
+            }
+        }
+    }
+
     /// Decides what to do with `packet`; `generation` is the publisher track's current one.
     pub fn forward(&mut self, packet: &PacketView, generation: u32) -> Decision {
+        if self.paused {
+            return Decision::Drop(DropReason::Paused);
+        }
         if generation != self.generation {
             self.generation = generation;
             self.needs_resync = true;

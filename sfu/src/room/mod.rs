@@ -5,6 +5,7 @@
 //! participants and the server, and the instant it wants to be woken at. [`session::Session`]
 //! holds the rules (tier limits, roles, moderation) and knows nothing of media.
 
+mod last_n;
 mod participant;
 pub mod session;
 
@@ -97,6 +98,7 @@ pub struct Room {
     /// Kept here: the session forgets its start once closed, and the close event reports it.
     started_at: Option<Instant>,
     closed: bool,
+    last_n: last_n::LastN,
 }
 
 impl Room {
@@ -106,6 +108,7 @@ impl Room {
             warn_before_end: params.config.warn_before_end.clone(),
             empty_timeout: params.config.empty_timeout,
         };
+        let last_n = last_n::LastN::new(params.config.last_n, now);
         Room {
             room_id: params.room_id,
             next_stats_at: now + params.config.stats_interval,
@@ -121,6 +124,7 @@ impl Room {
             last_now: now,
             started_at: None,
             closed: false,
+            last_n,
         }
     }
 
@@ -679,6 +683,36 @@ impl Room {
         }
     }
 
+    /// Ranks the camera publishers and pauses or resumes camera subscriptions to match.
+    fn refresh_last_n(&mut self, now: Instant) {
+        let mut candidates = Vec::new();
+        let mut cameras = std::collections::HashSet::new();
+        for participant in &self.participants {
+            let Some(member) = self.session.member(&participant.id) else { continue };
+            for (mid, track) in &participant.tracks_in {
+                if track.buffer.kind == MediaKind::Video && track.buffer.source == TrackSource::Camera {
+                    cameras.insert((participant.key, *mid));
+                    if member.status == MemberStatus::Active && !member.video.muted {
+                        candidates.push(last_n::Candidate {
+                            key: participant.key,
+                            moderator: member.role.administers(),
+                            joined_at: participant.joined_at,
+                        });
+                    }
+                }
+            }
+        }
+        candidates.dedup_by_key(|c| c.key);
+        let Some(visible) = self.last_n.rank(&candidates, now).cloned() else { return };
+        for participant in &mut self.participants {
+            for (key, subscription) in participant.tracks_out.iter_mut() {
+                if cameras.contains(key) {
+                    subscription.downtrack.set_paused(!visible.contains(&key.0));
+                }
+            }
+        }
+    }
+
     fn subscribe(&mut self, subscriber: PeerKey, publisher: PeerKey, mid: Mid) {
         let Some(publisher_idx) = self.index_of(publisher) else { return };
         let Some(track) = self.participants[publisher_idx].tracks_in.get_mut(&mid) else { return };
@@ -686,17 +720,20 @@ impl Room {
             track.subscribers.push(subscriber);
         }
         let kind = track.buffer.kind;
+        let paused = track.buffer.source == TrackSource::Camera && !self.last_n.is_visible(publisher);
         let generation = track.buffer.generation();
         let track_id = track.track_id.clone();
         let publisher_id = self.participants[publisher_idx].id.clone();
         let Some(subscriber_idx) = self.index_of(subscriber) else { return };
         self.participants[subscriber_idx].tracks_out.entry((publisher, mid)).or_insert_with(|| {
+            let mut downtrack = DownTrack::new(kind, generation);
+            downtrack.set_paused(paused);
             Subscription {
                 track_id,
                 publisher_id,
                 kind,
                 state: SubscriptionState::ToOpen,
-                downtrack: DownTrack::new(kind, generation),
+                downtrack,
                 pt_map: Vec::new(),
             }
         });
@@ -783,6 +820,16 @@ impl Room {
         let Some(track) = participant.tracks_in.get_mut(&mid) else { return };
         let kind = track.buffer.kind;
         let payload_len = packet.payload.len() as u64;
+        if kind == MediaKind::Audio && track.buffer.is_forwarding() {
+            let ext = &packet.header.ext_vals;
+            self.last_n.heard(publisher, ext.audio_level, ext.voice_activity, now);
+        }
+        if self.last_n.is_due(now) {
+            self.refresh_last_n(now);
+        }
+        let Some(idx) = self.index_of(publisher) else { return };
+        let participant = &mut self.participants[idx];
+        let Some(track) = participant.tracks_in.get_mut(&mid) else { return };
         let counters = match kind {
             MediaKind::Audio => &mut self.stats.audio,
             MediaKind::Video => &mut self.stats.video,
@@ -1016,6 +1063,7 @@ impl Room {
     fn remove(&mut self, participant_id: ParticipantId, reason: LeaveReason, now: Instant) {
         let Some(idx) = self.index_of_id(&participant_id) else { return };
         let mut participant = self.participants.remove(idx);
+        self.last_n.forget(participant.key);
         let was_active = participant.active;
         // Close politely (DTLS close_notify, RTCP BYE) so the browser notices at once.
         let _ = participant.rtc.close();

@@ -34,6 +34,8 @@ pub struct ClientState {
     pub first_video_was_keyframe: HashMap<Mid, bool>,
     pub events: Vec<ParticipantEvent>,
     pub keyframe_requests: u64,
+    /// Whether our audio carries speech (RFC 6464 level -20 dBov and the voice flag) or silence.
+    pub speaking: bool,
     /// Our m-line to the publisher it carries, from the server's offers.
     msids: HashMap<Mid, String>,
 }
@@ -175,6 +177,10 @@ impl Client {
 
     pub fn has_event(&self, matches: impl Fn(&ParticipantEvent) -> bool) -> bool {
         self.state.lock().unwrap().events.iter().any(matches)
+    }
+
+    pub fn set_speaking(&self, speaking: bool) {
+        self.state.lock().unwrap().speaking = speaking;
     }
 
     pub async fn stop(&self) {
@@ -366,6 +372,12 @@ impl Driver {
     }
 
     fn send_media(&mut self, now: Instant, audio: &mut Sender, video: &mut Sender, want_keyframe: &mut bool) {
+        let speaking = self.state.lock().unwrap().speaking;
+        let level = str0m::rtp::ExtensionValues {
+            audio_level: Some(if speaking { -20 } else { -127 }),
+            voice_activity: Some(speaking),
+            ..Default::default()
+        };
         let opus = self.rtc.codec_config().find(|p| p.spec().codec == Codec::Opus).map(|p| p.pt());
         let vp8 = self.rtc.codec_config().find(|p| p.spec().codec == Codec::Vp8).map(|p| p.pt());
         for (mid, kind) in self.own_mids.clone() {
@@ -376,7 +388,9 @@ impl Driver {
                     let Some(pt) = opus else { continue };
                     let payload = vec![0xfc; 60];
                     stream.write_rtp(
-                        RtpWrite::new(pt, audio.seq_no.into(), audio.timestamp, now, payload).marker(true),
+                        RtpWrite::new(pt, audio.seq_no.into(), audio.timestamp, now, payload)
+                            .marker(true)
+                            .ext_vals(level.clone()),
                     );
                     audio.seq_no += 1;
                     audio.timestamp = audio.timestamp.wrapping_add(960);

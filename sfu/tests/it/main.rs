@@ -1,6 +1,7 @@
 //! Integration tests: the real SFU on loopback sockets, with str0m peers as clients.
 
 mod client;
+mod last_n;
 mod media;
 mod perf;
 mod rules;
@@ -16,6 +17,10 @@ pub fn init_log() {
 }
 
 pub async fn start_sfu() -> Sfu {
+    start_sfu_with(SfuConfig::loopback()).await
+}
+
+pub async fn start_sfu_with(config: SfuConfig) -> Sfu {
     init_log();
-    Sfu::start(SfuConfig::loopback()).await.unwrap()
+    Sfu::start(config).await.unwrap()
 }
