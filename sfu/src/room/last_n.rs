@@ -50,7 +50,12 @@ impl LastN {
     }
 
     pub fn is_due(&self, now: Instant) -> bool {
-        self.n.is_some() && now >= self.next_refresh
+        self.next_refresh().is_some_and(|at| now >= at)
+    }
+
+    /// When the ranking is next due; `None` without a limit.
+    pub fn next_refresh(&self) -> Option<Instant> {
+        self.n.map(|_| self.next_refresh)
     }
 
     /// Whether `key`'s camera is forwarded.

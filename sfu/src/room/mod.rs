@@ -372,6 +372,9 @@ impl Room {
         let mut timeout = self.last_now + IDLE_TIMEOUT;
         if !self.closed {
             timeout = timeout.min(self.next_stats_at);
+            if let Some(at) = self.last_n.next_refresh() {
+                timeout = timeout.min(at);
+            }
             if let SessionOutput::Timeout(at) = self.session.poll_output() {
                 timeout = timeout.min(at);
             }
@@ -423,6 +426,9 @@ impl Room {
         if now >= self.next_stats_at && !self.closed {
             self.next_stats_at = now + self.config.stats_interval;
             self.emit_stats();
+        }
+        if self.last_n.is_due(now) {
+            self.refresh_last_n(now);
         }
         self.process(now);
     }
@@ -824,12 +830,6 @@ impl Room {
             let ext = &packet.header.ext_vals;
             self.last_n.heard(publisher, ext.audio_level, ext.voice_activity, now);
         }
-        if self.last_n.is_due(now) {
-            self.refresh_last_n(now);
-        }
-        let Some(idx) = self.index_of(publisher) else { return };
-        let participant = &mut self.participants[idx];
-        let Some(track) = participant.tracks_in.get_mut(&mid) else { return };
         let counters = match kind {
             MediaKind::Audio => &mut self.stats.audio,
             MediaKind::Video => &mut self.stats.video,
