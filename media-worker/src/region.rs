@@ -105,6 +105,26 @@ impl ManualRegion {
     }
 }
 
+/// The API's region (`models`) is the same rectangle over the same time range.
+impl From<models::media::BlurRegion> for ManualRegion {
+    fn from(r: models::media::BlurRegion) -> Self {
+        ManualRegion { x: r.x, y: r.y, width: r.width, height: r.height, start_s: r.start_s, end_s: r.end_s }
+    }
+}
+
+impl From<ManualRegion> for models::media::BlurRegion {
+    fn from(r: ManualRegion) -> Self {
+        models::media::BlurRegion {
+            x: r.x,
+            y: r.y,
+            width: r.width,
+            height: r.height,
+            start_s: r.start_s,
+            end_s: r.end_s,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -116,3 +116,11 @@ pub async fn delete(store: &dyn ObjectStore, key: &str) -> Result<(), StoreError
         Err(err) => Err(err.into()),
     }
 }
+
+/// Deletes every key under `prefix`.
+pub async fn delete_prefix(store: &dyn ObjectStore, prefix: &str) -> Result<(), StoreError> {
+    for key in list(store, prefix).await? {
+        delete(store, &key).await?;
+    }
+    Ok(())
+}

@@ -437,15 +437,8 @@ impl Worker {
             Ok(None) => {
                 tracing::info!("the job was deleted while running; deleting its outputs");
                 let prefix = queue::media_prefix(&job.class_id, &job.media_id);
-                match store::list(self.store.as_ref(), &prefix).await {
-                    Ok(keys) => {
-                        for key in keys {
-                            if let Err(err) = store::delete(self.store.as_ref(), &key).await {
-                                tracing::warn!(key, cause = %err, "cannot delete an output of a deleted job");
-                            }
-                        }
-                    }
-                    Err(err) => tracing::warn!(cause = %err, "cannot list the outputs of a deleted job"),
+                if let Err(err) = store::delete_prefix(self.store.as_ref(), &prefix).await {
+                    tracing::warn!(cause = %err, "cannot delete the outputs of a deleted job");
                 }
             }
             Err(err) => tracing::warn!(cause = %err, "cannot tell why the lease was lost"),

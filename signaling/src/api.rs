@@ -328,8 +328,14 @@ pub(crate) async fn administrator(
 ) -> Result<MemberView, AppError> {
     let (member, _, _) =
         state.directory.approved_member(class_id, user_id).await?.ok_or_else(AppError::not_a_member)?;
+    require_administrator(&member, refusal)?;
+    Ok(member)
+}
+
+/// Refuses with `forbidden_role` and `refusal` unless the member is a teacher or an admin.
+pub(crate) fn require_administrator(member: &MemberView, refusal: &str) -> Result<(), AppError> {
     if !member.role.administers() {
         return Err(AppError::client(ErrorCode::ForbiddenRole, refusal));
     }
-    Ok(member)
+    Ok(())
 }

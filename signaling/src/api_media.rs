@@ -14,7 +14,7 @@ use models::media::{
 };
 use models::{ApiError, ClassId, ClassOptions, ErrorCode, MediaId, PostId, UserId};
 
-use crate::api::administrator;
+use crate::api::{administrator, require_administrator};
 use crate::db::now_secs;
 use crate::error::AppError;
 use crate::extract::{AppJson, ClassPath, MediaPath, PostPath, User};
@@ -38,9 +38,11 @@ impl From<crate::storage::StorageError> for AppError {
     }
 }
 
+const PUBLISH_REFUSAL: &str = "only teachers and admins publish photos and videos";
+
 /// The member, if approved and allowed to publish in the class.
 async fn publisher(state: &AppState, class_id: &ClassId, user_id: &UserId) -> Result<MemberView, AppError> {
-    administrator(state, class_id, user_id, "only teachers and admins publish photos and videos").await
+    administrator(state, class_id, user_id, PUBLISH_REFUSAL).await
 }
 
 fn upload_url(class_id: &ClassId, media_id: &MediaId) -> String {
@@ -331,10 +333,9 @@ pub async fn publish_post(
     State(state): State<AppState>,
     PostPath(class_id, post_id): PostPath,
 ) -> Result<Json<PostDetail>, AppError> {
-    let member = publisher(&state, &class_id, &user_id).await?;
+    let (member, options) = viewer(&state, &class_id, &user_id).await?;
+    require_administrator(&member, PUBLISH_REFUSAL)?;
     state.uploads.publish(&class_id, &post_id).await?;
-    let (_, _, options) =
-        state.directory.approved_member(&class_id, &user_id).await?.ok_or_else(AppError::not_a_member)?;
     Ok(Json(post_detail(&state, &member, options, &class_id, &post_id).await?))
 }
 
@@ -373,19 +374,7 @@ pub async fn media_faces(
         media_id,
         version: job.version,
         frames: faces["frames"].take(),
-        manual_regions: job
-            .spec
-            .manual_regions
-            .iter()
-            .map(|r| BlurRegion {
-                x: r.x,
-                y: r.y,
-                width: r.width,
-                height: r.height,
-                start_s: r.start_s,
-                end_s: r.end_s,
-            })
-            .collect(),
+        manual_regions: job.spec.manual_regions.iter().copied().map(BlurRegion::from).collect(),
     }))
 }
 
@@ -423,18 +412,7 @@ pub async fn put_regions(
             AppError::client(ErrorCode::InvalidRequest, format!("regions[{i}]: {message}"))
         })?;
     }
-    let regions = update
-        .regions
-        .iter()
-        .map(|r| ManualRegion {
-            x: r.x,
-            y: r.y,
-            width: r.width,
-            height: r.height,
-            start_s: r.start_s,
-            end_s: r.end_s,
-        })
-        .collect();
+    let regions = update.regions.iter().copied().map(ManualRegion::from).collect();
     let record = state.uploads.media(&class_id, &media_id).await?;
     state.uploads.reprocess(&record, regions).await?;
     let record = state.uploads.media(&class_id, &media_id).await?;

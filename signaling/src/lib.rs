@@ -77,58 +77,44 @@ pub struct AppState {
     pub api_key: ApiKey,
     pub metrics: Arc<Metrics>,
     pub config: Arc<Config>,
-    pub workers: Workers,
+    /// The media workers this process runs, if any (`worker.concurrency`). Stopped, a job in
+    /// progress goes back to the queue for the next worker.
+    pub workers: Background,
     pub webhooks: webhooks::Webhooks,
-    pub events: EventsTask,
+    /// The loop over the SFU's events (metrics, attendance, webhooks). Stopped, it records what
+    /// is queued (after an SFU shutdown: every departure) first.
+    pub events: Background,
 }
 
-/// The loop over the SFU's events (metrics, attendance, webhooks).
+/// A background task that runs until asked to stop: the loop over the SFU's events, the media
+/// workers. Cheap to clone; stopping waits for the task to finish its last work.
 #[derive(Clone)]
-pub struct EventsTask {
+pub struct Background {
+    name: &'static str,
     stop: Arc<tokio::sync::watch::Sender<bool>>,
     task: Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
-impl EventsTask {
-    /// Records what is queued (after an SFU shutdown: every departure), then stops.
-    pub async fn drain(&self) {
-        let _ = self.stop.send(true);
-        if let Some(task) = self.task.lock().await.take() {
-            if let Err(err) = task.await {
-                tracing::error!(cause = %err, "call event task failed");
-            }
-        }
-    }
-}
-
-/// The media workers this process runs, if any.
-#[derive(Clone)]
-pub struct Workers {
-    stop: Arc<tokio::sync::watch::Sender<bool>>,
-    task: Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
-}
-
-impl Workers {
-    fn start(state_config: &Config, uploads: &Uploads, storage: &Storage, metrics: &Metrics) -> Workers {
+impl Background {
+    /// Spawns `run` with the receiver it must watch; `None` spawns nothing.
+    fn spawn<F>(
+        name: &'static str,
+        run: Option<impl FnOnce(tokio::sync::watch::Receiver<bool>) -> F>,
+    ) -> Background
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let task = (state_config.worker.concurrency > 0).then(|| {
-            let worker = media_worker::worker::Worker::new(
-                uploads.queue().clone(),
-                storage.object_store(),
-                state_config.worker.clone(),
-                media_worker::metrics::WorkerMetrics::new(metrics.registry()),
-            );
-            tokio::spawn(worker.run(stopped))
-        });
-        Workers { stop: Arc::new(stop), task: Arc::new(tokio::sync::Mutex::new(task)) }
+        let task = run.map(|run| tokio::spawn(run(stopped)));
+        Background { name, stop: Arc::new(stop), task: Arc::new(tokio::sync::Mutex::new(task)) }
     }
 
-    /// Stops the workers; a job in progress goes back to the queue for the next worker.
+    /// Asks the task to stop and waits for it.
     pub async fn stop(&self) {
         let _ = self.stop.send(true);
         if let Some(task) = self.task.lock().await.take() {
             if let Err(err) = task.await {
-                tracing::error!(cause = %err, "media worker task failed");
+                tracing::error!(task = self.name, cause = %err, "background task failed");
             }
         }
     }
@@ -174,13 +160,17 @@ impl AppState {
             directory: directory.clone(),
             webhooks: webhooks.clone(),
         };
-        let (events_stop, events_stopped) = tokio::sync::watch::channel(false);
-        let events_task = tokio::spawn(events::run(sfu.events, sinks, events_stopped));
-        let events = EventsTask {
-            stop: Arc::new(events_stop),
-            task: Arc::new(tokio::sync::Mutex::new(Some(events_task))),
-        };
-        let workers = Workers::start(&config, &uploads, &storage, &metrics);
+        let sfu_events = sfu.events;
+        let events = Background::spawn("call events", Some(|stop| events::run(sfu_events, sinks, stop)));
+        let worker = (config.worker.concurrency > 0).then(|| {
+            media_worker::worker::Worker::new(
+                uploads.queue().clone(),
+                storage.object_store(),
+                config.worker.clone(),
+                media_worker::metrics::WorkerMetrics::new(metrics.registry()),
+            )
+        });
+        let workers = Background::spawn("media workers", worker.map(|worker| move |stop| worker.run(stop)));
         Ok(AppState {
             directory,
             attendance,
@@ -270,7 +260,7 @@ pub async fn run(
     workers.stop().await;
     sfu.shutdown().await;
     // The departures the shutdown caused are recorded before the database closes.
-    events.drain().await;
+    events.stop().await;
     directory.close().await;
     Ok(())
 }

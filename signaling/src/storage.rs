@@ -98,11 +98,9 @@ impl Storage {
         Ok(Ranged { size, range, body: result.into_stream() })
     }
 
+    /// Deletes `key`; a key already gone is fine.
     pub async fn delete(&self, key: &ObjectPath) -> Result<(), StorageError> {
-        match self.store.delete(key).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(err) => Err(err.into()),
-        }
+        Ok(media_worker::store::delete(self.store.as_ref(), key.as_ref()).await?)
     }
 
     /// Deletes every file of a class: originals, published versions, chunks of unfinished uploads.
@@ -114,9 +112,7 @@ impl Storage {
         let mut prefixes = vec![format!("originals/{class_id}/"), format!("published/{class_id}/")];
         prefixes.extend(media_ids.iter().map(|media_id| format!("uploads/{media_id}/")));
         for prefix in prefixes {
-            for key in media_worker::store::list(self.store.as_ref(), &prefix).await? {
-                media_worker::store::delete(self.store.as_ref(), &key).await?;
-            }
+            media_worker::store::delete_prefix(self.store.as_ref(), &prefix).await?;
         }
         Ok(())
     }

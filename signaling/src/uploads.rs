@@ -157,13 +157,8 @@ pub struct Uploads {
     max_attempts: u32,
 }
 
-/// A fresh random id: 128 bits in hex, inside the id alphabet.
-pub fn random_token() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+/// A fresh random id: 128 bits in hex, inside the id alphabet (the job queue's lease tokens).
+pub use media_worker::worker::random_token;
 
 impl Uploads {
     pub fn new(pool: AnyPool, tiers: TierTable, max_attempts: u32) -> Uploads {
