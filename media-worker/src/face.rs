@@ -113,23 +113,21 @@ impl FaceDetector {
         width: u32,
         height: u32,
     ) -> Result<Vec<Detection>> {
+        let i420 = pack_i420(planes, width, height);
+        self.detect_i420(&i420, width, height)
+    }
+
+    /// Finds faces in a packed I420 picture: Y rows, then U rows, then V rows, no padding
+    /// ([`pack_i420`]).
+    pub fn detect_i420(&mut self, i420: &[u8], width: u32, height: u32) -> Result<Vec<Detection>> {
         let (w, h) = (width as usize, height as usize);
-        let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
-        // OpenCV wants I420 as one buffer: Y rows, then U rows, then V rows, with no padding.
-        let mut i420 = Vec::with_capacity(w * h + 2 * cw * ch);
-        let (y_plane, y_stride) = planes[0];
-        for row in 0..h {
-            i420.extend_from_slice(&y_plane[row * y_stride..row * y_stride + w]);
-        }
-        for (plane, stride) in &planes[1..] {
-            for row in 0..ch {
-                i420.extend_from_slice(&plane[row * stride..row * stride + cw]);
-            }
-        }
         if w % 2 != 0 || h % 2 != 0 {
             return Err(MediaError::InvalidConfig(format!("odd frame size {w}x{h} for detection")));
         }
-        let yuv = Mat::new_rows_cols_with_data((h + h / 2) as i32, w as i32, &i420)?;
+        if i420.len() < w * h * 3 / 2 {
+            return Err(MediaError::InvalidConfig(format!("an I420 buffer too small for {w}x{h}")));
+        }
+        let yuv = Mat::new_rows_cols_with_data((h + h / 2) as i32, w as i32, &i420[..w * h * 3 / 2])?;
         let mut rgb = Mat::default();
         opencv::imgproc::cvt_color_def(&yuv, &mut rgb, opencv::imgproc::COLOR_YUV2RGB_I420)?;
         self.detect_mat(&rgb, width, height)
@@ -187,6 +185,24 @@ impl FaceDetector {
         }
         Ok(detections)
     }
+}
+
+/// Copies a YUV 4:2:0 picture given as three strided planes into one I420 buffer, as OpenCV wants
+/// it: Y rows, then U rows, then V rows, without padding.
+pub fn pack_i420(planes: [(&[u8], usize); 3], width: u32, height: u32) -> Vec<u8> {
+    let (w, h) = (width as usize, height as usize);
+    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+    let mut i420 = Vec::with_capacity(w * h + 2 * cw * ch);
+    let (y_plane, y_stride) = planes[0];
+    for row in 0..h {
+        i420.extend_from_slice(&y_plane[row * y_stride..row * y_stride + w]);
+    }
+    for (plane, stride) in &planes[1..] {
+        for row in 0..ch {
+            i420.extend_from_slice(&plane[row * stride..row * stride + cw]);
+        }
+    }
+    i420
 }
 
 /// The network's outputs for one picture, as flat row-major arrays.
