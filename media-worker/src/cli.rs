@@ -48,6 +48,10 @@ enum Command {
     /// with a progress bar per job on a terminal. The database and storage defaults are those of
     /// `signaling serve`, so both find the same files on one machine.
     Work(WorkArgs),
+    /// Runs one job as a worker starts it: a request on standard input, progress and the result
+    /// on standard output (not for people).
+    #[command(name = "media-job", hide = true)]
+    MediaJob,
 }
 
 #[derive(clap::Args, Debug)]
@@ -163,6 +167,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&frames)?);
             Ok(())
         }
+        Command::MediaJob => std::process::exit(media_worker::child::main()),
         Command::Work(args) => {
             let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             runtime.block_on(work(args))

@@ -28,14 +28,18 @@
 //! JPEG. No hardware encoders. No horizontal flips from display matrices (only rotations).
 
 pub mod blur;
+pub mod child;
+pub mod container;
 pub mod error;
 pub mod face;
 pub mod metrics;
+pub mod original;
 pub mod photo;
 pub mod pipeline;
 pub mod probe;
 pub mod queue;
 pub mod region;
+pub mod sandbox;
 pub mod store;
 pub mod track;
 pub mod video;

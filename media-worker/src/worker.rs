@@ -1,33 +1,35 @@
-//! The worker: claims jobs from the [`queue`](crate::queue), runs the pipeline on a blocking
-//! thread, keeps its lease alive while it runs, and stores the outputs.
+//! The worker: claims jobs from the [`queue`](crate::queue), runs each in a child process
+//! ([`crate::sandbox`], [`crate::child`]) with resource limits, keeps its lease alive while it
+//! runs, and stores the outputs and the original rewritten without metadata. A crash, a hang or a
+//! limit hit in the child fails that job with a code; the worker and the server go on.
 //!
 //! Crash safety: outputs go to keys fixed by the medium and its version, and the job is marked done
 //! only after they are all stored. A worker killed at any point leaves a job whose lease expires;
 //! the next worker runs it again and writes the same keys. A worker that lost its lease (it stalled
 //! past the lease) stops at the next heartbeat and cannot mark the job.
 
-use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use models::media::MediaKind;
 use object_store::ObjectStore;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::error::MediaError;
+use crate::child::{self, ChildRequest, ChildResult};
 use crate::metrics::WorkerMetrics;
-use crate::pipeline::{FaceBlurConfig, ProcessConfig, ProcessOutput};
+use crate::pipeline::{FaceBlurConfig, ProcessConfig};
+use crate::probe::ProbeLimits;
 use crate::queue::{self, ClaimedJob, JobFiles, JobResult, JobState, Queue, Retry};
+use crate::sandbox::{self, ChildCommand, ChildFailure, JobLimits};
 use crate::store::{self, StoreError};
 use crate::{FaceConfig, FaceFrame, TrackConfig};
 
 /// How a worker process runs jobs. The same section configures `media-worker work` and the
 /// workers `signaling serve` runs in-process.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkerConfig {
     /// Jobs at once in this process. FFmpeg already uses every core for one video.
@@ -44,6 +46,13 @@ pub struct WorkerConfig {
     pub detect_interval: u32,
     /// Where inputs and outputs are kept while a job runs; default the system's temporary directory.
     pub scratch_dir: Option<PathBuf>,
+    /// Limits of each job's child process.
+    pub job_limits: JobLimits,
+    /// Limits on the media themselves, checked on headers and on decoded data.
+    pub media_limits: ProbeLimits,
+    /// The executable started for each job with `media-job` (the `signaling` or `media-worker`
+    /// binary); default the running executable.
+    pub job_program: Option<PathBuf>,
 }
 
 impl Default for WorkerConfig {
@@ -56,6 +65,9 @@ impl Default for WorkerConfig {
             max_height: 720,
             detect_interval: TrackConfig::default().detect_interval,
             scratch_dir: None,
+            job_limits: JobLimits::default(),
+            media_limits: ProbeLimits::default(),
+            job_program: None,
         }
     }
 }
@@ -69,9 +81,19 @@ impl WorkerConfig {
         Duration::from_secs(self.lease_secs.max(1))
     }
 
+    /// The command that runs one job: `job_program media-job`.
+    pub fn child_command(&self) -> std::io::Result<ChildCommand> {
+        match &self.job_program {
+            Some(program) => {
+                Ok(ChildCommand { program: program.clone(), args: vec![JOB_SUBCOMMAND.to_owned()] })
+            }
+            None => ChildCommand::current_exe(&[JOB_SUBCOMMAND]),
+        }
+    }
+
     /// The pipeline's configuration for one job.
     pub fn process_config(&self, spec: &queue::JobSpec) -> ProcessConfig {
-        let mut config = ProcessConfig::default();
+        let mut config = ProcessConfig { limits: self.media_limits.clone(), ..ProcessConfig::default() };
         config.video.max_height = self.max_height;
         config.limits.max_duration = Duration::from_secs(spec.max_duration_s);
         if spec.blur_faces {
@@ -85,6 +107,10 @@ impl WorkerConfig {
     }
 }
 
+/// The subcommand of the `signaling` and `media-worker` binaries that runs one job as a child
+/// ([`crate::child::main`]).
+pub const JOB_SUBCOMMAND: &str = "media-job";
+
 /// A fresh random token: 128 bits in hex.
 pub fn random_token() -> String {
     use rand::RngCore;
@@ -97,17 +123,13 @@ pub fn random_token() -> String {
 #[derive(Debug, thiserror::Error)]
 enum JobError {
     #[error(transparent)]
-    Media(#[from] MediaError),
-    #[error("the file is a {found}, but a {declared} was announced")]
-    KindMismatch { declared: &'static str, found: &'static str },
+    Child(#[from] ChildFailure),
     #[error("the uploaded original is missing from storage")]
     OriginalMissing,
     #[error("storage: {0}")]
     Store(#[from] StoreError),
     #[error("local file: {0}")]
     Io(#[from] std::io::Error),
-    #[error("the pipeline panicked")]
-    Panicked,
     #[error("the lease was lost to another worker")]
     LeaseLost,
     #[error("the worker is shutting down")]
@@ -116,14 +138,14 @@ enum JobError {
 
 impl JobError {
     /// The code stored on the job, and whether trying again may help.
-    fn code_and_retry(&self) -> (&'static str, Retry) {
+    fn code_and_retry(&self) -> (&str, Retry) {
         match self {
-            JobError::Media(err) if err.is_input_error() => (err.code(), Retry::Never),
-            JobError::Media(err) => (err.code(), Retry::Later),
-            JobError::KindMismatch { .. } => ("unsupported_media", Retry::Never),
+            JobError::Child(failure) => match failure.code_and_blame() {
+                (code, true) => (code, Retry::Never),
+                (code, false) => (code, Retry::Later),
+            },
             JobError::OriginalMissing => ("original_missing", Retry::Never),
             JobError::Store(_) | JobError::Io(_) => ("storage_failed", Retry::Later),
-            JobError::Panicked => ("worker_panic", Retry::Later),
             JobError::LeaseLost | JobError::ShuttingDown => ("cancelled", Retry::Later),
         }
     }
@@ -290,7 +312,7 @@ impl Worker {
         self.metrics.jobs.with_label_values(&[kind, result_label]).inc();
     }
 
-    fn record_done(&self, job: &ClaimedJob, result: &JobResult, output: &ProcessOutput, elapsed: Duration) {
+    fn record_done(&self, job: &ClaimedJob, result: &JobResult, output: &ChildResult, elapsed: Duration) {
         let metrics = &self.metrics;
         metrics.job_duration.with_label_values(&[job.kind.as_str()]).observe(elapsed.as_secs_f64());
         metrics.frames.inc_by(output.n_frames);
@@ -308,12 +330,30 @@ impl Worker {
         );
     }
 
-    /// Runs the pipeline and stores the outputs; heartbeats renew the lease meanwhile.
+    /// Runs the job in a child process and stores the outputs; heartbeats renew the lease
+    /// meanwhile. A file refused for its own fault has its original deleted: it will never be
+    /// published, and it may hold what the metadata rewrite would have removed.
     async fn execute(
         &self,
         job: &ClaimedJob,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<(JobResult, ProcessOutput), JobError> {
+    ) -> Result<(JobResult, ChildResult), JobError> {
+        let outcome = self.run_in_child(job, shutdown).await;
+        if let Err(JobError::Child(failure)) = &outcome {
+            if failure.code_and_blame().1 {
+                if let Err(err) = store::delete(self.store.as_ref(), &job.spec.input_key).await {
+                    tracing::warn!(cause = %err, "cannot delete the original of a refused file");
+                }
+            }
+        }
+        outcome
+    }
+
+    async fn run_in_child(
+        &self,
+        job: &ClaimedJob,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(JobResult, ChildResult), JobError> {
         let scratch_root = self.config.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
         tokio::fs::create_dir_all(&scratch_root).await?;
         let scratch = tempfile::Builder::new().prefix("klass-job-").tempdir_in(&scratch_root)?;
@@ -325,22 +365,15 @@ impl Worker {
                 JobError::Store(err)
             }
         })?;
-        let file_name = match job.kind {
-            MediaKind::Video => "media.mp4",
-            MediaKind::Photo => "photo.jpg",
-        };
-        let output = scratch.path().join(file_name);
+        let command = self.config.child_command()?;
+        let request = ChildRequest { input, spec: job.spec.clone(), worker: self.config.clone() };
 
-        let progress = Arc::new(AtomicU32::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let config = self.config.process_config(&job.spec);
-        let declared = job.kind;
-        let (input_path, output_path) = (input.clone(), output.clone());
-        let (progress_in, stop_in) = (progress.clone(), stop.clone());
+        let progress = AtomicU32::new(0);
         let started = Instant::now();
-        let mut pipeline = tokio::task::spawn_blocking(move || {
-            run_pipeline(&input_path, &output_path, &config, declared, &progress_in, &stop_in)
+        let child_run = sandbox::run_child(&command, &self.config.job_limits, &request, |percent| {
+            progress.store(u32::from(percent), Ordering::Relaxed)
         });
+        tokio::pin!(child_run);
 
         let bar = self.bars.as_ref().map(|bars| {
             let bar = bars.add(indicatif::ProgressBar::new(100));
@@ -354,10 +387,10 @@ impl Worker {
         });
         let lease = self.config.lease();
         let mut beat = tokio::time::interval((lease / 3).min(Duration::from_secs(1)));
-        let mut failure = None;
+        // Leaving this loop early drops `child_run`, which kills the child.
         let outcome = loop {
             tokio::select! {
-                joined = &mut pipeline => break joined,
+                ended = &mut child_run => break ended.map_err(JobError::Child),
                 _ = beat.tick() => {
                     let percent = progress.load(Ordering::Relaxed).min(99) as u8;
                     if let Some(bar) = &bar {
@@ -365,18 +398,14 @@ impl Worker {
                     }
                     match self.queue.heartbeat(job, lease, percent).await {
                         Ok(true) => {}
-                        Ok(false) => {
-                            failure.get_or_insert(JobError::LeaseLost);
-                            stop.store(true, Ordering::Relaxed);
-                        }
+                        Ok(false) => break Err(JobError::LeaseLost),
                         // The database may come back before the lease runs out; keep working.
                         Err(err) => tracing::warn!(cause = %err, "cannot renew the lease"),
                     }
                 }
-                changed = shutdown.changed(), if failure.is_none() => {
+                changed = shutdown.changed() => {
                     if changed.is_err() || *shutdown.borrow() {
-                        failure.get_or_insert(JobError::ShuttingDown);
-                        stop.store(true, Ordering::Relaxed);
+                        break Err(JobError::ShuttingDown);
                     }
                 }
             }
@@ -384,39 +413,38 @@ impl Worker {
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
+        let output_meta = outcome?;
         let elapsed_s = started.elapsed().as_secs_f64();
-        let (info, output_meta) = match outcome {
-            Err(_) => return Err(JobError::Panicked),
-            Ok(Err(JobError::Media(MediaError::Cancelled))) => {
-                return Err(failure.unwrap_or(JobError::ShuttingDown));
-            }
-            Ok(result) => result?,
-        };
-        if let Some(failure) = failure {
-            return Err(failure);
-        }
 
+        let file_name = child::media_file_name(job.kind);
         let key = |file: &str| queue::output_key(&job.class_id, &job.media_id, job.version, file);
         let media_key = key(file_name);
-        let media_bytes = store::upload(self.store.as_ref(), &output, &media_key).await?;
-        let poster = if output_meta.poster_jpeg.is_empty() {
-            None
+        let media_path = scratch.path().join(file_name);
+        let media_bytes = store::upload(self.store.as_ref(), &media_path, &media_key).await?;
+        // The original loses its metadata for good: the clean copy replaces it under the same key
+        // (or, when it could not be rewritten losslessly, the published version does).
+        let clean_original = if output_meta.has_clean_original {
+            scratch.path().join(child::CLEAN_ORIGINAL)
         } else {
-            let poster_key = key("poster.jpg");
-            store::put(self.store.as_ref(), &poster_key, output_meta.poster_jpeg.clone()).await?;
-            Some(poster_key)
+            media_path.clone()
         };
-        let thumbnail = key("thumb.jpg");
-        store::put(self.store.as_ref(), &thumbnail, output_meta.thumbnail_jpeg.clone()).await?;
-        let faces = key("faces.json");
-        let faces_json = serde_json::to_vec(&FacesFile { frames: output_meta.faces.clone() })
-            .map_err(|err| JobError::Io(std::io::Error::other(err)))?;
-        store::put(self.store.as_ref(), &faces, faces_json).await?;
+        store::upload(self.store.as_ref(), &clean_original, &job.spec.input_key).await?;
+        let poster = if output_meta.has_poster {
+            let poster_key = key(child::POSTER);
+            store::upload(self.store.as_ref(), &scratch.path().join(child::POSTER), &poster_key).await?;
+            Some(poster_key)
+        } else {
+            None
+        };
+        let thumbnail = key(child::THUMBNAIL);
+        store::upload(self.store.as_ref(), &scratch.path().join(child::THUMBNAIL), &thumbnail).await?;
+        let faces = key(child::FACES);
+        store::upload(self.store.as_ref(), &scratch.path().join(child::FACES), &faces).await?;
         let result = JobResult {
-            kind: declared,
+            kind: job.kind,
             width: output_meta.width,
             height: output_meta.height,
-            duration_s: info.duration.map(|d| d.as_secs_f64()),
+            duration_s: output_meta.duration_s,
             n_frames: output_meta.n_frames,
             n_face_detections: output_meta.n_face_detections,
             n_blurred_frames: output_meta.n_blurred_frames,
@@ -468,34 +496,6 @@ impl Worker {
             }
         }
     }
-}
-
-/// The blocking part of a job: probe, check the declared kind, process.
-fn run_pipeline(
-    input: &Path,
-    output: &Path,
-    config: &ProcessConfig,
-    declared: MediaKind,
-    progress: &AtomicU32,
-    stop: &AtomicBool,
-) -> Result<(crate::MediaInfo, ProcessOutput), JobError> {
-    let info = crate::probe(input, &config.limits)?;
-    let found = match info.kind {
-        crate::MediaKind::Photo => MediaKind::Photo,
-        crate::MediaKind::Video => MediaKind::Video,
-    };
-    if found != declared {
-        return Err(JobError::KindMismatch { declared: declared.as_str(), found: found.as_str() });
-    }
-    let (_, result) = crate::process(input, output, config, &mut |fraction| {
-        progress.store((fraction * 100.0) as u32, Ordering::Relaxed);
-        if stop.load(Ordering::Relaxed) {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
-    })?;
-    Ok((info, result))
 }
 
 /// Sleeps for `period`; `true` when shutdown was asked for (or its sender is gone) meanwhile.

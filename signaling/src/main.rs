@@ -26,16 +26,29 @@ enum Command {
         #[arg(long)]
         demo: bool,
     },
+    /// Runs one media job, as the server's workers start it: a request on standard input,
+    /// progress and the result on standard output (not for people).
+    #[command(name = "media-job", hide = true)]
+    MediaJob,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     // Logs go to stderr; stdout carries only what the user asked for (the demo's instructions).
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
-    let Command::Serve { config: config_file, demo } = Cli::parse().command;
+    match Cli::parse().command {
+        // A job's child process: no runtime, no server, only the pipeline.
+        Command::MediaJob => std::process::exit(media_worker::child::main()),
+        Command::Serve { config, demo } => {
+            let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(serve(config, demo))
+        }
+    }
+}
+
+async fn serve(config_file: Option<PathBuf>, demo: bool) -> anyhow::Result<()> {
     let mut config = Config::load(config_file.as_deref(), &|key| std::env::var(key).ok())?;
     config.demo |= demo;
     if let Err(err) = config.validate() {

@@ -86,12 +86,14 @@ pub struct MediaRecord {
 }
 
 /// The API code of a job's failure: the file's fault keeps its own code, ours is `processing_failed`.
+/// A file whose processing needs more memory or CPU time than a job may use is too large for us;
+/// one that crashes the decoder is damaged. The job keeps the precise code for operators.
 fn job_error_code(code: Option<&str>) -> ErrorCode {
     match code {
         Some("unsupported_media") => ErrorCode::UnsupportedMedia,
-        Some("corrupt_media") => ErrorCode::CorruptMedia,
+        Some("corrupt_media" | "media_crashed") => ErrorCode::CorruptMedia,
         Some("video_too_long") => ErrorCode::VideoTooLong,
-        Some("media_too_large") => ErrorCode::MediaTooLarge,
+        Some("media_too_large" | "media_memory_limit" | "media_cpu_limit") => ErrorCode::MediaTooLarge,
         _ => ErrorCode::ProcessingFailed,
     }
 }
