@@ -1,7 +1,7 @@
 //! What the job queue and the object store add to the pipeline: the same photos and videos run
 //! once through `media_worker::process` directly, and once as jobs (SQLite queue, local store,
-//! in-process workers, lease heartbeats, upload of the outputs). Prints figures; see
-//! docs/benchmarks.md.
+//! workers that run each job in a child process, lease heartbeats, the original rewritten without
+//! metadata, upload of the outputs). Prints figures; see docs/benchmarks.md.
 //!
 //! Run: `cargo bench -p media-worker --bench queue` (needs `bash scripts/install-deps.sh --test-media`).
 
@@ -65,7 +65,12 @@ async fn run_as_jobs(
         let mut conn = jobs.pool().acquire().await?;
         queue::enqueue(&mut conn, &MediaId::new(format!("m{i}"))?, &class, &spec, 3).await?;
     }
-    let config = WorkerConfig { concurrency, poll_interval_ms: 20, ..WorkerConfig::default() };
+    let config = WorkerConfig {
+        concurrency,
+        poll_interval_ms: 20,
+        job_program: Some(env!("CARGO_BIN_EXE_media-worker").into()),
+        ..WorkerConfig::default()
+    };
     let worker = Worker::new(jobs.clone(), store, config, WorkerMetrics::new(&prometheus::Registry::new()));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let started = Instant::now();
@@ -131,6 +136,33 @@ async fn main() -> anyhow::Result<()> {
         "| pipeline directly, sequential | {:.2} s | {:.0} ms | - |",
         direct_total.as_secs_f64(),
         direct_total.as_secs_f64() / n * 1e3
+    );
+    // The bare cost of a job's child process: start the binary, read a request, answer. The
+    // input does not exist, so the child stops at the probe.
+    let command = media_worker::sandbox::ChildCommand {
+        program: env!("CARGO_BIN_EXE_media-worker").into(),
+        args: vec![media_worker::worker::JOB_SUBCOMMAND.to_owned()],
+    };
+    let request = media_worker::child::ChildRequest {
+        input: dir.path().join("missing"),
+        spec: JobSpec {
+            input_key: "missing".into(),
+            declared_kind: MediaKind::Photo,
+            blur_faces: false,
+            manual_regions: Vec::new(),
+            max_duration_s: 600,
+        },
+        worker: WorkerConfig::default(),
+    };
+    let n_starts = 20;
+    let started = Instant::now();
+    for _ in 0..n_starts {
+        let ended = media_worker::sandbox::run_child(&command, &Default::default(), &request, |_| {}).await;
+        anyhow::ensure!(ended.is_err(), "a missing input fails");
+    }
+    println!(
+        "| a job's child process alone (start, request, answer) | - | {:.1} ms | - |",
+        started.elapsed().as_secs_f64() / f64::from(n_starts) * 1e3
     );
     for concurrency in [1, 2] {
         let (total, pipeline) = run_as_jobs(&inputs, concurrency).await?;

@@ -4,8 +4,10 @@
 mod bad_inputs;
 mod cli;
 mod faces;
+mod phone_formats;
 mod photo;
 mod queue;
+mod sandbox;
 mod support;
 mod video;
 mod worker;

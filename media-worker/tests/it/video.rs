@@ -82,7 +82,7 @@ fn megamind_becomes_h264_aac_faststart_mp4_with_progress_poster_and_thumbnail() 
 /// A phone clip: stored landscape 1080p with location, make and model tags and a rotation tag.
 /// FFmpeg 5.1's CLI only turns `rotate` into a display matrix when copying streams, hence the two
 /// steps.
-fn phone_clip(dir: &Path, file_name: &str, rotate_tag: u32) -> std::path::PathBuf {
+pub(crate) fn phone_clip(dir: &Path, file_name: &str, rotate_tag: u32) -> std::path::PathBuf {
     let encoded = dir.join(format!("encoded-{file_name}"));
     // A white block in the stored top-left corner shows where the rotation puts it.
     ffmpeg(&[
@@ -135,7 +135,7 @@ fn phone_clip(dir: &Path, file_name: &str, rotate_tag: u32) -> std::path::PathBu
 }
 
 /// The clockwise rotation players apply, from ffprobe's counterclockwise `rotation`.
-fn ffprobe_clockwise_rotation(probe: &serde_json::Value) -> u32 {
+pub(crate) fn ffprobe_clockwise_rotation(probe: &serde_json::Value) -> u32 {
     let video = stream(probe, "video").expect("video");
     let counterclockwise = video["side_data_list"]
         .as_array()

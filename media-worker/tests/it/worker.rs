@@ -86,6 +86,7 @@ async fn bad_files_are_refused_with_their_codes_and_good_ones_published() {
         concurrency: 2,
         poll_interval_ms: 50,
         face_model: Some(face_model()),
+        job_program: Some(env!("CARGO_BIN_EXE_media-worker").into()),
         ..WorkerConfig::default()
     };
     let worker = Worker::new(queue.clone(), store.clone(), config, WorkerMetrics::new(&registry));
@@ -147,6 +148,7 @@ async fn without_the_face_model_a_blur_job_fails_and_says_so() {
     let config = WorkerConfig {
         poll_interval_ms: 50,
         face_model: Some(dir.path().join("no-such-model.onnx")),
+        job_program: Some(env!("CARGO_BIN_EXE_media-worker").into()),
         ..WorkerConfig::default()
     };
     let worker =

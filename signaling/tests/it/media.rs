@@ -9,115 +9,11 @@ use std::time::{Duration, Instant};
 use models::{Tier, TierPolicyOverride};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use signaling::config::Config;
 
+use crate::media_support::{
+    fast_worker, fetch, ffmpeg, get_post, media_status, test_media, upload, wait_processed, with_query,
+};
 use crate::support::{both_backends, expect_error, free_port, status_json, Db, TestServer};
-
-fn test_media(name: &str) -> PathBuf {
-    let path = media_worker::cache_dir().join("test-media").join(name);
-    assert!(path.is_file(), "{} is missing: run `bash scripts/install-deps.sh --test-media`", path.display());
-    path
-}
-
-fn ffmpeg(args: &[&str]) {
-    let output = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
-        .args(args)
-        .output()
-        .expect("the ffmpeg CLI");
-    assert!(output.status.success(), "ffmpeg {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-}
-
-/// The workers of test servers look at the queue often, so tests do not wait a second per job.
-fn fast_worker(config: &mut Config) {
-    config.worker.poll_interval_ms = 50;
-}
-
-/// Announces and uploads `bytes` in chunks the server accepts; returns the media id.
-async fn upload(
-    server: &TestServer,
-    class_id: &str,
-    post_id: &str,
-    kind: &str,
-    bytes: &[u8],
-    blur: bool,
-) -> String {
-    let announce = server
-        .user(Method::POST, &format!("/v1/classes/{class_id}/posts/{post_id}/media"), "teacher")
-        .json(&json!({ "kind": kind, "size_bytes": bytes.len(), "blur_faces": blur }))
-        .send()
-        .await
-        .unwrap();
-    let (status, media) = status_json(announce).await;
-    assert_eq!(status, StatusCode::CREATED, "{media}");
-    let url = media["upload_url"].as_str().unwrap().to_owned();
-    let chunk = media["max_chunk_bytes"].as_u64().unwrap() as usize;
-    for start in (0..bytes.len()).step_by(chunk) {
-        let end = (start + chunk).min(bytes.len());
-        let response = server
-            .user(Method::PUT, &url, "teacher")
-            .header("content-range", format!("bytes {start}-{}/{}", end - 1, bytes.len()))
-            .body(bytes[start..end].to_vec())
-            .send()
-            .await
-            .unwrap();
-        let (status, body) = status_json(response).await;
-        assert_eq!(status, 200, "{body}");
-    }
-    media["media_id"].as_str().unwrap().to_owned()
-}
-
-async fn media_status(server: &TestServer, class_id: &str, media_id: &str) -> Value {
-    let response =
-        server.call(Method::GET, &format!("/v1/classes/{class_id}/media/{media_id}"), "teacher").await;
-    let (status, body) = status_json(response).await;
-    assert_eq!(status, 200, "{body}");
-    body
-}
-
-/// Polls until the medium is `ready` or `failed`; returns every state seen, and the last answer.
-async fn wait_processed(server: &TestServer, class_id: &str, media_id: &str) -> (Vec<(String, u64)>, Value) {
-    let started = Instant::now();
-    let mut seen = Vec::new();
-    loop {
-        let body = media_status(server, class_id, media_id).await;
-        let state = body["state"].as_str().unwrap().to_owned();
-        let progress = body["progress_percent"].as_u64().unwrap();
-        if seen.last() != Some(&(state.clone(), progress)) {
-            seen.push((state.clone(), progress));
-        }
-        if state == "ready" || state == "failed" {
-            return (seen, body);
-        }
-        assert!(started.elapsed() < Duration::from_secs(240), "still {state} after 4 minutes: {seen:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn get_post(server: &TestServer, class_id: &str, post_id: &str, user: &str) -> reqwest::Response {
-    server.call(Method::GET, &format!("/v1/classes/{class_id}/posts/{post_id}"), user).await
-}
-
-/// Fetches a signed link as a browser does: no `Authorization`.
-async fn fetch(server: &TestServer, link: &str) -> reqwest::Response {
-    server.request(Method::GET, link).send().await.unwrap()
-}
-
-fn with_query(link: &str, name: &str, value: &str) -> String {
-    let (path, query) = link.split_once('?').unwrap();
-    let query: Vec<String> =
-        query
-            .split('&')
-            .map(|pair| {
-                if pair.starts_with(&format!("{name}=")) {
-                    format!("{name}={value}")
-                } else {
-                    pair.to_owned()
-                }
-            })
-            .collect();
-    format!("{path}?{}", query.join("&"))
-}
 
 async fn a_photo_is_blurred_checked_published_and_viewed_through_signed_links(db: Db) {
     let server = TestServer::start_with(db, fast_worker).await;

@@ -62,6 +62,9 @@ impl TestServer {
         // Every test server has its own SFU: ephemeral ports, so they can run side by side.
         config.sfu.udp_addr = "127.0.0.1:0".parse().expect("socket address");
         config.sfu.tcp_addr = Some("127.0.0.1:0".parse().expect("socket address"));
+        // Media jobs run in child processes of the real binary, as in production (this test
+        // executable cannot run them).
+        config.worker.job_program = Some(PathBuf::from(env!("CARGO_BIN_EXE_signaling")));
         if db == Db::Postgres {
             config.database.url = Some(postgres().new_database());
         }

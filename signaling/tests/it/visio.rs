@@ -14,7 +14,8 @@ use crate::support::{
     both_backends, expect_error, status_json, webhook_receiver, Db, TestServer, WEBHOOK_SECRET,
 };
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub(crate) type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A browser-like offer: one audio and one video m-line, kept alive with its `Rtc`.
 fn offer() -> (Rtc, String) {
@@ -50,7 +51,7 @@ async fn next(socket: &mut Socket) -> Option<Value> {
 }
 
 /// The next message of `type`, skipping others.
-async fn next_of(socket: &mut Socket, kind: &str) -> Value {
+pub(crate) async fn next_of(socket: &mut Socket, kind: &str) -> Value {
     loop {
         let message = next(socket).await.unwrap_or_else(|| panic!("socket closed before a {kind}"));
         if message["type"] == kind {
@@ -64,7 +65,7 @@ fn token(user: &str) -> String {
     signaling::auth::mint_hs256(crate::support::JWT_SECRET, &user_id, 600)
 }
 
-async fn join(server: &TestServer, class_id: &str, user: &str) -> (Socket, Rtc, Value) {
+pub(crate) async fn join(server: &TestServer, class_id: &str, user: &str) -> (Socket, Rtc, Value) {
     let mut socket = connect(server, class_id).await;
     let (rtc, sdp) = offer();
     send(&mut socket, json!({ "type": "join", "token": token(user), "sdp": sdp, "tracks": [] })).await;
