@@ -108,7 +108,7 @@ struct Options {
     #[arg(long)]
     model: Option<PathBuf>,
     /// Run the face detector on one frame out of this many.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = media_worker::TrackConfig::default().detect_interval)]
     detect_interval: u32,
     /// Coarseness of the blur: blocks across the longer side of a face box.
     #[arg(long, default_value_t = media_worker::blur::DEFAULT_BLOCKS_ACROSS)]

@@ -8,7 +8,7 @@
 //! (highlights) is compressed by the `mobius` curve, which leaves the range below its knee
 //! untouched: a scene's diffuse colours keep their brightness and saturation.
 
-use ffmpeg_next::color::{Primaries, TransferCharacteristic};
+use ffmpeg_next::color::{Primaries, Space, TransferCharacteristic};
 use ffmpeg_next::frame;
 
 /// HDR reference white (ITU-R BT.2408), mapped to SDR white.
@@ -24,8 +24,9 @@ const KNEE: f64 = 0.8;
 /// How the decoded frames encode light.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dynamic {
-    /// BT.709, BT.601 or untagged: SDR.
-    Sdr,
+    /// BT.709, BT.601 or untagged: SDR, with the YCbCr matrix to convert from when it is not
+    /// BT.709 ([`matrix_to_convert`]).
+    Sdr(Option<&'static str>),
     /// SDR in BT.2020 primaries: no tone mapping, only a change of primaries.
     SdrWide,
     /// ARIB STD-B67 (HLG).
@@ -39,15 +40,35 @@ pub(crate) fn dynamic_of(trc: TransferCharacteristic, primaries: Primaries) -> D
         TransferCharacteristic::ARIB_STD_B67 => Dynamic::Hlg,
         TransferCharacteristic::SMPTE2084 => Dynamic::Pq,
         _ if matches!(primaries, Primaries::BT2020) => Dynamic::SdrWide,
-        _ => Dynamic::Sdr,
+        _ => Dynamic::Sdr(None),
     }
 }
 
 /// The filters after rotation: scale to `out_size`, convert to BT.709 SDR, then yuv420p.
 pub(crate) fn to_bt709_filters(first: &frame::Video, out_size: (u32, u32)) -> String {
     let dynamic = dynamic_of(first.color_transfer_characteristic(), first.color_primaries());
+    let dynamic = match dynamic {
+        Dynamic::Sdr(_) => Dynamic::Sdr(matrix_to_convert(first.color_space(), first.height())),
+        other => other,
+    };
     let full_range = matches!(first.color_range(), ffmpeg_next::color::Range::JPEG);
     filters_for(dynamic, full_range, out_size)
+}
+
+/// The YCbCr matrix of an SDR frame when it is not BT.709 already, as swscale names it. Untagged
+/// frames follow what players assume: BT.709 from 720 lines up, BT.601 below. Converting costs
+/// swscale's slow path (three times the CPU of a plain scale at 1080p), so it is done only when
+/// the colours would otherwise be wrong.
+pub(crate) fn matrix_to_convert(space: Space, height: u32) -> Option<&'static str> {
+    match space {
+        Space::BT709 => None,
+        Space::BT470BG | Space::SMPTE170M => Some("bt601"),
+        Space::FCC => Some("fcc"),
+        Space::SMPTE240M => Some("smpte240m"),
+        Space::BT2020NCL | Space::BT2020CL => Some("bt2020"),
+        _ if height >= 720 => None,
+        _ => Some("bt601"),
+    }
 }
 
 /// Every zscale step names its input and output explicitly: zscale reads missing ones from the
@@ -57,8 +78,10 @@ pub(crate) fn filters_for(dynamic: Dynamic, full_range: bool, (width, height): (
     // Scaling first keeps the floating-point work below at the output size.
     let scale = format!("scale={width}:{height}:flags=bicubic");
     match dynamic {
-        // swscale converts the YCbCr matrix (BT.601 for SD and untagged input) to BT.709.
-        Dynamic::Sdr => format!("{scale}:out_color_matrix=bt709:out_range=tv,setsar=1,format=yuv420p"),
+        Dynamic::Sdr(None) => format!("{scale},setsar=1,format=yuv420p"),
+        Dynamic::Sdr(Some(matrix)) => {
+            format!("{scale}:in_color_matrix={matrix}:out_color_matrix=bt709,setsar=1,format=yuv420p")
+        }
         Dynamic::SdrWide => format!(
             "{scale},setsar=1,zscale=tin=bt709:pin=bt2020:min=bt2020nc:rin={range_in}:t=bt709:p=bt709:m=bt709:r=limited,\
              format=yuv420p"
@@ -83,14 +106,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_frames_that_are_not_bt709_have_their_matrix_converted() {
+        assert_eq!(matrix_to_convert(Space::BT709, 480), None);
+        assert_eq!(matrix_to_convert(Space::Unspecified, 1080), None);
+        assert_eq!(matrix_to_convert(Space::Unspecified, 576), Some("bt601"));
+        assert_eq!(matrix_to_convert(Space::SMPTE170M, 1080), Some("bt601"));
+    }
+
+    #[test]
     fn hdr_transfers_are_tone_mapped_and_sdr_is_not() {
         assert_eq!(dynamic_of(TransferCharacteristic::ARIB_STD_B67, Primaries::BT2020), Dynamic::Hlg);
         assert_eq!(dynamic_of(TransferCharacteristic::SMPTE2084, Primaries::BT2020), Dynamic::Pq);
         assert_eq!(dynamic_of(TransferCharacteristic::BT709, Primaries::BT2020), Dynamic::SdrWide);
-        assert_eq!(dynamic_of(TransferCharacteristic::Unspecified, Primaries::Unspecified), Dynamic::Sdr);
+        assert_eq!(
+            dynamic_of(TransferCharacteristic::Unspecified, Primaries::Unspecified),
+            Dynamic::Sdr(None)
+        );
         assert!(filters_for(Dynamic::Hlg, false, (1280, 720)).contains("tonemap"));
-        assert!(!filters_for(Dynamic::Sdr, false, (1280, 720)).contains("tonemap"));
-        assert!(filters_for(Dynamic::Sdr, false, (1280, 720)).ends_with("format=yuv420p"));
+        assert!(!filters_for(Dynamic::Sdr(None), false, (1280, 720)).contains("tonemap"));
+        assert!(!filters_for(Dynamic::Sdr(None), false, (1280, 720)).contains("color_matrix"));
+        assert!(filters_for(Dynamic::Sdr(Some("bt601")), false, (720, 480)).contains("in_color_matrix=bt601"));
+        assert!(filters_for(Dynamic::Sdr(None), false, (1280, 720)).ends_with("format=yuv420p"));
         assert!(filters_for(Dynamic::Pq, true, (1280, 720)).contains("rin=full"));
     }
 }
