@@ -16,7 +16,7 @@ use crate::error::{MediaError, Result};
 
 /// Limits checked from headers before anything is decoded, then again on decoded data.
 #[derive(Debug, Clone, serde::Deserialize, Serialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ProbeLimits {
     /// Longest accepted video. The product allows 10 minutes; each job carries its tier's limit,
     /// so this is not configured.

@@ -135,7 +135,9 @@ pub async fn media_status(
     Ok(Json(record.view(Some(upload_url(&class_id, &media_id)), max_chunk)))
 }
 
-/// `Content-Range: bytes START-END/TOTAL` (END inclusive).
+/// `Content-Range: bytes START-END/TOTAL` (END inclusive), with `START <= END < TOTAL`, so that
+/// the chunk's length `END - START + 1` cannot overflow: `bytes 0-18446744073709551615/100` would
+/// otherwise pass as a zero-length chunk.
 fn parse_content_range(headers: &HeaderMap) -> Result<(u64, u64, u64), AppError> {
     let bad = || AppError::client(ErrorCode::InvalidRequest, "Content-Range must be 'bytes START-END/TOTAL'");
     let raw = headers.get(header::CONTENT_RANGE).ok_or_else(bad)?.to_str().map_err(|_| bad())?;
@@ -145,8 +147,11 @@ fn parse_content_range(headers: &HeaderMap) -> Result<(u64, u64, u64), AppError>
     let start: u64 = start.parse().map_err(|_| bad())?;
     let end: u64 = end.parse().map_err(|_| bad())?;
     let total: u64 = total.parse().map_err(|_| bad())?;
-    if end < start {
-        return Err(bad());
+    if end < start || end >= total {
+        return Err(AppError::client(
+            ErrorCode::InvalidRequest,
+            "Content-Range must have START <= END < TOTAL",
+        ));
     }
     Ok((start, end, total))
 }

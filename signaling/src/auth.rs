@@ -14,6 +14,13 @@ use crate::config::{AuthConfig, JwtAlgorithm};
 pub struct Claims {
     pub sub: String,
     pub exp: u64,
+    /// Not before: checked when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    /// Issued at: checked when present (not in the future, and `exp - iat` within the maximum
+    /// lifetime).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +49,8 @@ pub enum KeyError {
 pub struct JwtVerifier {
     key: DecodingKey,
     validation: Validation,
+    max_lifetime_secs: u64,
+    leeway_secs: u64,
 }
 
 impl JwtVerifier {
@@ -61,13 +70,34 @@ impl JwtVerifier {
         let mut validation = Validation::new(algorithm);
         validation.leeway = auth.jwt_leeway_secs;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        Ok(JwtVerifier { key, validation })
+        validation.validate_nbf = true;
+        Ok(JwtVerifier {
+            key,
+            validation,
+            max_lifetime_secs: auth.jwt_max_lifetime_secs,
+            leeway_secs: auth.jwt_leeway_secs,
+        })
     }
 
     pub fn verify(&self, token: &str) -> Result<UserId, AuthError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|_| AuthError::Invalid)?;
+        self.check_lifetime(&data.claims, unix_now())?;
         UserId::new(data.claims.sub).map_err(|_| AuthError::BadSubject)
+    }
+
+    /// A stolen token must not work for years: `exp` may be at most the maximum lifetime after
+    /// `iat` (or after now, for a token without `iat`), and `iat` may not be in the future.
+    fn check_lifetime(&self, claims: &Claims, now: u64) -> Result<(), AuthError> {
+        let issued = claims.iat.unwrap_or(now);
+        if issued > now.saturating_add(self.leeway_secs) {
+            return Err(AuthError::Invalid);
+        }
+        let latest_exp = issued.saturating_add(self.max_lifetime_secs).saturating_add(self.leeway_secs);
+        if claims.exp > latest_exp {
+            return Err(AuthError::Invalid);
+        }
+        Ok(())
     }
 }
 
@@ -77,7 +107,8 @@ fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, KeyError> {
 
 /// Mints an HS256 user token, as the class backend does. Used by demo mode and tests.
 pub fn mint_hs256(secret: &str, user_id: &UserId, ttl_secs: u64) -> String {
-    let claims = Claims { sub: user_id.to_string(), exp: unix_now() + ttl_secs };
+    let now = unix_now();
+    let claims = Claims { sub: user_id.to_string(), exp: now + ttl_secs, nbf: None, iat: Some(now) };
     // Encoding with an HMAC key cannot fail: there is no key parsing and the claims always serialize.
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),

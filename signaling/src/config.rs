@@ -173,8 +173,10 @@ pub struct AuthConfig {
     /// PEM public key for EdDSA or RS256 user tokens; used instead of `jwt_secret` when set.
     pub jwt_public_key_file: Option<PathBuf>,
     pub jwt_algorithm: JwtAlgorithm,
-    /// Clock skew tolerated on `exp`, in seconds.
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
     pub jwt_leeway_secs: u64,
+    /// Longest accepted token lifetime (`exp - iat`, or `exp - now` without `iat`), in seconds.
+    pub jwt_max_lifetime_secs: u64,
 }
 
 impl Default for AuthConfig {
@@ -185,6 +187,7 @@ impl Default for AuthConfig {
             jwt_public_key_file: None,
             jwt_algorithm: JwtAlgorithm::HS256,
             jwt_leeway_secs: 30,
+            jwt_max_lifetime_secs: 24 * 3600,
         }
     }
 }
@@ -198,6 +201,7 @@ impl std::fmt::Debug for AuthConfig {
             .field("jwt_public_key_file", &self.jwt_public_key_file)
             .field("jwt_algorithm", &self.jwt_algorithm)
             .field("jwt_leeway_secs", &self.jwt_leeway_secs)
+            .field("jwt_max_lifetime_secs", &self.jwt_max_lifetime_secs)
             .finish()
     }
 }

@@ -163,10 +163,26 @@ impl Default for Metrics {
     }
 }
 
+/// The method as a label value: the standard ones, and `other` for anything a client invents, so
+/// that invented methods cannot add series without bound.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 /// Counts and times every request, and logs the cause of every 5xx.
 pub async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method()).to_owned();
     // Unmatched paths are one label value, so that scanners cannot grow the series without bound.
     let path = request
         .extensions()

@@ -69,9 +69,16 @@ fn faces_in_megamind_are_found_then_gone_in_every_output_frame() {
 fn preview_lists_boxes_per_timestamp() {
     let dir = tempdir();
     let clip = megamind_clip(dir.path(), 2.0);
-    let frames = detect_faces(&clip, &blur_config()).expect("detects");
-    // One entry per 5 frames of a 24 fps clip.
-    assert!((9..=11).contains(&frames.len()), "{} entries", frames.len());
+    let config = blur_config();
+    let frames = detect_faces(&clip, &config).expect("detects");
+    // One entry per `detect_interval` frames of a 2-second, 24 fps clip.
+    let interval = config.face_blur.as_ref().expect("blur").track.detect_interval as usize;
+    let expected = 48usize.div_ceil(interval);
+    assert!(
+        (expected - 1..=expected + 1).contains(&frames.len()),
+        "{} entries, {expected} expected",
+        frames.len()
+    );
     assert!(frames.windows(2).all(|w| w[0].time_s < w[1].time_s));
     assert!(frames.iter().any(|f| !f.boxes.is_empty()), "faces in the preview");
     for rect in frames.iter().flat_map(|f| &f.boxes) {

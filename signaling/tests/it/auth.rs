@@ -28,9 +28,13 @@ async fn user_tokens_are_checked(db: Db) {
     let path = "/v1/classes/c/capabilities";
 
     let valid = hs256(JWT_SECRET, json!({ "sub": "u", "exp": now() + 60 }));
-    let (status, _) =
-        status_json(server.request(Method::GET, path).bearer_auth(&valid).send().await.unwrap()).await;
-    assert_eq!(status, 200);
+    let valid_with_times =
+        hs256(JWT_SECRET, json!({ "sub": "u", "exp": now() + 3600, "iat": now() - 10, "nbf": now() - 10 }));
+    for token in [valid, valid_with_times] {
+        let (status, _) =
+            status_json(server.request(Method::GET, path).bearer_auth(&token).send().await.unwrap()).await;
+        assert_eq!(status, 200);
+    }
 
     let forged = hs256("another-secret-another-secret-0000", json!({ "sub": "u", "exp": now() + 60 }));
     let expired = hs256(JWT_SECRET, json!({ "sub": "u", "exp": now() - 3600 }));
@@ -42,7 +46,25 @@ async fn user_tokens_are_checked(db: Db) {
         base64_url(br#"{"alg":"none","typ":"JWT"}"#),
         base64_url(json!({ "sub": "u", "exp": now() + 60 }).to_string().as_bytes())
     );
-    for token in [forged, expired, no_exp, bad_sub, unsigned, "garbage".to_owned(), API_KEY.to_owned()] {
+    let not_yet = hs256(JWT_SECRET, json!({ "sub": "u", "exp": now() + 600, "nbf": now() + 300 }));
+    let issued_in_the_future =
+        hs256(JWT_SECRET, json!({ "sub": "u", "exp": now() + 7200, "iat": now() + 3600 }));
+    let for_ten_years = hs256(JWT_SECRET, json!({ "sub": "u", "exp": now() + 10 * 365 * 86400 }));
+    let issued_long_ago =
+        hs256(JWT_SECRET, json!({ "sub": "u", "exp": now() + 60, "iat": now() - 30 * 86400 }));
+    for token in [
+        forged,
+        expired,
+        no_exp,
+        bad_sub,
+        unsigned,
+        not_yet,
+        issued_in_the_future,
+        for_ten_years,
+        issued_long_ago,
+        "garbage".to_owned(),
+        API_KEY.to_owned(),
+    ] {
         let response = server.request(Method::GET, path).bearer_auth(&token).send().await.unwrap();
         expect_error(response, 401, "unauthorized").await;
     }

@@ -12,6 +12,7 @@ mod limits;
 mod media;
 mod media_support;
 mod ops;
+mod phone_media;
 mod privacy;
 mod uploads;
 mod visio;

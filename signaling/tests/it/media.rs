@@ -224,6 +224,13 @@ async fn a_phone_video_reports_progress_and_parents_download_it_with_confort_fam
         "no place: {text}"
     );
     assert!(!text.contains("rotate") && !text.contains("Display Matrix"), "no rotation tag left: {text}");
+
+    // The original kept for later reprocessing lost its location too, but not its rotation.
+    let original = server.data_dir().join("media").join("originals").join("c").join(&media_id);
+    let probe = ffprobe_json(&original);
+    let text = probe.to_string();
+    assert!(!text.contains("48.8584"), "no place in the stored original: {text}");
+    assert!(text.contains("Display Matrix"), "the original keeps its rotation: {text}");
 }
 
 async fn files_refused_after_probing_say_why_and_give_their_quota_back(db: Db) {

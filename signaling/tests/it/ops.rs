@@ -57,6 +57,23 @@ async fn metrics_pass_promtool_and_count_by_tier(db: Db) {
 }
 both_backends!(metrics_pass_promtool_and_count_by_tier);
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invented_methods_add_no_metric_series() {
+    let server = TestServer::start(Db::Sqlite).await;
+    for idx in 0..50 {
+        let method = Method::from_bytes(format!("INVENTED{idx}").as_bytes()).unwrap();
+        let response = server.request(method, "/v1/classes/c").send().await.unwrap();
+        assert!(response.status().is_client_error(), "{}", response.status());
+    }
+    let text = server.request(Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
+    assert!(!text.contains("INVENTED"), "no invented method as a label");
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("signaling_http_requests_total{") && l.contains("method=\"other\""))
+        .count();
+    assert!((1..=2).contains(&series), "one label value for every invented method: {series}");
+}
+
 #[tokio::test]
 async fn openapi_documents_every_route() {
     let server = TestServer::start(Db::Sqlite).await;

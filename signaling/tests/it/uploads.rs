@@ -198,5 +198,24 @@ async fn quota_duration_and_size_are_checked_before_storing(db: Db) {
     let no_range = server.user(Method::PUT, &url, "teacher").body(vec![1u8; 10]).send().await.unwrap();
     expect_error(no_range, 422, "invalid_request").await;
     expect_error(put_chunk(&server, &url, &[1u8; 10], 50, 100).await, 409, "upload_offset_mismatch").await;
+    // Ranges whose length overflows, or that end past the total, are refused and lose nothing:
+    // the real chunks after them are taken.
+    for range in [
+        "bytes 0-18446744073709551615/100",
+        "bytes 1-0/100",
+        "bytes 0-99/99",
+        "bytes 18446744073709551615-18446744073709551615/100",
+    ] {
+        let response = server
+            .user(Method::PUT, &url, "teacher")
+            .header("content-range", range)
+            .body(Vec::new())
+            .send()
+            .await
+            .unwrap();
+        expect_error(response, 422, "invalid_request").await;
+    }
+    let (status, body) = status_json(put_chunk(&server, &url, &[1u8; 100], 0, 100).await).await;
+    assert_eq!((status.as_u16(), body["received_bytes"].as_u64()), (200, Some(100)), "{body}");
 }
 both_backends!(quota_duration_and_size_are_checked_before_storing);
