@@ -17,7 +17,7 @@ use models::media::MediaKind;
 use serde::{Deserialize, Serialize};
 
 use crate::error::MediaError;
-use crate::queue::JobSpec;
+use crate::queue::{JobSpec, OutputStats};
 use crate::worker::{FacesFile, WorkerConfig};
 
 /// Exit status of a child that failed on a file; its last message says why.
@@ -57,12 +57,8 @@ impl ChildRequest {
 /// What a child produced besides its files.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChildResult {
-    pub width: u32,
-    pub height: u32,
-    pub duration_s: Option<f64>,
-    pub n_frames: u64,
-    pub n_face_detections: u64,
-    pub n_blurred_frames: u64,
+    #[serde(flatten)]
+    pub stats: OutputStats,
     /// Whether `poster.jpg` was written (videos only).
     pub has_poster: bool,
     /// Whether `original.clean` was written. When it was not (a video that cannot be remuxed
@@ -224,12 +220,14 @@ fn run(request: &ChildRequest) -> Result<ChildResult, MediaError> {
         .map_err(|err| MediaError::InvalidConfig(format!("cannot write faces.json: {err}")))?;
     write(FACES, &faces)?;
     Ok(ChildResult {
-        width: output_meta.width,
-        height: output_meta.height,
-        duration_s: processed_info.duration.map(|d| d.as_secs_f64()),
-        n_frames: output_meta.n_frames,
-        n_face_detections: output_meta.n_face_detections,
-        n_blurred_frames: output_meta.n_blurred_frames,
+        stats: OutputStats {
+            width: output_meta.width,
+            height: output_meta.height,
+            duration_s: processed_info.duration.map(|d| d.as_secs_f64()),
+            n_frames: output_meta.n_frames,
+            n_face_detections: output_meta.n_face_detections,
+            n_blurred_frames: output_meta.n_blurred_frames,
+        },
         has_poster: !output_meta.poster_jpeg.is_empty(),
         has_clean_original,
     })
@@ -259,12 +257,14 @@ mod tests {
     fn messages_are_one_line_each_and_junk_is_ignored() {
         let done = ChildMessage::Done {
             result: ChildResult {
-                width: 1280,
-                height: 720,
-                duration_s: Some(2.5),
-                n_frames: 75,
-                n_face_detections: 3,
-                n_blurred_frames: 40,
+                stats: OutputStats {
+                    width: 1280,
+                    height: 720,
+                    duration_s: Some(2.5),
+                    n_frames: 75,
+                    n_face_detections: 3,
+                    n_blurred_frames: 40,
+                },
                 has_poster: true,
                 has_clean_original: true,
             },

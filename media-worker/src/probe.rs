@@ -87,6 +87,21 @@ pub(crate) fn serialize_seconds<S: serde::Serializer>(
 }
 
 impl MediaInfo {
+    /// A photo: no duration, codecs or rotation (its orientation is applied when decoding).
+    fn photo(format: &str, width: u32, height: u32) -> MediaInfo {
+        MediaInfo {
+            kind: MediaKind::Photo,
+            format: format.to_owned(),
+            width,
+            height,
+            rotation: 0,
+            duration: None,
+            video_codec: None,
+            audio_codec: None,
+            frame_rate: None,
+        }
+    }
+
     /// Size as shown to the viewer, after rotation.
     pub fn display_size(&self) -> (u32, u32) {
         if self.rotation % 180 == 90 {
@@ -122,17 +137,7 @@ fn probe_heif(path: &Path, limits: &ProbeLimits) -> Result<MediaInfo> {
     let bytes = std::fs::read(path).map_err(|source| MediaError::Io { path: path.to_owned(), source })?;
     let (width, height) = crate::photo::heif::dimensions(&bytes)?;
     check_size(width, height, limits.max_side, limits.max_photo_pixels)?;
-    Ok(MediaInfo {
-        kind: MediaKind::Photo,
-        format: "heif".to_owned(),
-        width,
-        height,
-        rotation: 0,
-        duration: None,
-        video_codec: None,
-        audio_codec: None,
-        frame_rate: None,
-    })
+    Ok(MediaInfo::photo("heif", width, height))
 }
 
 /// Enough of a file's start to tell formats apart: two MPEG-TS packets of 188 bytes.
@@ -155,17 +160,7 @@ fn probe_photo(path: &Path, format: image::ImageFormat, limits: &ProbeLimits) ->
         .into_dimensions()
         .map_err(|err| MediaError::corrupt(format!("cannot read the {format:?} header: {err}")))?;
     check_size(width, height, limits.max_side, limits.max_photo_pixels)?;
-    Ok(MediaInfo {
-        kind: MediaKind::Photo,
-        format: format!("{format:?}").to_lowercase(),
-        width,
-        height,
-        rotation: 0,
-        duration: None,
-        video_codec: None,
-        audio_codec: None,
-        frame_rate: None,
-    })
+    Ok(MediaInfo::photo(&format!("{format:?}").to_lowercase(), width, height))
 }
 
 pub(crate) fn check_size(width: u32, height: u32, max_side: u32, max_pixels: u64) -> Result<()> {

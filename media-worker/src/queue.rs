@@ -113,16 +113,24 @@ pub struct JobFiles {
     pub faces: String,
 }
 
-/// What a finished job reports.
+/// What the pipeline made of a file: the published picture's size and what was blurred.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JobResult {
-    pub kind: MediaKind,
+pub struct OutputStats {
     pub width: u32,
     pub height: u32,
     pub duration_s: Option<f64>,
     pub n_frames: u64,
     pub n_face_detections: u64,
     pub n_blurred_frames: u64,
+}
+
+/// What a finished job reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobResult {
+    pub kind: MediaKind,
+    /// Flattened: stored rows keep the shape they had before the stats had a type.
+    #[serde(flatten)]
+    pub stats: OutputStats,
     pub files: JobFiles,
     /// Wall time of the pipeline.
     pub elapsed_s: f64,

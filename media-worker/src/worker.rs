@@ -315,17 +315,17 @@ impl Worker {
     fn record_done(&self, job: &ClaimedJob, result: &JobResult, output: &ChildResult, elapsed: Duration) {
         let metrics = &self.metrics;
         metrics.job_duration.with_label_values(&[job.kind.as_str()]).observe(elapsed.as_secs_f64());
-        metrics.frames.inc_by(output.n_frames);
-        metrics.faces_blurred.inc_by(output.n_face_detections);
-        if let Some(duration) = result.duration_s {
+        metrics.frames.inc_by(output.stats.n_frames);
+        metrics.faces_blurred.inc_by(output.stats.n_face_detections);
+        if let Some(duration) = result.stats.duration_s {
             if result.elapsed_s > 0.0 {
                 metrics.realtime_factor.observe(duration / result.elapsed_s);
             }
         }
         tracing::info!(
             elapsed_s = elapsed.as_secs_f64(),
-            frames = output.n_frames,
-            faces = output.n_face_detections,
+            frames = output.stats.n_frames,
+            faces = output.stats.n_face_detections,
             "job done"
         );
     }
@@ -442,12 +442,7 @@ impl Worker {
         store::upload(self.store.as_ref(), &scratch.path().join(child::FACES), &faces).await?;
         let result = JobResult {
             kind: job.kind,
-            width: output_meta.width,
-            height: output_meta.height,
-            duration_s: output_meta.duration_s,
-            n_frames: output_meta.n_frames,
-            n_face_detections: output_meta.n_face_detections,
-            n_blurred_frames: output_meta.n_blurred_frames,
+            stats: output_meta.stats.clone(),
             files: JobFiles { media: media_key, media_bytes, poster, thumbnail, faces },
             elapsed_s,
         };

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use media_worker::queue::{self, JobFiles, JobResult, JobSpec, JobState, Queue, Retry};
+use media_worker::queue::{self, JobFiles, JobResult, JobSpec, JobState, OutputStats, Queue, Retry};
 use models::media::MediaKind;
 use models::{ClassId, MediaId};
 
@@ -37,12 +37,14 @@ pub async fn enqueue(queue: &Queue, media: &str, spec: &JobSpec, max_attempts: u
 fn result() -> JobResult {
     JobResult {
         kind: MediaKind::Photo,
-        width: 10,
-        height: 10,
-        duration_s: None,
-        n_frames: 1,
-        n_face_detections: 0,
-        n_blurred_frames: 0,
+        stats: OutputStats {
+            width: 10,
+            height: 10,
+            duration_s: None,
+            n_frames: 1,
+            n_face_detections: 0,
+            n_blurred_frames: 0,
+        },
         files: JobFiles {
             media: "k".into(),
             media_bytes: 1,

@@ -53,7 +53,7 @@ async fn a_child_reads_its_scratch_directory_and_nothing_else() {
     let copied = scratch_with(dir.path(), &photo, false);
     let result =
         run(copied.clone(), MediaKind::Photo, JobLimits::default()).await.expect("the photo is processed");
-    assert_eq!((result.width, result.height, result.has_clean_original), (512, 512, true));
+    assert_eq!((result.stats.width, result.stats.height, result.has_clean_original), (512, 512, true));
     for name in ["photo.jpg", "thumb.jpg", "faces.json", "original.clean"] {
         assert!(copied.with_file_name(name).is_file(), "{name} written");
     }

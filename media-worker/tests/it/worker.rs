@@ -107,7 +107,7 @@ async fn bad_files_are_refused_with_their_codes_and_good_ones_published() {
             None => {
                 assert_eq!(status.state, JobState::Done, "{media}: {:?}", status.error_message);
                 let result = status.result.expect("a result");
-                assert!(result.n_face_detections >= 1, "the astronaut's face is found");
+                assert!(result.stats.n_face_detections >= 1, "the astronaut's face is found");
                 let prefix = queue::media_prefix(&status.class_id, &status.media_id);
                 let mut keys = store::list(store.as_ref(), &prefix).await.unwrap();
                 keys.sort();
@@ -122,7 +122,7 @@ async fn bad_files_are_refused_with_their_codes_and_good_ones_published() {
                 .unwrap();
                 assert_eq!(
                     faces["frames"][0]["boxes"].as_array().map(Vec::len),
-                    Some(result.n_face_detections as usize)
+                    Some(result.stats.n_face_detections as usize)
                 );
             }
         }

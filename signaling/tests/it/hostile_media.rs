@@ -12,33 +12,11 @@ use media_worker::queue::Queue;
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::media_support::{fast_worker, ffmpeg, media_status, test_media, upload, wait_processed};
+use crate::media_support::{
+    fast_worker, ffmpeg, media_status, test_media, test_video, upload, wait_processed,
+};
 use crate::support::{both_backends, Db, TestServer};
 use crate::visio::{join, next_of};
-
-/// A small H.264 video with audio, made by the ffmpeg CLI.
-fn small_video(dir: &Path, name: &str, size: &str, seconds: u32) -> PathBuf {
-    let path = dir.join(name);
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        &format!("testsrc2=s={size}:r=25:d={seconds}"),
-        "-f",
-        "lavfi",
-        "-i",
-        &format!("sine=f=440:d={seconds}"),
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-c:a",
-        "aac",
-        "-shortest",
-        path.to_str().unwrap(),
-    ]);
-    path
-}
 
 /// An MPEG-TS of H.264 whose first frames are 320x240 and whose last frame is 8192x8192: the
 /// header says 320x240.
@@ -158,7 +136,7 @@ async fn hostile_uploads_are_refused_while_the_server_and_its_calls_go_on(db: Db
 
     // Class B publishes a video: the target of the playlists below.
     let b_post = server.new_post("b").await;
-    let b_video = std::fs::read(small_video(dir.path(), "b.mp4", "320x240", 2)).unwrap();
+    let b_video = std::fs::read(test_video(dir.path(), "b.mp4", "320x240", 2)).unwrap();
     let b_media = upload(&server, "b", &b_post, "video", &b_video, false).await;
     let (_, done) = wait_processed(&server, "b", &b_media).await;
     assert_eq!(done["state"], "ready", "{done}");
@@ -265,7 +243,7 @@ async fn a_killed_job_is_retried_and_one_over_its_memory_limit_is_refused(db: Db
     let post = server.new_post("a").await;
 
     // A minute of video; its child is killed with SIGKILL once it has made progress.
-    let video = std::fs::read(small_video(dir.path(), "v.mp4", "640x480", 60)).unwrap();
+    let video = std::fs::read(test_video(dir.path(), "v.mp4", "640x480", 60)).unwrap();
     let video_id = upload(&server, "a", &post, "video", &video, false).await;
     let started = Instant::now();
     let victim = loop {

@@ -11,7 +11,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::media_support::{
-    fast_worker, fetch, ffmpeg, get_post, media_status, test_media, upload, wait_processed, with_query,
+    fast_worker, fetch, ffmpeg, get_post, media_status, test_media, test_video, upload, upload_and_publish,
+    wait_processed, with_query,
 };
 use crate::support::{both_backends, expect_error, free_port, status_json, Db, TestServer};
 
@@ -148,26 +149,8 @@ async fn a_phone_video_reports_progress_and_parents_download_it_with_confort_fam
     let post_id = server.new_post("c").await;
     // A phone video: held upright (rotation tag), with the place it was filmed.
     let dir = tempfile::tempdir().unwrap();
-    let encoded = dir.path().join("encoded.mp4");
+    let encoded = test_video(dir.path(), "encoded.mp4", "1280x720", 15);
     let input = dir.path().join("phone.mp4");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=s=1280x720:r=30:d=15",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=d=15",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-c:a",
-        "aac",
-        "-shortest",
-        encoded.to_str().unwrap(),
-    ]);
     // FFmpeg 5.1's CLI turns `rotate` into a display matrix only when copying streams.
     ffmpeg(&[
         "-i",
@@ -420,13 +403,7 @@ async fn uploads_jobs_and_links_work_on_an_s3_compatible_store() {
     server.class_with_people("c", "standard", true).await;
     let post_id = server.new_post("c").await;
     let photo = std::fs::read(test_media("astronaut.png")).unwrap();
-    let media_id = upload(&server, "c", &post_id, "photo", &photo, true).await;
-    let (_, done) = wait_processed(&server, "c", &media_id).await;
-    assert_eq!(done["state"], "ready", "{done}");
-    let publish =
-        server.call(Method::POST, &format!("/v1/classes/c/posts/{post_id}/publish"), "teacher").await;
-    assert_eq!(publish.status(), 200);
-    let (_, post) = status_json(get_post(&server, "c", &post_id, "parent").await).await;
+    let (media_id, post) = upload_and_publish(&server, "c", &post_id, "photo", &photo, "parent").await;
     let download = fetch(&server, post["media"][0]["links"]["download"].as_str().unwrap()).await;
     assert_eq!(download.status(), 200);
     assert_eq!(&download.bytes().await.unwrap()[..2], &[0xFF, 0xD8]);

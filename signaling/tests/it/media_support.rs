@@ -1,7 +1,7 @@
 //! Helpers of the media tests: test media, the `ffmpeg` CLI, uploads through the API and waiting
 //! for the worker.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -132,4 +132,50 @@ pub fn heif_enc(input: &std::path::Path, output: &std::path::Path) {
         .output()
         .expect("heif-enc is installed (libheif-examples, scripts/install-deps.sh)");
     assert!(result.status.success(), "heif-enc failed: {}", String::from_utf8_lossy(&result.stderr));
+}
+
+/// A phone-like H.264 + AAC video of `size` ("WxH") made by the ffmpeg CLI.
+pub fn test_video(dir: &Path, name: &str, size: &str, seconds: u32) -> PathBuf {
+    let path = dir.join(name);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("testsrc2=s={size}:r=25:d={seconds}"),
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("sine=f=440:d={seconds}"),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "aac",
+        "-shortest",
+        path.to_str().unwrap(),
+    ]);
+    path
+}
+
+/// Uploads a file, waits until it is ready, publishes the post, and returns the medium's id and
+/// the post as `viewer` sees it.
+pub async fn upload_and_publish(
+    server: &TestServer,
+    class_id: &str,
+    post_id: &str,
+    kind: &str,
+    bytes: &[u8],
+    viewer: &str,
+) -> (String, Value) {
+    let media_id = upload(server, class_id, post_id, kind, bytes, true).await;
+    let (_, done) = wait_processed(server, class_id, &media_id).await;
+    assert_eq!(done["state"], "ready", "{done}");
+    let publish = server
+        .call(Method::POST, &format!("/v1/classes/{class_id}/posts/{post_id}/publish"), "teacher")
+        .await;
+    assert_eq!(publish.status(), 200);
+    let (status, post) = status_json(get_post(server, class_id, post_id, viewer).await).await;
+    assert_eq!(status, 200, "{post}");
+    (media_id, post)
 }

@@ -1,10 +1,8 @@
 //! What iPhones make, through the server: a HEIC photo is accepted, published as a JPEG without
 //! metadata, and its stored original becomes a clean JPEG too.
 
-use reqwest::Method;
-
-use crate::media_support::{fast_worker, fetch, get_post, heif_enc, test_media, upload, wait_processed};
-use crate::support::{status_json, Db, TestServer};
+use crate::media_support::{fast_worker, fetch, heif_enc, test_media, upload_and_publish};
+use crate::support::{Db, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_heic_photo_is_published_as_a_jpeg_and_its_original_kept_clean() {
@@ -17,13 +15,7 @@ async fn a_heic_photo_is_published_as_a_jpeg_and_its_original_kept_clean() {
     assert_eq!(&bytes[4..12], b"ftypheic", "an HEIC file as iPhones write it");
 
     let post_id = server.new_post("c").await;
-    let media_id = upload(&server, "c", &post_id, "photo", &bytes, true).await;
-    let (_, done) = wait_processed(&server, "c", &media_id).await;
-    assert_eq!(done["state"], "ready", "{done}");
-    let publish =
-        server.call(Method::POST, &format!("/v1/classes/c/posts/{post_id}/publish"), "teacher").await;
-    assert_eq!(publish.status(), 200);
-    let (_, post) = status_json(get_post(&server, "c", &post_id, "parent").await).await;
+    let (media_id, post) = upload_and_publish(&server, "c", &post_id, "photo", &bytes, "parent").await;
     let link = post["media"][0]["links"]["view"].as_str().expect("a view link").to_owned();
     let response = fetch(&server, &link).await;
     assert_eq!(response.status(), 200);
