@@ -27,6 +27,9 @@ pub enum ErrorCode {
     SessionLocked,
     /// A moderator muted this participant, who may unmute only once asked to.
     MutedByModerator,
+    /// A moderator removed this user from the session: they cannot join it again, whatever
+    /// connection or tab they come back from.
+    RemovedFromSession,
     /// The post already has the tier's number of photos.
     TooManyPhotos,
     /// The post already has the tier's number of videos.
@@ -76,6 +79,7 @@ impl ErrorCode {
             ErrorCode::RoomFull => "room_full",
             ErrorCode::SessionLocked => "session_locked",
             ErrorCode::MutedByModerator => "muted_by_moderator",
+            ErrorCode::RemovedFromSession => "removed_from_session",
             ErrorCode::TooManyPhotos => "too_many_photos",
             ErrorCode::TooManyVideos => "too_many_videos",
             ErrorCode::StorageQuotaExceeded => "storage_quota_exceeded",
@@ -104,7 +108,8 @@ impl ErrorCode {
             | ErrorCode::ForbiddenRole
             | ErrorCode::TierForbidsVisio
             | ErrorCode::SessionLocked
-            | ErrorCode::MutedByModerator => 403,
+            | ErrorCode::MutedByModerator
+            | ErrorCode::RemovedFromSession => 403,
             ErrorCode::MalformedRequest => 400,
             ErrorCode::NotFound => 404,
             ErrorCode::MemberLimitReached
@@ -156,6 +161,7 @@ mod tests {
             ErrorCode::RoomFull,
             ErrorCode::SessionLocked,
             ErrorCode::MutedByModerator,
+            ErrorCode::RemovedFromSession,
             ErrorCode::TooManyPhotos,
             ErrorCode::TooManyVideos,
             ErrorCode::StorageQuotaExceeded,

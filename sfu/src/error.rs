@@ -14,6 +14,8 @@ pub enum SfuError {
     ForbiddenRole,
     #[error("a moderator muted you: wait until you are asked to unmute")]
     MutedByModerator,
+    #[error("a moderator removed you from this session")]
+    RemovedFromSession,
     #[error("invalid SDP: {0}")]
     InvalidSdp(String),
     #[error("invalid track declaration: {0}")]
@@ -40,6 +42,7 @@ impl SfuError {
             SfuError::RoomFull { .. } => ErrorCode::RoomFull,
             SfuError::SessionLocked => ErrorCode::SessionLocked,
             SfuError::MutedByModerator => ErrorCode::MutedByModerator,
+            SfuError::RemovedFromSession => ErrorCode::RemovedFromSession,
             SfuError::ForbiddenRole => ErrorCode::ForbiddenRole,
             SfuError::InvalidSdp(_) | SfuError::InvalidTrack(_) | SfuError::NoPendingOffer => {
                 ErrorCode::InvalidRequest

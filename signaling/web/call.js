@@ -15,6 +15,7 @@
     unauthorized: "Votre lien de connexion n'est pas valide ou a expiré. Rouvrez la visio depuis l'application de la classe.",
     session_locked: "L'enseignant a verrouillé la session : personne ne peut la rejoindre pour le moment.",
     muted_by_moderator: "L'enseignant a coupé votre micro. Vous pourrez le réactiver quand il vous le demandera.",
+    removed_from_session: "L'enseignant vous a retiré de cette session : vous ne pouvez pas la rejoindre à nouveau.",
     invalid_request: "Le serveur a refusé une demande invalide. Rechargez la page si le problème continue.",
     unavailable: "Le service est momentanément indisponible. Réessayez dans un instant.",
     forbidden_role: "Votre rôle dans la classe ne permet pas cette action.",

@@ -148,12 +148,32 @@ enum State {
     Closed(CloseReason),
 }
 
+/// What moderators hold against a user for the rest of the session. Kept by user, not by
+/// connection: a pupil who reloads the page, opens another tab or reconnects comes back muted,
+/// camera off or not at all, as the moderator left them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Holds {
+    audio: bool,
+    video: bool,
+    removed: bool,
+}
+
+impl Holds {
+    fn kind_mut(&mut self, kind: MediaKind) -> &mut bool {
+        match kind {
+            MediaKind::Audio => &mut self.audio,
+            MediaKind::Video => &mut self.video,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Session {
     config: SessionConfig,
     state: State,
     /// In order of arrival, which is the order waiting parents are admitted in.
     members: Vec<Member>,
+    holds: std::collections::HashMap<UserId, Holds>,
     locked: bool,
     /// Warnings still to send, largest first.
     pending_warnings: Vec<Duration>,
@@ -168,6 +188,7 @@ impl Session {
             config,
             state: State::Idle,
             members: Vec::new(),
+            holds: std::collections::HashMap::new(),
             locked: false,
             pending_warnings: Vec::new(),
             empty_since: None,
@@ -336,6 +357,10 @@ impl Session {
             return Err(SfuError::InvalidTrack("participant id already in the room".into()));
         }
         let is_moderator = params.role.administers();
+        let holds = self.holds.get(&params.user_id).copied().unwrap_or_default();
+        if holds.removed {
+            return Err(SfuError::RemovedFromSession);
+        }
         if self.locked && !is_moderator {
             return Err(SfuError::SessionLocked);
         }
@@ -370,9 +395,11 @@ impl Session {
             display_name: params.display_name,
             role: params.role,
             status: MemberStatus::Waiting,
-            audio: MuteState::default(),
-            video: MuteState::default(),
+            // What a moderator held off stays off on the new connection.
+            audio: MuteState { muted: holds.audio, held_by_moderator: holds.audio },
+            video: MuteState { muted: holds.video, held_by_moderator: holds.video },
         };
+        let joined_id = participant_id.clone();
         match self.state {
             State::Idle if starts_session => {
                 // The moderator goes first so that the waiting parents fill the remaining places.
@@ -389,6 +416,17 @@ impl Session {
                 self.empty_since = None;
             }
             State::Closed(_) => unreachable!("checked by is_alive above"),
+        }
+        // Everyone, the returning user's page included, learns that the hold is still on.
+        for (kind, held) in [(MediaKind::Audio, holds.audio), (MediaKind::Video, holds.video)] {
+            if held {
+                self.outputs.push_back(SessionEvent::MuteChanged {
+                    participant_id: joined_id.clone(),
+                    kind,
+                    muted: true,
+                    by_moderator: true,
+                });
+            }
         }
         Ok(())
     }
@@ -491,10 +529,15 @@ impl Session {
             Command::RequestUnmute { target, kind } => {
                 let member = self.member_mut(&target)?;
                 member.mute_state_mut(kind).held_by_moderator = false;
+                let user_id = member.user_id.clone();
+                if let Some(holds) = self.holds.get_mut(&user_id) {
+                    *holds.kind_mut(kind) = false;
+                }
                 self.outputs.push_back(SessionEvent::UnmuteRequested { participant_id: target, kind });
             }
             Command::Remove { target } => {
-                self.require_member(&target)?;
+                let user_id = self.member(&target).ok_or(SfuError::ParticipantNotFound)?.user_id.clone();
+                self.holds.entry(user_id).or_default().removed = true;
                 self.remove(now, &target, LeaveReason::RemovedByModerator);
             }
             Command::Lock { locked } => {
@@ -539,6 +582,7 @@ impl Session {
         let Some(member) = self.members.iter_mut().find(|m| &m.participant_id == target) else {
             return;
         };
+        *self.holds.entry(member.user_id.clone()).or_default().kind_mut(kind) = true;
         let state = member.mute_state_mut(kind);
         state.held_by_moderator = true;
         let changed = !state.muted;

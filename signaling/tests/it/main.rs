@@ -11,6 +11,7 @@ mod hostile_media;
 mod limits;
 mod media;
 mod media_support;
+mod moderation;
 mod ops;
 mod phone_media;
 mod privacy;

@@ -33,7 +33,7 @@ async fn connect(server: &TestServer, class_id: &str) -> Socket {
     tokio_tungstenite::connect_async(url).await.expect("websocket connects").0
 }
 
-async fn send(socket: &mut Socket, message: Value) {
+pub(crate) async fn send(socket: &mut Socket, message: Value) {
     socket.send(Message::Text(message.to_string().into())).await.expect("send");
 }
 

@@ -375,3 +375,78 @@ fn screen_share_is_for_moderators() {
     assert_eq!(session.may_publish(&pid("parent"), TrackSource::Camera), Ok(()));
     assert_eq!(session.may_publish(&pid("teacher"), TrackSource::ScreenShare), Ok(()));
 }
+
+fn join_as(session: &mut Session, now: Instant, id: &str, user: &str, role: Role) -> Result<(), SfuError> {
+    session.handle_input(SessionInput::Join { now, participant_id: pid(id), params: params(user, role) })
+}
+
+fn leave(session: &mut Session, now: Instant, id: &str) {
+    session
+        .handle_input(SessionInput::Leave { now, participant_id: pid(id), reason: LeaveReason::Left })
+        .unwrap();
+}
+
+#[test]
+fn moderator_holds_follow_the_user_across_reconnections() {
+    let t0 = Instant::now();
+    let mut session = standard_session(t0);
+    join_as(&mut session, t0, "pupil-tab1", "pupil", Role::Parent).unwrap();
+    command(&mut session, t0, "teacher", Command::Mute { target: pid("pupil-tab1") }).unwrap();
+    command(&mut session, t0, "teacher", Command::DisableCamera { target: pid("pupil-tab1") }).unwrap();
+    drain(&mut session);
+
+    // The pupil reconnects: the new connection starts muted, camera off, both held.
+    leave(&mut session, t0, "pupil-tab1");
+    join_as(&mut session, t0, "pupil-tab2", "pupil", Role::Parent).unwrap();
+    let member = session.member(&pid("pupil-tab2")).unwrap();
+    let held = MuteState { muted: true, held_by_moderator: true };
+    assert_eq!((member.audio, member.video), (held, held));
+    let events = drain(&mut session);
+    for kind in [MediaKind::Audio, MediaKind::Video] {
+        let told = SessionEvent::MuteChanged {
+            participant_id: pid("pupil-tab2"),
+            kind,
+            muted: true,
+            by_moderator: true,
+        };
+        assert!(events.contains(&told), "{kind:?}: {events:?}");
+    }
+    let unmute = Command::SetMuted { kind: MediaKind::Audio, muted: false };
+    assert!(matches!(
+        command(&mut session, t0, "pupil-tab2", unmute.clone()),
+        Err(SfuError::MutedByModerator)
+    ));
+
+    // A second tab replacing the first keeps the holds too.
+    join_as(&mut session, t0, "pupil-tab3", "pupil", Role::Parent).unwrap();
+    assert!(session.member(&pid("pupil-tab3")).unwrap().audio.held_by_moderator);
+
+    // Once asked to unmute, the pupil may, and a later connection is no longer held.
+    let request = Command::RequestUnmute { target: pid("pupil-tab3"), kind: MediaKind::Audio };
+    command(&mut session, t0, "teacher", request).unwrap();
+    command(&mut session, t0, "pupil-tab3", unmute).unwrap();
+    leave(&mut session, t0, "pupil-tab3");
+    join_as(&mut session, t0, "pupil-tab4", "pupil", Role::Parent).unwrap();
+    let member = session.member(&pid("pupil-tab4")).unwrap();
+    assert_eq!(member.audio, MuteState::default(), "audio released");
+    assert!(member.video.held_by_moderator, "the camera is still held");
+}
+
+#[test]
+fn a_removed_user_cannot_come_back_to_the_session() {
+    let t0 = Instant::now();
+    let mut session = standard_session(t0);
+    join_as(&mut session, t0, "pupil-tab1", "pupil", Role::Parent).unwrap();
+    join(&mut session, t0, "parent", Role::Parent).unwrap();
+    command(&mut session, t0, "teacher", Command::Remove { target: pid("pupil-tab1") }).unwrap();
+    assert!(matches!(
+        join_as(&mut session, t0 + MINUTE, "pupil-tab2", "pupil", Role::Parent),
+        Err(SfuError::RemovedFromSession)
+    ));
+    assert_eq!(SfuError::RemovedFromSession.code(), models::ErrorCode::RemovedFromSession);
+    // Others are not affected, and a new session starts with a clean slate.
+    leave(&mut session, t0, "parent");
+    join(&mut session, t0, "parent", Role::Parent).unwrap();
+    let mut next = standard_session(t0 + 60 * MINUTE);
+    join_as(&mut next, t0 + 60 * MINUTE, "pupil-tab3", "pupil", Role::Parent).unwrap();
+}
