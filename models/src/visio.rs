@@ -179,6 +179,12 @@ pub enum ServerMessage {
     LockChanged {
         locked: bool,
     },
+    /// The class backend changed a participant's role; for one's own, moderation controls appear
+    /// or go, and the server enforces the new rights at once.
+    RoleChanged {
+        participant_id: String,
+        role: Role,
+    },
     /// The session ends in `remaining_seconds` (sent 5 minutes and 1 minute before the end).
     TimeWarning {
         remaining_seconds: u64,

@@ -43,6 +43,8 @@ pub enum CloseReason {
     Empty,
     /// The server is shutting down.
     ServerShutdown,
+    /// The class backend deleted the class (or the retention purge did).
+    ClassDeleted,
 }
 
 /// Why one participant left a room.
@@ -154,6 +156,11 @@ pub enum ParticipantEvent {
     },
     LockChanged {
         locked: bool,
+    },
+    /// The class backend changed a participant's role: moderation rights follow at once.
+    RoleChanged {
+        participant_id: ParticipantId,
+        role: models::Role,
     },
     /// The session ends in `remaining`.
     TimeWarning {

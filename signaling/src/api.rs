@@ -170,9 +170,14 @@ pub async fn put_member(
     validate_display_name(&member.display_name)
         .map_err(|err| AppError::client(ErrorCode::InvalidRequest, err.to_string()))?;
     let (written, view) = state.directory.upsert_member(&class_id, &user_id, &member).await?;
-    if !view.approved {
+    let room_id = sfu::RoomId::from(&class_id);
+    if view.approved {
+        // A teacher demoted to parent loses moderation in a running call at once, and a parent
+        // promoted gains it.
+        state.sfu.member_role_changed(&room_id, user_id.clone(), member.role).await;
+    } else {
         // No longer approved: out of any call of the class at once, like a removed member.
-        state.sfu.member_removed(&sfu::RoomId::from(&class_id), user_id.clone()).await;
+        state.sfu.member_removed(&room_id, user_id.clone()).await;
     }
     Ok((written_status(written), Json(view)))
 }

@@ -25,6 +25,7 @@ fn close_reason(reason: CloseReason) -> &'static str {
         CloseReason::EndedByModerator => "ended_by_moderator",
         CloseReason::Empty => "empty",
         CloseReason::ServerShutdown => "server_shutdown",
+        CloseReason::ClassDeleted => "class_deleted",
     }
 }
 

@@ -48,6 +48,8 @@ impl Default for RetentionConfig {
 /// Deletes a class and everything in it: its files first (if the store fails, the rows that name
 /// them are still there for a retry), then its rows, then its media jobs.
 pub async fn erase_class(state: &AppState, class_id: &ClassId) -> Result<(), AppError> {
+    // Its call ends first, for everyone, with `removed_from_class`.
+    state.sfu.close_room(&sfu::RoomId::from(class_id), sfu::CloseReason::ClassDeleted).await;
     let media_ids = state.uploads.class_media_ids(class_id).await?;
     state.storage.delete_class_files(class_id, &media_ids).await?;
     state.directory.delete_class(class_id).await?;

@@ -279,6 +279,7 @@ fn left_reason(reason: LeaveReason) -> LeftReason {
         LeaveReason::SessionClosed(CloseReason::EndedByModerator) => LeftReason::SessionEndedByModerator,
         LeaveReason::SessionClosed(CloseReason::Empty) => LeftReason::SessionEmpty,
         LeaveReason::SessionClosed(CloseReason::ServerShutdown) => LeftReason::ServerShutdown,
+        LeaveReason::SessionClosed(CloseReason::ClassDeleted) => LeftReason::RemovedFromClass,
     }
 }
 
@@ -315,6 +316,9 @@ fn server_message(event: ParticipantEvent) -> ServerMessage {
             ServerMessage::UnmuteRequested { kind: kind(media) }
         }
         ParticipantEvent::LockChanged { locked } => ServerMessage::LockChanged { locked },
+        ParticipantEvent::RoleChanged { participant_id, role } => {
+            ServerMessage::RoleChanged { participant_id: participant_id.to_string(), role }
+        }
         ParticipantEvent::TimeWarning { remaining } => {
             ServerMessage::TimeWarning { remaining_seconds: remaining.as_secs() }
         }

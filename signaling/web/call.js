@@ -533,6 +533,8 @@
         call.locked = !!msg.locked;
         refreshLock();
         return;
+      case 'role_changed':
+        return onRoleChanged(msg);
       case 'time_warning':
         startCountdown(msg.remaining_seconds);
         showAlert(`La session se termine dans ${formatMinutes(msg.remaining_seconds)}.`, 'time_warning');
@@ -607,6 +609,22 @@
     setStatus(others === 0
       ? 'Vous êtes dans la visio. Personne d\'autre pour le moment.'
       : `Vous êtes dans la visio avec ${others} autre${others > 1 ? 's' : ''} participant${others > 1 ? 's' : ''}.`);
+  }
+
+  function onRoleChanged(msg) {
+    const p = call.participants[msg.participant_id];
+    if (p) p.role = msg.role;
+    if (msg.participant_id === call.participantId) {
+      const wasModerator = isModerator();
+      call.role = msg.role;
+      ui.modControls.hidden = !isModerator();
+      if (wasModerator !== isModerator()) {
+        showAlert(isModerator()
+          ? 'La classe vous a donné le rôle d\'enseignant : vous pouvez maintenant animer la visio.'
+          : 'La classe a changé votre rôle : vous ne pouvez plus animer la visio.', 'role_changed');
+      }
+    }
+    refreshAllTiles();
   }
 
   function onMuteChanged(msg) {

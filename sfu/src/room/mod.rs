@@ -329,6 +329,11 @@ impl Room {
         self.process(now);
     }
 
+    pub fn role_changed(&mut self, now: Instant, user_id: models::UserId, role: models::Role) {
+        let _ = self.session.handle_input(SessionInput::RoleChanged { now, user_id, role });
+        self.process(now);
+    }
+
     pub fn member_removed(&mut self, now: Instant, user_id: models::UserId) {
         let _ = self.session.handle_input(SessionInput::MemberRemoved { now, user_id });
         self.process(now);
@@ -959,6 +964,9 @@ impl Room {
             }
             SessionEvent::LockChanged { locked } => {
                 self.broadcast_active(ParticipantEvent::LockChanged { locked }, None);
+            }
+            SessionEvent::RoleChanged { participant_id, role } => {
+                self.broadcast_active(ParticipantEvent::RoleChanged { participant_id, role }, None);
             }
             SessionEvent::Closed { reason } => {
                 let duration = self.session_duration(now);

@@ -47,6 +47,12 @@ pub enum SessionInput {
         now: Instant,
         user_id: UserId,
     },
+    /// The class backend changed this user's role in the class.
+    RoleChanged {
+        now: Instant,
+        user_id: UserId,
+        role: Role,
+    },
     Close {
         now: Instant,
         reason: CloseReason,
@@ -83,6 +89,10 @@ pub enum SessionEvent {
     },
     LockChanged {
         locked: bool,
+    },
+    RoleChanged {
+        participant_id: ParticipantId,
+        role: Role,
     },
     /// Emitted once, after the `Removed` of every member.
     Closed {
@@ -267,6 +277,17 @@ impl Session {
             SessionInput::Command { now, from, command } => {
                 self.advance(now);
                 self.command(now, &from, command)
+            }
+            SessionInput::RoleChanged { now, user_id, role } => {
+                self.advance(now);
+                for member in self.members.iter_mut().filter(|m| m.user_id == user_id && m.role != role) {
+                    member.role = role;
+                    self.outputs.push_back(SessionEvent::RoleChanged {
+                        participant_id: member.participant_id.clone(),
+                        role,
+                    });
+                }
+                Ok(())
             }
             SessionInput::MemberRemoved { now, user_id } => {
                 self.advance(now);

@@ -233,6 +233,16 @@ impl SfuHandle {
         self.room_send(room_id, RoomMsg::MemberRemoved { user_id }).await;
     }
 
+    /// The class backend changed `user_id`'s role: their rights in the call change at once.
+    pub async fn member_role_changed(&self, room_id: &RoomId, user_id: models::UserId, role: models::Role) {
+        self.room_send(room_id, RoomMsg::RoleChanged { user_id, role }).await;
+    }
+
+    /// Ends the room's session for everyone, e.g. because its class was deleted.
+    pub async fn close_room(&self, room_id: &RoomId, reason: CloseReason) {
+        self.room_send(room_id, RoomMsg::Close { reason }).await;
+    }
+
     /// Closes every room, then stops the sockets.
     pub async fn shutdown(&self) {
         let rooms: Vec<mpsc::Sender<RoomMsg>> =

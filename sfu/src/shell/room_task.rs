@@ -78,6 +78,10 @@ pub enum RoomMsg {
     MemberRemoved {
         user_id: models::UserId,
     },
+    RoleChanged {
+        user_id: models::UserId,
+        role: models::Role,
+    },
     Close {
         reason: CloseReason,
     },
@@ -232,6 +236,7 @@ fn handle_command(
         }
         RoomMsg::Leave { participant_id } => room.leave(now, &participant_id, LeaveReason::Left),
         RoomMsg::MemberRemoved { user_id } => room.member_removed(now, user_id),
+        RoomMsg::RoleChanged { user_id, role } => room.role_changed(now, user_id, role),
         RoomMsg::Close { reason } => room.close(now, reason),
     }
 }

@@ -450,3 +450,33 @@ fn a_removed_user_cannot_come_back_to_the_session() {
     let mut next = standard_session(t0 + 60 * MINUTE);
     join_as(&mut next, t0 + 60 * MINUTE, "pupil-tab3", "pupil", Role::Parent).unwrap();
 }
+
+#[test]
+fn a_demoted_teacher_loses_moderation_at_once() {
+    let t0 = Instant::now();
+    let mut session = standard_session(t0);
+    join(&mut session, t0, "parent", Role::Parent).unwrap();
+    drain(&mut session);
+    let input =
+        SessionInput::RoleChanged { now: t0, user_id: UserId::new("teacher").unwrap(), role: Role::Parent };
+    session.handle_input(input).unwrap();
+    assert_eq!(
+        drain(&mut session),
+        vec![SessionEvent::RoleChanged { participant_id: pid("teacher"), role: Role::Parent }]
+    );
+    assert!(matches!(
+        command(&mut session, t0, "teacher", Command::Mute { target: pid("parent") }),
+        Err(SfuError::ForbiddenRole)
+    ));
+    assert!(matches!(
+        command(&mut session, t0, "teacher", Command::EndSession),
+        Err(SfuError::ForbiddenRole)
+    ));
+    // Promoted, a parent moderates; the same role again changes nothing.
+    let promote =
+        SessionInput::RoleChanged { now: t0, user_id: UserId::new("parent").unwrap(), role: Role::Teacher };
+    session.handle_input(promote.clone()).unwrap();
+    session.handle_input(promote).unwrap();
+    assert_eq!(drain(&mut session).len(), 1);
+    command(&mut session, t0, "parent", Command::Mute { target: pid("teacher") }).unwrap();
+}
