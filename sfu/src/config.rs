@@ -13,6 +13,30 @@ pub struct SfuConfig {
     /// this is the public address, not the bound one.
     pub advertised_ip: IpAddr,
     pub room: RoomConfig,
+    pub tcp_limits: TcpLimits,
+}
+
+/// What an ICE-TCP connection may hold: a connection that says nothing, or stops talking, is
+/// closed, and past a number of connections new ones are closed at once.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpLimits {
+    /// Open ICE-TCP connections at most.
+    pub max_connections: usize,
+    /// Time for a new connection's first frame (a STUN request naming one of our participants).
+    pub first_frame_timeout: Duration,
+    /// Time without a frame after which a connection is closed. Browsers send ICE consent
+    /// checks every few seconds on a live connection.
+    pub idle_timeout: Duration,
+}
+
+impl Default for TcpLimits {
+    fn default() -> Self {
+        TcpLimits {
+            max_connections: 4096,
+            first_frame_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 impl Default for SfuConfig {
@@ -22,6 +46,7 @@ impl Default for SfuConfig {
             tcp_bind: Some(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 3478)),
             advertised_ip: Ipv4Addr::LOCALHOST.into(),
             room: RoomConfig::default(),
+            tcp_limits: TcpLimits::default(),
         }
     }
 }
@@ -34,6 +59,7 @@ impl SfuConfig {
             tcp_bind: Some(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0)),
             advertised_ip: Ipv4Addr::LOCALHOST.into(),
             room: RoomConfig::default(),
+            tcp_limits: TcpLimits::default(),
         }
     }
 }

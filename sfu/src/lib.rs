@@ -28,7 +28,7 @@ pub mod proto;
 pub mod room;
 mod shell;
 
-pub use config::{RoomConfig, SfuConfig};
+pub use config::{RoomConfig, SfuConfig, TcpLimits};
 pub use error::SfuError;
 pub use proto::*;
 pub use shell::{JoinRequest, Joined, Sfu, SfuHandle};

@@ -149,6 +149,7 @@ impl AppState {
             tcp_bind: config.sfu.tcp_addr,
             advertised_ip: config.sfu.advertised_ip,
             room: sfu::RoomConfig { last_n: config.sfu.last_n, ..sfu::RoomConfig::default() },
+            tcp_limits: sfu::TcpLimits::default(),
         })
         .await
         .context("cannot start the SFU")?;

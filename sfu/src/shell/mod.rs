@@ -109,7 +109,12 @@ impl Sfu {
                 .build()
                 .map_err(|err| SfuError::Io(format!("tcp candidate: {err}")))?;
             local_candidates.push(candidate);
-            io_tasks.push(tokio::spawn(net::tcp_acceptor(listener, advertised, router.clone())));
+            io_tasks.push(tokio::spawn(net::tcp_acceptor(
+                listener,
+                advertised,
+                router.clone(),
+                config.tcp_limits,
+            )));
             tcp_addr = Some(advertised);
         }
         info!(%udp_addr, ?tcp_addr, "sfu started");

@@ -3,16 +3,17 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use str0m::net::Protocol;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tracing::debug;
 
 use super::room_task::NetMsg;
 use super::router::{server_ufrag, Router};
+use crate::config::TcpLimits;
 
 /// Larger than any datagram a WebRTC peer sends (they keep under ~1200 bytes for the path MTU).
 const RECV_BUF_LEN: usize = 2048;
@@ -64,30 +65,63 @@ pub async fn udp_reader(socket: Arc<UdpSocket>, advertised: SocketAddr, router: 
     }
 }
 
-/// Accepts ICE-TCP connections (passive candidates only: browsers connect to us).
-pub async fn tcp_acceptor(listener: TcpListener, advertised: SocketAddr, router: Arc<Router>) {
+/// Accepts ICE-TCP connections (passive candidates only: browsers connect to us), at most
+/// `limits.max_connections` at once: past that a new connection is closed as soon as accepted.
+pub async fn tcp_acceptor(
+    listener: TcpListener,
+    advertised: SocketAddr,
+    router: Arc<Router>,
+    limits: TcpLimits,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    debug!(%peer, "too many ice-tcp connections: closing a new one");
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(tcp_connection(stream, peer, advertised, router.clone()));
+                let router = router.clone();
+                tokio::spawn(async move {
+                    tcp_connection(stream, peer, advertised, router, limits).await;
+                    drop(slot);
+                });
             }
             Err(err) => debug!(cause = %err, "tcp accept failed"),
         }
     }
 }
 
-async fn tcp_connection(stream: TcpStream, peer: SocketAddr, advertised: SocketAddr, router: Arc<Router>) {
+/// Reads one RFC 4571 frame (a 16-bit big-endian length, then the packet) within `limit`; `None`
+/// when the connection ends, breaks or stays silent (or trickles bytes) that long.
+async fn read_frame(
+    reader: &mut (impl AsyncReadExt + Unpin),
+    buf: &mut [u8],
+    limit: Duration,
+) -> Option<usize> {
+    let frame = async {
+        let len = reader.read_u16().await.ok()? as usize;
+        reader.read_exact(&mut buf[..len]).await.ok()?;
+        Some(len)
+    };
+    tokio::time::timeout(limit, frame).await.ok().flatten()
+}
+
+async fn tcp_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    advertised: SocketAddr,
+    router: Arc<Router>,
+    limits: TcpLimits,
+) {
     let (mut reader, writer) = stream.into_split();
     let mut writer = Some(writer);
     let mut room: Option<mpsc::Sender<NetMsg>> = None;
     let mut buf = vec![0u8; u16::MAX as usize];
-    // RFC 4571: each packet is preceded by its length as a 16-bit big-endian integer.
-    while let Ok(len) = reader.read_u16().await {
-        let len = len as usize;
-        if reader.read_exact(&mut buf[..len]).await.is_err() {
-            break;
-        }
+    loop {
+        let limit = if room.is_none() { limits.first_frame_timeout } else { limits.idle_timeout };
+        let Some(len) = read_frame(&mut reader, &mut buf, limit).await else { break };
         let data = &buf[..len];
         let at = Instant::now();
         if room.is_none() {

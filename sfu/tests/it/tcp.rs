@@ -1,9 +1,10 @@
 use std::time::Duration;
 
 use models::Role;
+use sfu::{SfuConfig, TcpLimits};
 
 use crate::client::{room, wait_until, Client};
-use crate::start_sfu;
+use crate::{start_sfu, start_sfu_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ice_tcp_client_sends_and_receives_media() {
@@ -21,4 +22,41 @@ async fn ice_tcp_client_sends_and_receives_media() {
     teacher.stop().await;
     parent.stop().await;
     handle.shutdown().await;
+}
+
+/// Whether the server closed `stream` within `within`: a read returns the end of the stream (or
+/// an error) rather than timing out.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut byte = [0u8; 1];
+    matches!(tokio::time::timeout(within, stream.read(&mut byte)).await, Ok(Ok(0) | Err(_)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_trickling_and_surplus_ice_tcp_connections_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    let limits = TcpLimits {
+        max_connections: 2,
+        first_frame_timeout: Duration::from_millis(500),
+        idle_timeout: Duration::from_secs(1),
+    };
+    let sfu = start_sfu_with(SfuConfig { tcp_limits: limits, ..SfuConfig::loopback() }).await;
+    let addr = sfu.handle.tcp_addr().expect("ICE-TCP is on");
+
+    // A connection that never says anything, and one that sends half a frame header.
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut trickling = tokio::net::TcpStream::connect(addr).await.unwrap();
+    trickling.write_all(&[0x00]).await.unwrap();
+    // Both slots are taken: a third connection is closed at once, long before any timeout.
+    let mut surplus = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(closed_within(&mut surplus, Duration::from_millis(300)).await, "over the limit: closed at once");
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(3)).await,
+        "silent: closed after its first-frame time"
+    );
+    assert!(closed_within(&mut trickling, Duration::from_secs(3)).await, "half a frame: closed too");
+    // The slots are free again: a new connection is kept until its own timeout.
+    let mut next = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(!closed_within(&mut next, Duration::from_millis(200)).await, "a free slot takes it");
+    sfu.handle.shutdown().await;
 }
