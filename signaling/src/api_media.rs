@@ -2,7 +2,8 @@
 //! byte is stored), then send it in chunks that resume after a broken connection.
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -135,6 +136,27 @@ pub async fn media_status(
     Ok(Json(record.view(Some(upload_url(&class_id, &media_id)), max_chunk)))
 }
 
+/// Who sends a chunk and where it goes, checked from the request's head alone: the token, the
+/// path, the membership and role, and the `Content-Range`. The body of a request refused here is
+/// never read, so a stranger cannot make the server buffer megabytes before saying no.
+pub struct ChunkUpload {
+    class_id: ClassId,
+    media_id: MediaId,
+    range: (u64, u64, u64),
+}
+
+impl FromRequestParts<AppState> for ChunkUpload {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let User(user_id) = User::from_request_parts(parts, state).await?;
+        let MediaPath(class_id, media_id) = MediaPath::from_request_parts(parts, state).await?;
+        publisher(state, &class_id, &user_id).await?;
+        let range = parse_content_range(&parts.headers)?;
+        Ok(ChunkUpload { class_id, media_id, range })
+    }
+}
+
 /// `Content-Range: bytes START-END/TOTAL` (END inclusive), with `START <= END < TOTAL`, so that
 /// the chunk's length `END - START + 1` cannot overflow: `bytes 0-18446744073709551615/100` would
 /// otherwise pass as a zero-length chunk.
@@ -174,14 +196,12 @@ fn parse_content_range(headers: &HeaderMap) -> Result<(u64, u64, u64), AppError>
     security(("user_jwt" = []))
 )]
 pub async fn put_chunk(
-    User(user_id): User,
     State(state): State<AppState>,
-    MediaPath(class_id, media_id): MediaPath,
-    headers: HeaderMap,
+    // Before the body: a refused request's body is never read.
+    ChunkUpload { class_id, media_id, range }: ChunkUpload,
     body: Bytes,
 ) -> Result<Response, AppError> {
-    publisher(&state, &class_id, &user_id).await?;
-    let (start, end, total) = parse_content_range(&headers)?;
+    let (start, end, total) = range;
     if end - start + 1 != body.len() as u64 {
         return Err(AppError::client(
             ErrorCode::InvalidRequest,

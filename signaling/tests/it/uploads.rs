@@ -185,10 +185,14 @@ async fn quota_duration_and_size_are_checked_before_storing(db: Db) {
         status_json(announce(&server, "c", &post_2, json!({ "kind": "photo", "size_bytes": 100 })).await)
             .await;
     let url = media["upload_url"].as_str().unwrap().to_owned();
+    let (_, large) = status_json(
+        announce(&server, "c", &post_2, json!({ "kind": "photo", "size_bytes": 2 * CHUNK })).await,
+    )
+    .await;
     let too_big_chunk = vec![0u8; CHUNK + 1];
     let response = server
-        .user(Method::PUT, &url, "teacher")
-        .header("content-range", format!("bytes 0-{}/100", CHUNK))
+        .user(Method::PUT, large["upload_url"].as_str().unwrap(), "teacher")
+        .header("content-range", format!("bytes 0-{}/{}", CHUNK, 2 * CHUNK))
         .body(too_big_chunk)
         .send()
         .await
@@ -219,3 +223,54 @@ async fn quota_duration_and_size_are_checked_before_storing(db: Db) {
     assert_eq!((status.as_u16(), body["received_bytes"].as_u64()), (200, Some(100)), "{body}");
 }
 both_backends!(quota_duration_and_size_are_checked_before_storing);
+
+/// Sends a chunk's head and the first bytes of a body announced as `length` bytes, then reads the
+/// status line: the server must answer without waiting for the rest.
+async fn status_before_body(
+    server: &TestServer,
+    url: &str,
+    user: &str,
+    range: &str,
+    length: usize,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = server.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let token =
+        signaling::auth::mint_hs256(crate::support::JWT_SECRET, &models::UserId::new(user).unwrap(), 600);
+    let head = format!(
+        "PUT {url} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/octet-stream\r\nContent-Range: {range}\r\nContent-Length: {length}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&[0u8; 10]).await.unwrap();
+    let mut response = vec![0u8; 512];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut response))
+        .await
+        .expect("an answer before the body is sent")
+        .unwrap();
+    String::from_utf8_lossy(&response[..n]).lines().next().unwrap_or_default().to_owned()
+}
+
+async fn refusals_come_before_the_body_is_read(db: Db) {
+    let server = start(db).await;
+    server.class_with_people("c", "standard", false).await;
+    server.put_class("other", "standard", false).await;
+    server.put_member("other", "stranger", "teacher", true).await;
+    let post_id = server.new_post("c").await;
+    let size = CHUNK;
+    let (_, media) =
+        status_json(announce(&server, "c", &post_id, json!({ "kind": "photo", "size_bytes": size })).await)
+            .await;
+    let url = media["upload_url"].as_str().unwrap().to_owned();
+    let range = format!("bytes 0-{}/{size}", size - 1);
+    // A parent of the class, and a teacher of another class: refused from the request's head.
+    for user in ["parent", "stranger"] {
+        let status = status_before_body(&server, &url, user, &range, size).await;
+        assert!(status.contains(" 403 "), "{user}: {status}");
+    }
+    // A bad range is refused before the body too.
+    let status = status_before_body(&server, &url, "teacher", "bytes 0-18446744073709551615/100", size).await;
+    assert!(status.contains(" 422 "), "{status}");
+}
+both_backends!(refusals_come_before_the_body_is_read);
