@@ -196,6 +196,7 @@ impl Room {
             ssrc_mids: HashMap::new(),
             pt_params: HashMap::new(),
             last_egress: HashMap::new(),
+            n_remote_candidates: 0,
         });
         self.drain_participant(key);
         self.process(now);
@@ -306,6 +307,13 @@ impl Room {
             Candidate::from_sdp_string(candidate).map_err(|err| SfuError::InvalidSdp(err.to_string()))?;
         let idx = self.index_of_id(participant_id).ok_or(SfuError::ParticipantNotFound)?;
         let key = self.participants[idx].key;
+        if self.participants[idx].n_remote_candidates >= participant::MAX_REMOTE_CANDIDATES {
+            return Err(SfuError::InvalidSdp(format!(
+                "more than {} ICE candidates",
+                participant::MAX_REMOTE_CANDIDATES
+            )));
+        }
+        self.participants[idx].n_remote_candidates += 1;
         self.participants[idx].rtc.add_remote_candidate(candidate);
         self.drain_participant(key);
         self.process(self.last_now);

@@ -87,7 +87,14 @@ pub(crate) struct Participant {
     /// At the previous stats event, per mid: str0m's packets sent and NACKs received, and the
     /// packets we wrote.
     pub last_egress: HashMap<Mid, (u64, u64, u64)>,
+    /// Remote ICE candidates given so far; past [`MAX_REMOTE_CANDIDATES`] more are refused.
+    pub n_remote_candidates: usize,
 }
+
+/// Remote ICE candidates kept per participant. We are ICE-lite: peers reach us and we learn
+/// their addresses from their checks, so candidates are only a hint, and a client that trickles
+/// thousands must not grow the room's memory. A browser gathers a handful per network interface.
+pub const MAX_REMOTE_CANDIDATES: usize = 32;
 
 impl Participant {
     pub fn mid_of(&mut self, ssrc: Ssrc) -> Option<Mid> {

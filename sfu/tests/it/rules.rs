@@ -137,3 +137,27 @@ async fn member_removed_from_class_is_disconnected() {
     .unwrap();
     assert_eq!(left, sfu::LeaveReason::RemovedFromClass);
 }
+
+#[tokio::test]
+async fn a_flood_of_ice_candidates_is_refused_after_a_few() {
+    let sfu = start_sfu().await;
+    let handle = sfu.handle.clone();
+    let room_id = room("class-candidates");
+    let joined = join_only(&handle, &room_id, standard_policy(), "teacher", Role::Teacher).await.unwrap();
+    let mut accepted = 0;
+    let mut refused = None;
+    for port in 0..1000u32 {
+        let candidate = format!("candidate:{port} 1 udp 2122260223 192.0.2.1 {} typ host", 10_000 + port);
+        match handle.add_ice_candidate(&room_id, &joined.participant_id, candidate).await {
+            Ok(()) => accepted += 1,
+            Err(err) => {
+                refused = Some(err);
+                break;
+            }
+        }
+    }
+    assert_eq!(accepted, 32, "a browser's few candidates are taken, then no more");
+    let refused = refused.expect("the flood is refused");
+    assert_eq!(refused.code(), ErrorCode::InvalidRequest, "{refused}");
+    handle.shutdown().await;
+}
