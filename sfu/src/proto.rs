@@ -62,6 +62,9 @@ pub enum LeaveReason {
     RoomFull,
     /// The media connection failed or timed out.
     ConnectionLost,
+    /// Its signaling connection did not keep up with the room's events (a client that stopped
+    /// reading its WebSocket): dropped rather than queueing without bound.
+    TooSlow,
     /// The session closed.
     SessionClosed(CloseReason),
 }

@@ -4,12 +4,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::json;
-use sfu::{CloseReason, LeaveReason, RoomId, SfuEvent};
+use sfu::{RoomId, SfuEvent};
 use tokio::sync::mpsc;
 
 use crate::attendance::Attendance;
 use crate::directory::Directory;
-use crate::metrics::Metrics;
+use crate::metrics::{close_reason, leave_reason, Metrics};
 use crate::webhooks::Webhooks;
 
 pub struct EventSinks {
@@ -17,28 +17,6 @@ pub struct EventSinks {
     pub attendance: Attendance,
     pub directory: Directory,
     pub webhooks: Webhooks,
-}
-
-fn close_reason(reason: CloseReason) -> &'static str {
-    match reason {
-        CloseReason::MaxDuration => "max_duration",
-        CloseReason::EndedByModerator => "ended_by_moderator",
-        CloseReason::Empty => "empty",
-        CloseReason::ServerShutdown => "server_shutdown",
-        CloseReason::ClassDeleted => "class_deleted",
-    }
-}
-
-fn leave_reason(reason: LeaveReason) -> &'static str {
-    match reason {
-        LeaveReason::Left => "left",
-        LeaveReason::RemovedByModerator => "removed_by_moderator",
-        LeaveReason::RemovedFromClass => "removed_from_class",
-        LeaveReason::DuplicateIdentity => "duplicate_identity",
-        LeaveReason::RoomFull => "room_full",
-        LeaveReason::ConnectionLost => "connection_lost",
-        LeaveReason::SessionClosed(reason) => close_reason(reason),
-    }
 }
 
 /// Runs until the SFU stops. Database failures are logged and skipped: the SFU drops events when

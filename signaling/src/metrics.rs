@@ -12,7 +12,7 @@ use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
-use sfu::{MediaCounters, SfuEvent};
+use sfu::{CloseReason, LeaveReason, MediaCounters, SfuEvent};
 
 use crate::error::ErrorCause;
 use crate::AppState;
@@ -38,6 +38,7 @@ struct SfuMetrics {
     receiver_loss: Histogram,
     session_duration: Histogram,
     joins_refused: IntCounterVec,
+    participants_left: IntCounterVec,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, collector: C) -> C {
@@ -85,6 +86,11 @@ impl SfuMetrics {
                 vec![60.0, 300.0, 600.0, 1200.0, 1800.0, 2700.0, 3600.0, 7200.0, 14400.0],
             ),
             joins_refused: counter_vec("sfu_joins_refused_total", "Joins refused, by error code.", &["code"]),
+            participants_left: counter_vec(
+                "sfu_participants_left_total",
+                "Participants who left a call, by reason (too_slow: dropped for not reading their events).",
+                &["reason"],
+            ),
         };
         // Series exist from the start at 0, so rates and dashboards work before the first call.
         for kind in ["audio", "video"] {
@@ -100,6 +106,9 @@ impl SfuMetrics {
         }
         for code in [ErrorCode::RoomFull, ErrorCode::TierForbidsVisio, ErrorCode::SessionLocked] {
             metrics.joins_refused.with_label_values(&[code.as_str()]);
+        }
+        for reason in [LeaveReason::Left, LeaveReason::ConnectionLost, LeaveReason::TooSlow] {
+            metrics.participants_left.with_label_values(&[leave_reason(reason)]);
         }
         metrics
     }
@@ -199,6 +208,31 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     response
 }
 
+/// Why a session closed, as a label value.
+pub fn close_reason(reason: CloseReason) -> &'static str {
+    match reason {
+        CloseReason::MaxDuration => "max_duration",
+        CloseReason::EndedByModerator => "ended_by_moderator",
+        CloseReason::Empty => "empty",
+        CloseReason::ServerShutdown => "server_shutdown",
+        CloseReason::ClassDeleted => "class_deleted",
+    }
+}
+
+/// Why a participant left, as a label value.
+pub fn leave_reason(reason: LeaveReason) -> &'static str {
+    match reason {
+        LeaveReason::Left => "left",
+        LeaveReason::RemovedByModerator => "removed_by_moderator",
+        LeaveReason::RemovedFromClass => "removed_from_class",
+        LeaveReason::DuplicateIdentity => "duplicate_identity",
+        LeaveReason::RoomFull => "room_full",
+        LeaveReason::ConnectionLost => "connection_lost",
+        LeaveReason::TooSlow => "too_slow",
+        LeaveReason::SessionClosed(reason) => close_reason(reason),
+    }
+}
+
 impl Metrics {
     /// Counters and histograms of one SFU event.
     pub fn sfu_event(&self, event: &SfuEvent) {
@@ -220,9 +254,10 @@ impl Metrics {
                     sfu.receiver_loss.observe(f64::from(loss));
                 }
             }
-            SfuEvent::SessionStarted { .. }
-            | SfuEvent::ParticipantJoined { .. }
-            | SfuEvent::ParticipantLeft { .. } => {}
+            SfuEvent::ParticipantLeft { reason, .. } => {
+                sfu.participants_left.with_label_values(&[leave_reason(*reason)]).inc()
+            }
+            SfuEvent::SessionStarted { .. } | SfuEvent::ParticipantJoined { .. } => {}
         }
     }
 

@@ -127,7 +127,7 @@ async fn relay(
     room_id: &RoomId,
     participant_id: &ParticipantId,
     socket: &mut WebSocket,
-    mut events: mpsc::UnboundedReceiver<ParticipantEvent>,
+    mut events: mpsc::Receiver<ParticipantEvent>,
 ) {
     loop {
         tokio::select! {
@@ -274,7 +274,7 @@ fn left_reason(reason: LeaveReason) -> LeftReason {
         LeaveReason::RemovedFromClass => LeftReason::RemovedFromClass,
         LeaveReason::DuplicateIdentity => LeftReason::DuplicateIdentity,
         LeaveReason::RoomFull => LeftReason::RoomFull,
-        LeaveReason::ConnectionLost => LeftReason::ConnectionLost,
+        LeaveReason::ConnectionLost | LeaveReason::TooSlow => LeftReason::ConnectionLost,
         LeaveReason::SessionClosed(CloseReason::MaxDuration) => LeftReason::SessionMaxDuration,
         LeaveReason::SessionClosed(CloseReason::EndedByModerator) => LeftReason::SessionEndedByModerator,
         LeaveReason::SessionClosed(CloseReason::Empty) => LeftReason::SessionEmpty,

@@ -2,6 +2,11 @@
 
 mod net;
 mod room_task;
+
+/// Events waiting for one participant's signaling connection. A live page reads them within
+/// milliseconds; a full queue means the client stopped reading, and the room drops it
+/// (`LeaveReason::TooSlow`) instead of growing the queue.
+pub const PARTICIPANT_EVENT_QUEUE: usize = 512;
 mod router;
 
 use std::collections::HashMap;
@@ -56,7 +61,7 @@ pub struct Joined {
     pub answer_sdp: String,
     /// Everything for this participant's client, starting with `Waiting` or `Admitted`. Ends after
     /// `Left`. Dropping it makes the participant leave.
-    pub events: mpsc::UnboundedReceiver<ParticipantEvent>,
+    pub events: mpsc::Receiver<ParticipantEvent>,
 }
 
 /// Cheap to clone; every clone talks to the same SFU.
@@ -158,7 +163,7 @@ impl SfuHandle {
         let n = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         // Unwrap: "p" and digits are inside the id alphabet and far below its length limit.
         let participant_id = ParticipantId::new(format!("p{n}")).expect("valid generated id");
-        let (events_tx, events) = mpsc::unbounded_channel();
+        let (events_tx, events) = mpsc::channel(PARTICIPANT_EVENT_QUEUE);
         let join = |reply| RoomMsg::Join {
             participant_id: participant_id.clone(),
             params: request.participant.clone(),

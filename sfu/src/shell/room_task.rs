@@ -48,7 +48,7 @@ pub enum RoomMsg {
         params: ParticipantParams,
         offer_sdp: String,
         tracks: Vec<TrackDeclaration>,
-        events: mpsc::UnboundedSender<ParticipantEvent>,
+        events: mpsc::Sender<ParticipantEvent>,
         reply: Reply<JoinAccepted>,
     },
     Offer {
@@ -100,7 +100,7 @@ pub struct RoomTask {
 }
 
 struct Peer {
-    events: mpsc::UnboundedSender<ParticipantEvent>,
+    events: mpsc::Sender<ParticipantEvent>,
     ice_ufrag: String,
 }
 
@@ -114,6 +114,7 @@ impl RoomTask {
         let RoomTask { mut room, mut commands, mut net_rx, net_tx, udp, router, server_events, on_exit } =
             self;
         let mut peers: HashMap<ParticipantId, Peer> = HashMap::new();
+        let mut too_slow: Vec<ParticipantId> = Vec::new();
         let mut tcp_writers: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
         let room_id: RoomId = room.room_id().clone();
         loop {
@@ -136,7 +137,9 @@ impl RoomTask {
                     RoomOutput::ToParticipant(participant_id, event) => {
                         let left = matches!(event, ParticipantEvent::Left { .. });
                         if let Some(peer) = peers.get(&participant_id) {
-                            let _ = peer.events.send(event);
+                            if let Err(mpsc::error::TrySendError::Full(_)) = peer.events.try_send(event) {
+                                too_slow.push(participant_id.clone());
+                            }
                         }
                         if left {
                             if let Some(peer) = peers.remove(&participant_id) {
@@ -154,6 +157,18 @@ impl RoomTask {
             };
             if !room.is_alive() {
                 break;
+            }
+            // A participant that stopped reading its events is dropped: its queue is not grown.
+            if !too_slow.is_empty() {
+                for participant_id in std::mem::take(&mut too_slow) {
+                    debug!(participant = %participant_id, "participant too slow to read its events: dropped");
+                    room.leave(Instant::now(), &participant_id, LeaveReason::TooSlow);
+                    // Dropping its sender ends the signaling side's relay, which closes the socket.
+                    if let Some(peer) = peers.remove(&participant_id) {
+                        router.unregister(&peer.ice_ufrag);
+                    }
+                }
+                continue;
             }
             // A participant whose signaling side went away leaves.
             let gone: Vec<ParticipantId> =

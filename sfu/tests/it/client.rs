@@ -211,7 +211,7 @@ struct Driver {
     handle: SfuHandle,
     room_id: RoomId,
     participant_id: ParticipantId,
-    events: mpsc::UnboundedReceiver<ParticipantEvent>,
+    events: mpsc::Receiver<ParticipantEvent>,
     state: Arc<Mutex<ClientState>>,
     control: mpsc::Receiver<Control>,
 }

@@ -161,3 +161,44 @@ async fn a_flood_of_ice_candidates_is_refused_after_a_few() {
     assert_eq!(refused.code(), ErrorCode::InvalidRequest, "{refused}");
     handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_that_stops_reading_its_events_is_dropped() {
+    let sfu = start_sfu().await;
+    let handle = sfu.handle.clone();
+    let room_id = room("class-slow");
+    let teacher = join_only(&handle, &room_id, standard_policy(), "teacher", Role::Teacher).await.unwrap();
+    // The parent's events are never read, like a page that froze with its socket open.
+    let parent = join_only(&handle, &room_id, standard_policy(), "parent", Role::Parent).await.unwrap();
+    let parent_id = parent.participant_id.clone();
+    let (dropped_tx, dropped_rx) = tokio::sync::oneshot::channel();
+    let mut teacher_events = teacher.events;
+    let watched = parent_id.clone();
+    tokio::spawn(async move {
+        let mut dropped_tx = Some(dropped_tx);
+        while let Some(event) = teacher_events.recv().await {
+            if event == (ParticipantEvent::ParticipantLeft { participant_id: watched.clone() }) {
+                if let Some(tx) = dropped_tx.take() {
+                    let _ = tx.send(());
+                }
+            }
+        }
+    });
+    // Every change of the teacher's microphone is an event for everyone in the call.
+    for idx in 0..2 * sfu::PARTICIPANT_EVENT_QUEUE {
+        let command = sfu::Command::SetMuted { kind: sfu::MediaKind::Audio, muted: idx % 2 == 0 };
+        handle.command(&room_id, &teacher.participant_id, command).await.unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(5), dropped_rx)
+        .await
+        .expect("the slow participant is dropped")
+        .unwrap();
+    // Its queue never held more than its bound, and it is closed: what was queued, then the end.
+    let mut parent_events = parent.events;
+    let mut n_queued = 0;
+    while parent_events.recv().await.is_some() {
+        n_queued += 1;
+    }
+    assert!(n_queued <= sfu::PARTICIPANT_EVENT_QUEUE, "{n_queued} events queued");
+    handle.shutdown().await;
+}
