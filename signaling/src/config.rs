@@ -43,6 +43,11 @@ pub struct HttpConfig {
     pub max_json_body_bytes: usize,
     /// The URL users reach this server at, used in the links the demo prints.
     pub public_url: Option<String>,
+    /// Open connections at most; the surplus is closed as soon as accepted.
+    pub max_connections: usize,
+    /// A connection whose client sends nothing for this long is closed. Call WebSockets are
+    /// pinged every third of it, and browsers answer pings by themselves.
+    pub idle_timeout_secs: u64,
 }
 
 impl Default for HttpConfig {
@@ -52,6 +57,8 @@ impl Default for HttpConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_json_body_bytes: 64 * 1024,
             public_url: None,
+            max_connections: 10_000,
+            idle_timeout_secs: 60,
         }
     }
 }
@@ -352,6 +359,12 @@ impl Config {
 
     /// Fills what demo mode may generate, then refuses configurations that cannot run safely.
     pub fn validate(&mut self) -> Result<(), ConfigError> {
+        if self.http.idle_timeout_secs < 3 {
+            return Err(ConfigError::Invalid(
+                "http.idle_timeout_secs must be at least 3 s: call WebSockets are pinged every third of it"
+                    .into(),
+            ));
+        }
         if self.demo {
             self.auth.api_key.get_or_insert_with(|| random_secret(24));
             if self.auth.jwt_public_key_file.is_none() {

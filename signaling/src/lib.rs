@@ -36,6 +36,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod links;
+pub mod listener;
 pub mod metrics;
 pub mod privacy;
 pub mod storage;
@@ -257,6 +258,12 @@ pub async fn run(
     let workers = state.workers.clone();
     let events = state.events.clone();
     privacy::start(state.clone());
+    let http = &state.config.http;
+    let listener = listener::LimitedListener::new(
+        listener,
+        http.max_connections,
+        std::time::Duration::from_secs(http.idle_timeout_secs.max(1)),
+    );
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await.context("HTTP server failed")?;
     workers.stop().await;
     sfu.shutdown().await;

@@ -115,7 +115,8 @@ async fn connection(state: AppState, class_id: ClassId, mut socket: WebSocket) {
     };
     // The answer goes out before any event: the SFU may offer new tracks right away.
     if send(&mut socket, &welcome).await {
-        relay(&state.sfu, &room_id, &participant_id, &mut socket, joined.events).await;
+        let idle_timeout_secs = state.config.http.idle_timeout_secs;
+        relay(&state.sfu, &room_id, &participant_id, &mut socket, joined.events, idle_timeout_secs).await;
     }
     state.sfu.leave(&room_id, &participant_id).await;
     let _ = socket.send(Message::Close(None)).await;
@@ -128,7 +129,11 @@ async fn relay(
     participant_id: &ParticipantId,
     socket: &mut WebSocket,
     mut events: mpsc::Receiver<ParticipantEvent>,
+    idle_timeout_secs: u64,
 ) {
+    // Every third of the HTTP idle timeout (`listener`), so that a live call is never idle.
+    let ping_interval = Duration::from_secs(idle_timeout_secs.max(3) / 3);
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
     loop {
         tokio::select! {
             incoming = socket.recv() => {
@@ -150,6 +155,13 @@ async fn relay(
                 };
                 if let Some(reply) = reply {
                     if !send(socket, &reply).await { return; }
+                }
+            }
+            _ = ping.tick() => {
+                // Browsers answer by themselves; the answer keeps the connection under the HTTP
+                // idle timeout (`listener`) and shows the client is still reading.
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
                 }
             }
             event = events.recv() => {

@@ -6,6 +6,7 @@ mod support;
 mod auth;
 mod binary;
 mod capabilities;
+mod connections;
 mod errors;
 mod hostile_media;
 mod limits;
