@@ -206,8 +206,10 @@ async fn hostile_uploads_are_refused_while_the_server_and_its_calls_go_on(db: Db
 }
 both_backends!(hostile_uploads_are_refused_while_the_server_and_its_calls_go_on);
 
-/// The pids of this process's children that run a media job.
-fn job_children() -> Vec<i32> {
+/// The pids of this process's children that run a media job in a scratch directory under
+/// `scratch_root`: tests on both databases run side by side in this process, each with its own
+/// server and scratch root.
+fn job_children(scratch_root: &Path) -> Vec<i32> {
     let me = std::process::id().to_string();
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -217,7 +219,9 @@ fn job_children() -> Vec<i32> {
         let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
         let parent = after.split_whitespace().nth(1).unwrap_or_default();
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        if parent == me && cmdline.split(|b| *b == 0).any(|arg| arg == b"media-job") {
+        let in_scratch =
+            std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(scratch_root));
+        if parent == me && in_scratch && cmdline.split(|b| *b == 0).any(|arg| arg == b"media-job") {
             pids.push(pid);
         }
     }
@@ -231,8 +235,11 @@ async fn job_status(server: &TestServer, media_id: &str) -> media_worker::queue:
 }
 
 async fn a_killed_job_is_retried_and_one_over_its_memory_limit_is_refused(db: Db) {
+    let scratch = tempfile::tempdir().unwrap();
+    let scratch_root = scratch.path().to_path_buf();
     let server = TestServer::start_with(db, |config| {
         fast_worker(config);
+        config.worker.scratch_dir = Some(scratch_root.clone());
         // Enough for a 640x480 video, too little for a 10000x10000 photo (300 MB as RGB, then
         // resized).
         config.worker.job_limits.memory_mb = 400;
@@ -249,7 +256,7 @@ async fn a_killed_job_is_retried_and_one_over_its_memory_limit_is_refused(db: Db
     let victim = loop {
         let status = media_status(&server, "a", &video_id).await;
         let progress = status["progress_percent"].as_u64().unwrap_or(0);
-        if let (Some(pid), true) = (job_children().first(), (5..90).contains(&progress)) {
+        if let (Some(pid), true) = (job_children(scratch.path()).first(), (5..90).contains(&progress)) {
             break *pid;
         }
         assert_ne!(status["state"], "ready", "the job finished before it could be killed");
