@@ -58,11 +58,33 @@ async fn a_child_reads_its_scratch_directory_and_nothing_else() {
         assert!(copied.with_file_name(name).is_file(), "{name} written");
     }
     // The same photo outside the scratch directory, reached through a link: the kernel refuses.
+    if !kernel_has_landlock() {
+        // Nothing to check on such a kernel: the child says so in its log and relies on the
+        // allowlists alone. The machines this project runs on (and CI) have Landlock.
+        eprintln!("this kernel has no Landlock: the file system sandbox is not tested here");
+        return;
+    }
     let linked = scratch_with(dir.path(), &photo, true);
     let failure = run(linked, MediaKind::Photo, JobLimits::default()).await.expect_err("outside the sandbox");
     let (code, blame) = failure.code_and_blame();
     assert_eq!((code, blame), ("media_io", false), "{failure}");
     assert!(failure.to_string().contains("ermission denied"), "{failure}");
+}
+
+/// Whether the kernel offers Landlock: `landlock_create_ruleset` with the version flag answers
+/// the ABI version.
+fn kernel_has_landlock() -> bool {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_long = 1;
+    // SAFETY: with a null attribute and size 0, the call only reports the ABI version.
+    let abi = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    abi >= 1
 }
 
 fn long_video(dir: &Path) -> PathBuf {
