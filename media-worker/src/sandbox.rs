@@ -108,6 +108,9 @@ impl ChildFailure {
     }
 }
 
+/// The environment variables a child keeps: logging, and the CPU tuning some machines need.
+const CHILD_ENV: &[&str] = &["PATH", "RUST_LOG", "RUST_BACKTRACE", "OMP_NUM_THREADS", "TZ"];
+
 /// The last few kilobytes of a child's standard error, for the job's message and the logs.
 const STDERR_TAIL_BYTES: usize = 4096;
 
@@ -126,6 +129,13 @@ pub async fn run_child(
         .stderr(Stdio::piped())
         .current_dir(request.scratch_dir())
         .kill_on_drop(true)
+        // The server's environment holds its secrets (API key, token and link keys, database
+        // and storage credentials). A decoder exploited by a file could write them into the
+        // outputs that get published: the child gets none of it.
+        .env_clear()
+        .envs(std::env::vars_os().filter(|(name, _)| {
+            name.to_str().is_some_and(|name| CHILD_ENV.contains(&name) || name.starts_with("OPENBLAS_"))
+        }))
         // glibc keeps one heap arena per thread: with many decoder threads, reserved but unused
         // arenas would count against the memory limit.
         .env("MALLOC_ARENA_MAX", "2");

@@ -366,7 +366,9 @@ impl Worker {
             }
         })?;
         let command = self.config.child_command()?;
-        let request = ChildRequest { input, spec: job.spec.clone(), worker: self.config.clone() };
+        // Resolved here: the child has no environment to find the model's default path in.
+        let worker = WorkerConfig { face_model: Some(self.config.model_path()), ..self.config.clone() };
+        let request = ChildRequest { input, spec: job.spec.clone(), worker };
 
         let progress = AtomicU32::new(0);
         let started = Instant::now();

@@ -141,3 +141,43 @@ async fn limits_end_a_child_with_their_own_codes() {
         .expect_err("over its memory");
     assert_eq!(failure.code_and_blame(), ("media_memory_limit", true), "{failure}");
 }
+
+/// The environment a running job child started with, found by its scratch directory.
+fn child_environ(scratch: &Path) -> Option<String> {
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let cwd = std::fs::read_link(entry.path().join("cwd")).ok();
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if cwd.as_deref() == Some(scratch)
+            && cmdline.split(|b| *b == 0).any(|arg| arg == JOB_SUBCOMMAND.as_bytes())
+        {
+            return std::fs::read(entry.path().join("environ"))
+                .ok()
+                .map(|e| String::from_utf8_lossy(&e).into_owned());
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_inherits_none_of_the_servers_environment() {
+    // Cargo gives this test process CARGO_* variables, as a server has its secrets (KLASS_*).
+    assert!(std::env::vars().any(|(name, _)| name.starts_with("CARGO_")));
+    let dir = tempdir();
+    let video = long_video(dir.path());
+    let scratch = video.parent().expect("a scratch directory").to_path_buf();
+    let job = tokio::spawn(run(video, MediaKind::Video, JobLimits::default()));
+    let started = std::time::Instant::now();
+    let environ = loop {
+        if let Some(environ) = child_environ(&scratch) {
+            break environ;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "no job child seen");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    let names: Vec<&str> =
+        environ.split('\0').filter_map(|pair| pair.split_once('=').map(|(name, _)| name)).collect();
+    assert!(!names.iter().any(|name| name.starts_with("CARGO_") || *name == "HOME"), "{names:?}");
+    assert!(names.contains(&"MALLOC_ARENA_MAX"), "{names:?}");
+    let result = job.await.expect("the job task").expect("the video is processed");
+    assert_eq!(result.stats.height, 720);
+}
