@@ -9,7 +9,7 @@
 //! [`ChildMessage`] per line: progress, then `done` or `failed`. The child touches no database,
 //! store or network: it reads one directory and writes into it.
 
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
@@ -233,20 +233,15 @@ fn run(request: &ChildRequest) -> Result<ChildResult, MediaError> {
     })
 }
 
-/// Reads a child's messages from `reader` until it closes, calling `on_progress` for each
-/// progress line; returns the last `done` or `failed` message. Lines that are not messages (a C
-/// library printing on standard output) are ignored.
-pub fn read_messages(reader: impl BufRead, mut on_progress: impl FnMut(u8)) -> Option<ChildMessage> {
-    let mut last = None;
-    for line in reader.lines() {
-        let Ok(line) = line else { break };
-        match serde_json::from_str::<ChildMessage>(&line) {
-            Ok(ChildMessage::Progress { percent }) => on_progress(percent),
-            Ok(message) => last = Some(message),
-            Err(_) => {}
-        }
+/// Takes one line of a child's standard output: progress goes to `on_progress`, a `done` or
+/// `failed` message becomes `last`. Lines that are not messages (a C library printing on
+/// standard output) are ignored.
+pub fn absorb_line(line: &str, last: &mut Option<ChildMessage>, on_progress: &mut impl FnMut(u8)) {
+    match serde_json::from_str::<ChildMessage>(line) {
+        Ok(ChildMessage::Progress { percent }) => on_progress(percent),
+        Ok(message) => *last = Some(message),
+        Err(_) => {}
     }
-    last
 }
 
 #[cfg(test)]
@@ -285,9 +280,11 @@ mod tests {
             serde_json::to_string(&done).expect("json"),
         );
         let mut seen = Vec::new();
-        let last = read_messages(text.as_bytes(), |percent| seen.push(percent));
+        let mut last = None;
+        for line in text.lines() {
+            absorb_line(line, &mut last, &mut |percent| seen.push(percent));
+        }
         assert_eq!(seen, vec![40, 80]);
         assert_eq!(last, Some(done));
-        assert_eq!(read_messages("".as_bytes(), |_| {}), None);
     }
 }

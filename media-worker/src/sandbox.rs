@@ -179,11 +179,7 @@ pub async fn run_child(
     let read_messages = async {
         let mut lines = BufReader::new(stdout).lines();
         while let Ok(Some(line)) = lines.next_line().await {
-            match serde_json::from_str::<ChildMessage>(&line) {
-                Ok(ChildMessage::Progress { percent }) => on_progress(percent),
-                Ok(message) => last_message = Some(message),
-                Err(_) => {}
-            }
+            crate::child::absorb_line(&line, &mut last_message, &mut on_progress);
         }
         child.wait().await
     };

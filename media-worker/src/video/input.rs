@@ -144,11 +144,10 @@ impl VideoInput {
         crate::probe::check_size(width.max(1), height.max(1), limits.max_side, limits.max_video_pixels)
     }
 
-    /// The limits that headers cannot promise: each frame's size, and how many frames come per
-    /// second of timestamps (a file whose timestamps are one tick apart would otherwise make
-    /// millions of frames out of a few seconds).
-    fn check_frame(&mut self, decoded: &frame::Video, pts: i64) -> Result<()> {
-        self.check_size(decoded.width(), decoded.height())?;
+    /// The limit that headers cannot promise beside each frame's size (checked as it leaves the
+    /// decoder): how many frames come per second of timestamps (a file whose timestamps are one
+    /// tick apart would otherwise make millions of frames out of a few seconds).
+    fn check_frame_rate(&mut self, pts: i64) -> Result<()> {
         self.n_decoded += 1;
         let elapsed_s = self.relative_time_s(pts).max(0.0);
         let max_frame_rate = f64::from(self.limits.max_frame_rate);
@@ -192,7 +191,7 @@ impl VideoInput {
                 (None, None) => self.start_pts,
             };
             self.last_pts = Some(pts);
-            self.check_frame(&decoded, pts)?;
+            self.check_frame_rate(pts)?;
             decoded.set_pts(Some(pts));
             // Created just above when missing; its source is named "in".
             let graph = self.graph.as_mut().expect("video graph");
