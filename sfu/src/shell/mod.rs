@@ -1,5 +1,6 @@
 //! The IO shell: sockets, one tokio task per room, and the handle the signaling server calls.
 
+mod event_queue;
 mod net;
 mod room_task;
 
@@ -8,6 +9,8 @@ mod room_task;
 /// (`LeaveReason::TooSlow`) instead of growing the queue.
 pub const PARTICIPANT_EVENT_QUEUE: usize = 512;
 mod router;
+
+pub use event_queue::{EventReceiver, EventSender, LOSSY_LIMIT};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -36,12 +39,11 @@ use router::Router;
 const ROOM_COMMAND_QUEUE: usize = 64;
 /// Datagrams waiting for a room task before the reader drops them, as a full NIC queue would.
 const ROOM_NET_QUEUE: usize = 4096;
-const SERVER_EVENT_QUEUE: usize = 4096;
 
 /// A running SFU: its handle and the stream of server events (sessions, attendance, stats).
 pub struct Sfu {
     pub handle: SfuHandle,
-    pub events: mpsc::Receiver<SfuEvent>,
+    pub events: EventReceiver,
 }
 
 /// One participant's join.
@@ -84,7 +86,7 @@ struct Inner {
     local_candidates: Vec<Candidate>,
     router: Arc<Router>,
     rooms: Mutex<HashMap<RoomId, RoomEntry>>,
-    server_events: mpsc::Sender<SfuEvent>,
+    server_events: EventSender,
     next_id: AtomicU64,
     io_tasks: Mutex<Vec<JoinHandle<()>>>,
     /// The runtime `start` ran on. Room tasks go there, not onto whichever runtime the caller of
@@ -124,7 +126,7 @@ impl Sfu {
         }
         info!(%udp_addr, ?tcp_addr, "sfu started");
 
-        let (server_events, events) = mpsc::channel(SERVER_EVENT_QUEUE);
+        let (server_events, events) = event_queue::event_queue();
         let inner = Inner {
             config,
             udp,
@@ -268,15 +270,18 @@ impl SfuHandle {
         }
     }
 
+    /// Call events sent to the server and not yet handled by it: the server admits no join while
+    /// this is high, so that attendance and webhooks are never dropped to keep up.
+    pub fn event_backlog(&self) -> usize {
+        self.inner.server_events.backlog()
+    }
+
     pub fn n_rooms(&self) -> usize {
         self.inner.lock_rooms().len()
     }
 
     fn refused(&self, room_id: &RoomId, err: &SfuError) {
-        let _ = self
-            .inner
-            .server_events
-            .try_send(SfuEvent::JoinRefused { room_id: room_id.clone(), code: err.code() });
+        self.inner.server_events.send(SfuEvent::JoinRefused { room_id: room_id.clone(), code: err.code() });
     }
 
     async fn room_call<T>(

@@ -12,7 +12,7 @@ use tracing::{debug, info_span, Instrument};
 
 use crate::error::SfuError;
 use crate::proto::{
-    CloseReason, Command, LeaveReason, ParticipantEvent, ParticipantId, ParticipantParams, RoomId, SfuEvent,
+    CloseReason, Command, LeaveReason, ParticipantEvent, ParticipantId, ParticipantParams, RoomId,
     TrackDeclaration,
 };
 use crate::room::{JoinAccepted, Room, RoomInput, RoomOutput};
@@ -94,7 +94,7 @@ pub struct RoomTask {
     pub net_tx: mpsc::Sender<NetMsg>,
     pub udp: Arc<UdpSocket>,
     pub router: Arc<Router>,
-    pub server_events: mpsc::Sender<SfuEvent>,
+    pub server_events: super::EventSender,
     /// Called with the room id when the task ends, so the registry forgets it.
     pub on_exit: Box<dyn FnOnce() + Send>,
 }
@@ -148,9 +148,9 @@ impl RoomTask {
                         }
                     }
                     RoomOutput::Server(event) => {
-                        // Stats and webhooks must never hold up media: drop when the consumer lags.
-                        if server_events.try_send(event).is_err() {
-                            debug!("server event dropped");
+                        // Never waits: lifecycle events are kept, statistics dropped when the server lags.
+                        if !server_events.send(event) {
+                            debug!("server statistics dropped");
                         }
                     }
                 }
