@@ -2,7 +2,7 @@
 
 use models::ClassId;
 use serde::Serialize;
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyConnection, AnyPool, Row};
 
 use crate::db::now_secs;
 
@@ -38,25 +38,38 @@ impl Attendance {
         Attendance { pool }
     }
 
-    pub async fn session_started(&self, session_id: &str, class_id: &str) -> Result<(), sqlx::Error> {
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The writes below run on the caller's connection, inside the transaction that also queues
+    /// their webhooks (see [`crate::events`]).
+    pub async fn session_started(
+        conn: &mut AnyConnection,
+        session_id: &str,
+        class_id: &str,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query("INSERT INTO visio_sessions (session_id, class_id, started_at) VALUES ($1, $2, $3)")
             .bind(session_id)
             .bind(class_id)
             .bind(now_secs())
-            .execute(&self.pool)
+            .execute(conn)
             .await?;
         Ok(())
     }
 
     /// Ends the session, and the stay of anyone whose departure was not reported.
-    pub async fn session_ended(&self, session_id: &str, reason: &str) -> Result<(), sqlx::Error> {
+    pub async fn session_ended(
+        conn: &mut AnyConnection,
+        session_id: &str,
+        reason: &str,
+    ) -> Result<(), sqlx::Error> {
         let now = now_secs();
-        let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE visio_sessions SET ended_at = $1, close_reason = $2 WHERE session_id = $3 AND ended_at IS NULL")
             .bind(now)
             .bind(reason)
             .bind(session_id)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
         sqlx::query(
             "UPDATE attendance SET left_at = $1, leave_reason = $2 WHERE session_id = $3 AND left_at IS NULL",
@@ -64,13 +77,13 @@ impl Attendance {
         .bind(now)
         .bind(reason)
         .bind(session_id)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
-        tx.commit().await
+        Ok(())
     }
 
     pub async fn joined(
-        &self,
+        conn: &mut AnyConnection,
         session_id: &str,
         participant_id: &str,
         user_id: &str,
@@ -87,13 +100,13 @@ impl Attendance {
         .bind(display_name)
         .bind(role)
         .bind(now_secs())
-        .execute(&self.pool)
+        .execute(conn)
         .await?;
         Ok(())
     }
 
     pub async fn left(
-        &self,
+        conn: &mut AnyConnection,
         session_id: &str,
         participant_id: &str,
         reason: &str,
@@ -106,7 +119,7 @@ impl Attendance {
         .bind(reason)
         .bind(session_id)
         .bind(participant_id)
-        .execute(&self.pool)
+        .execute(conn)
         .await?;
         Ok(())
     }

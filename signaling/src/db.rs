@@ -21,6 +21,12 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<AnyPool, sqlx::E
     Ok(pool)
 }
 
+/// How an erased user is remembered for a while (`erased_users`): a SHA-256 of their id, not the id.
+pub fn user_hash(user_id: &models::UserId) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(user_id.as_str().as_bytes()))
+}
+
 pub fn now_secs() -> i64 {
     // A clock before 1970 is a broken host; 0 keeps ordering sane rather than failing requests.
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)

@@ -207,6 +207,11 @@ impl Directory {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        // Added again after an erasure: their calls are recorded again.
+        sqlx::query("DELETE FROM erased_users WHERE user_hash = $1")
+            .bind(db::user_hash(user_id))
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         let view = MemberView {
             class_id: class_id.clone(),

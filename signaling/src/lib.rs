@@ -85,6 +85,8 @@ pub struct AppState {
     /// The loop over the SFU's events (metrics, attendance, webhooks). Stopped, it records what
     /// is queued (after an SFU shutdown: every departure) first.
     pub events: Background,
+    /// Sends the webhook outbox to the class backend (see [`webhooks`]).
+    pub webhook_delivery: Background,
 }
 
 /// A background task that runs until asked to stop: the loop over the SFU's events, the media
@@ -155,7 +157,10 @@ impl AppState {
         .await
         .context("cannot start the SFU")?;
         let metrics = Arc::new(Metrics::new());
-        let webhooks = webhooks::Webhooks::start(&config.webhooks);
+        let webhooks = webhooks::Webhooks::new(&config.webhooks);
+        let deliverer = webhooks.deliverer(&config.webhooks, attendance.pool().clone(), metrics.registry());
+        let webhook_delivery =
+            Background::spawn("webhook delivery", deliverer.map(|deliverer| move |stop| deliverer.run(stop)));
         let sinks = events::EventSinks {
             metrics: metrics.clone(),
             attendance: attendance.clone(),
@@ -187,6 +192,7 @@ impl AppState {
             workers,
             webhooks,
             events,
+            webhook_delivery,
         })
     }
 }
@@ -257,6 +263,7 @@ pub async fn run(
     let sfu = state.sfu.clone();
     let workers = state.workers.clone();
     let events = state.events.clone();
+    let webhook_delivery = state.webhook_delivery.clone();
     privacy::start(state.clone());
     let http = &state.config.http;
     let listener = listener::LimitedListener::new(
@@ -269,6 +276,7 @@ pub async fn run(
     sfu.shutdown().await;
     // The departures the shutdown caused are recorded before the database closes.
     events.stop().await;
+    webhook_delivery.stop().await;
     directory.close().await;
     Ok(())
 }

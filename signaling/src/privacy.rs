@@ -79,34 +79,75 @@ pub async fn erase_user(
     let user_id = parse_id(user_raw, "user_id", UserId::new)?;
     let pool = state.uploads.pool();
     let database = |err: sqlx::Error| AppError::Unavailable(err.into());
-    let mut tx = pool.begin().await.map_err(database)?;
-    let classes = sqlx::query("SELECT class_id FROM members WHERE user_id = $1")
-        .bind(user_id.as_str())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(database)?;
-    for statement in [
-        "DELETE FROM members WHERE user_id = $1",
-        "DELETE FROM attendance WHERE user_id = $1",
-        "UPDATE posts SET author_id = $2 WHERE author_id = $1",
-    ] {
-        sqlx::query(statement)
-            .bind(user_id.as_str())
-            .bind(ERASED_AUTHOR)
-            .execute(&mut *tx)
-            .await
-            .map_err(database)?;
+    let classes = erase_user_rows(pool, &user_id).await.map_err(database)?;
+    for class_id in classes {
+        state.sfu.member_removed(&sfu::RoomId::from(&class_id), user_id.clone()).await;
     }
-    tx.commit().await.map_err(database)?;
-    for row in classes {
-        let raw: String = row.try_get("class_id").map_err(database)?;
-        if let Ok(class_id) = ClassId::new(raw) {
-            state.sfu.member_removed(&sfu::RoomId::from(&class_id), user_id.clone()).await;
-        }
-    }
+    // After the erasure is committed: whatever a racing call event wrote before it is deleted
+    // here, whatever it writes after it, it deletes itself.
+    forget_call_rows(pool, &user_id).await.map_err(database)?;
     tracing::info!(user = %user_id, "user data erased");
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// Records the erasure and deletes the user's memberships and authorship, in one transaction;
+/// returns the classes they were a member of. Their call rows are deleted after it
+/// ([`forget_call_rows`]), once they are out of the calls.
+pub async fn erase_user_rows(pool: &sqlx::AnyPool, user_id: &UserId) -> Result<Vec<ClassId>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    // Recorded first, in the transaction that removes the memberships: a call event already on
+    // its way (a join) checks it after writing, and deletes what it wrote.
+    sqlx::query(
+        "INSERT INTO erased_users (user_hash, erased_at) VALUES ($1, $2)
+         ON CONFLICT (user_hash) DO UPDATE SET erased_at = excluded.erased_at",
+    )
+    .bind(crate::db::user_hash(user_id))
+    .bind(now_secs())
+    .execute(&mut *tx)
+    .await?;
+    let classes = sqlx::query("SELECT class_id FROM members WHERE user_id = $1")
+        .bind(user_id.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+    for statement in
+        ["DELETE FROM members WHERE user_id = $1", "UPDATE posts SET author_id = $2 WHERE author_id = $1"]
+    {
+        sqlx::query(statement).bind(user_id.as_str()).bind(ERASED_AUTHOR).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    let mut ids = Vec::with_capacity(classes.len());
+    for row in classes {
+        if let Ok(class_id) = ClassId::new(row.try_get::<String, _>("class_id")?) {
+            ids.push(class_id);
+        }
+    }
+    Ok(ids)
+}
+
+/// Whether the user was erased in the last [`ERASURE_GUARD_DAYS`] days (and not added again since).
+pub async fn was_erased(pool: &sqlx::AnyPool, user_id: &UserId) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query("SELECT 1 AS one FROM erased_users WHERE user_hash = $1")
+        .bind(crate::db::user_hash(user_id))
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.is_some())
+}
+
+/// Deletes the call records that name the user: attendance, and webhooks not yet delivered.
+pub async fn forget_call_rows(pool: &sqlx::AnyPool, user_id: &UserId) -> Result<(), sqlx::Error> {
+    for statement in
+        ["DELETE FROM attendance WHERE user_id = $1", "DELETE FROM webhook_outbox WHERE user_id = $1"]
+    {
+        sqlx::query(statement).bind(user_id.as_str()).execute(pool).await?;
+    }
+    Ok(())
+}
+
+/// How long an erasure is remembered (by a hash of the id): longer than any call event can take to
+/// be recorded, since the erased user is removed from calls at once.
+pub const ERASURE_GUARD_DAYS: i64 = 1;
+/// Webhooks given up after all their attempts are kept this long for an operator to look at.
+pub const GIVEN_UP_WEBHOOK_DAYS: i64 = 30;
 
 /// Classes warned of a coming purge, oldest first.
 #[utoipa::path(
@@ -162,11 +203,21 @@ pub struct Sweep {
 pub async fn sweep(state: &AppState, now: i64) -> Result<Sweep, AppError> {
     let config = &state.config.retention;
     let mut done = Sweep::default();
+    let pool = state.uploads.pool();
+    let database = |err: sqlx::Error| AppError::Unavailable(err.into());
+    sqlx::query("DELETE FROM erased_users WHERE erased_at < $1")
+        .bind(now - ERASURE_GUARD_DAYS * DAY)
+        .execute(pool)
+        .await
+        .map_err(database)?;
+    sqlx::query("DELETE FROM webhook_outbox WHERE gave_up_at < $1")
+        .bind(now - GIVEN_UP_WEBHOOK_DAYS * DAY)
+        .execute(pool)
+        .await
+        .map_err(database)?;
     if config.inactive_days == 0 {
         return Ok(done);
     }
-    let pool = state.uploads.pool();
-    let database = |err: sqlx::Error| AppError::Unavailable(err.into());
     let inactive = config.inactive_days as i64 * DAY;
     let warning = (config.warning_days as i64 * DAY).min(inactive);
 
@@ -183,21 +234,22 @@ pub async fn sweep(state: &AppState, now: i64) -> Result<Sweep, AppError> {
             continue;
         };
         let last_active_at: i64 = row.try_get("last_active_at").map_err(database)?;
+        let mut tx = pool.begin().await.map_err(database)?;
         let recorded = sqlx::query(
             "UPDATE classes SET purge_warned_at = $1 WHERE class_id = $2 AND purge_warned_at IS NULL",
         )
         .bind(now)
         .bind(class_id.as_str())
-        .execute(pool)
+        .execute(&mut *tx)
         .await
         .map_err(database)?
         .rows_affected();
         if recorded == 1 {
             let purge_at = purge_at(config, last_active_at, now);
-            state.webhooks.send(
-                "class_purge_scheduled",
-                json!({ "class_id": class_id.as_str(), "last_active_at": last_active_at, "purge_at": purge_at }),
-            );
+            let fields = json!({ "class_id": class_id.as_str(), "last_active_at": last_active_at, "purge_at": purge_at });
+            state.webhooks.enqueue(&mut tx, "class_purge_scheduled", None, fields).await.map_err(database)?;
+            tx.commit().await.map_err(database)?;
+            state.webhooks.wake();
             tracing::info!(class = %class_id, purge_at, "class unused: purge scheduled");
             done.warned.push(class_id);
         }
@@ -217,7 +269,10 @@ pub async fn sweep(state: &AppState, now: i64) -> Result<Sweep, AppError> {
             continue;
         };
         erase_class(state, &class_id).await?;
-        state.webhooks.send("class_purged", json!({ "class_id": class_id.as_str() }));
+        let mut conn = pool.acquire().await.map_err(database)?;
+        let fields = json!({ "class_id": class_id.as_str() });
+        state.webhooks.enqueue(&mut conn, "class_purged", None, fields).await.map_err(database)?;
+        state.webhooks.wake();
         tracing::info!(class = %class_id, "unused class purged");
         done.purged.push(class_id);
     }

@@ -14,6 +14,7 @@ mod media;
 mod media_support;
 mod moderation;
 mod ops;
+mod outbox;
 mod phone_media;
 mod privacy;
 mod uploads;

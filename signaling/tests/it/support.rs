@@ -45,6 +45,7 @@ pub struct TestServer {
     pub base: String,
     pub client: Client,
     shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
     data_dir_guard: tempfile::TempDir,
     database_url: String,
 }
@@ -56,6 +57,29 @@ impl TestServer {
 
     pub async fn start_with(db: Db, adjust: impl FnOnce(&mut Config)) -> TestServer {
         let data_dir = tempfile::tempdir().expect("temp dir");
+        let database_url = (db == Db::Postgres).then(|| postgres().new_database());
+        TestServer::start_in(data_dir, database_url, adjust).await
+    }
+
+    /// Stops this server (as a restart would: what is in memory is gone) and starts a new one on
+    /// the same database and data directory.
+    pub async fn restart_with(mut self, adjust: impl FnOnce(&mut Config)) -> TestServer {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server stops");
+        }
+        let database_url = self.database_url.starts_with("postgres").then(|| self.database_url.clone());
+        let data_dir = std::mem::replace(&mut self.data_dir_guard, tempfile::tempdir().expect("temp dir"));
+        TestServer::start_in(data_dir, database_url, adjust).await
+    }
+
+    async fn start_in(
+        data_dir: tempfile::TempDir,
+        database_url: Option<String>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> TestServer {
         let mut config = Config { data_dir: data_dir.path().to_path_buf(), ..Config::default() };
         config.auth.api_key = Some(API_KEY.into());
         config.auth.jwt_secret = Some(JWT_SECRET.into());
@@ -65,9 +89,7 @@ impl TestServer {
         // Media jobs run in child processes of the real binary, as in production (this test
         // executable cannot run them).
         config.worker.job_program = Some(PathBuf::from(env!("CARGO_BIN_EXE_signaling")));
-        if db == Db::Postgres {
-            config.database.url = Some(postgres().new_database());
-        }
+        config.database.url = database_url;
         adjust(&mut config);
         config.validate().expect("valid test config");
         let database_url = config.database_url();
@@ -75,14 +97,21 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
         let base = format!("http://{}", listener.local_addr().expect("local addr"));
         let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             signaling::run(listener, state, async {
                 let _ = rx.await;
             })
             .await
             .expect("server runs");
         });
-        TestServer { base, client: Client::new(), shutdown: Some(tx), data_dir_guard: data_dir, database_url }
+        TestServer {
+            base,
+            client: Client::new(),
+            shutdown: Some(tx),
+            task: Some(task),
+            data_dir_guard: data_dir,
+            database_url,
+        }
     }
 
     pub fn database_url(&self) -> String {
