@@ -14,6 +14,9 @@ for s in socks: s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in socks])')
 export KLASS_API_KEY="loadtest-api-key-$RANDOM$RANDOM"
 export KLASS_JWT_SECRET="loadtest-jwt-secret-$RANDOM$RANDOM-0123456789abcdef"
+# Every simulated user comes from 127.0.0.1: the per-address rate limits would count them as one
+# household. Admission control stays on.
+export KLASS_CONFIG_BODY='limits: { rate_limits: false }'
 KLASS_DATA_DIR="$data_dir" KLASS_HTTP_ADDR="127.0.0.1:$http_port" \
   KLASS_SFU_UDP_ADDR="127.0.0.1:$media_port" KLASS_SFU_TCP_ADDR="127.0.0.1:$media_port" \
   KLASS_WORKER_CONCURRENCY=0 RUST_LOG=warn "$bin_dir/signaling" serve &

@@ -61,6 +61,14 @@ pub enum ErrorCode {
     NotFound,
     /// The request is larger than the server accepts.
     PayloadTooLarge,
+    /// Too many requests from this user or address: wait the `Retry-After` seconds.
+    RateLimited,
+    /// The user already has the most call connections open at once (other tabs or devices).
+    TooManyConnections,
+    /// The class already has the most uploads in progress at once; finish or wait for one.
+    TooManyUploads,
+    /// This server is admitting no more calls for now (a surge): try again after `Retry-After`.
+    ServerBusy,
     /// A dependency (database, object store) is not reachable.
     Unavailable,
     /// A bug or an unexpected failure on our side. The message never says more.
@@ -95,6 +103,10 @@ impl ErrorCode {
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::NotFound => "not_found",
             ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::TooManyUploads => "too_many_uploads",
+            ErrorCode::ServerBusy => "server_busy",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }
@@ -126,7 +138,8 @@ impl ErrorCode {
             | ErrorCode::VideoTooLong
             | ErrorCode::UnsupportedMedia
             | ErrorCode::CorruptMedia => 422,
-            ErrorCode::Unavailable => 503,
+            ErrorCode::RateLimited | ErrorCode::TooManyConnections | ErrorCode::TooManyUploads => 429,
+            ErrorCode::Unavailable | ErrorCode::ServerBusy => 503,
             ErrorCode::Internal | ErrorCode::ProcessingFailed => 500,
         }
     }
@@ -177,6 +190,10 @@ mod tests {
             ErrorCode::InvalidRequest,
             ErrorCode::NotFound,
             ErrorCode::PayloadTooLarge,
+            ErrorCode::RateLimited,
+            ErrorCode::TooManyConnections,
+            ErrorCode::TooManyUploads,
+            ErrorCode::ServerBusy,
             ErrorCode::Unavailable,
             ErrorCode::Internal,
         ] {

@@ -27,6 +27,8 @@ pub struct Config {
     pub retention: crate::privacy::RetentionConfig,
     pub sfu: SfuSection,
     pub webhooks: crate::webhooks::WebhookConfig,
+    /// Rate limits, connection limits and admission control (see `limits`).
+    pub limits: crate::limits::LimitsConfig,
     pub auth: AuthConfig,
     /// Partial overrides of the offers, per tier. See `config.sample.yaml`.
     pub tiers: BTreeMap<Tier, TierPolicyOverride>,
@@ -48,6 +50,12 @@ pub struct HttpConfig {
     /// A connection whose client sends nothing for this long is closed. Call WebSockets are
     /// pinged every third of it, and browsers answer pings by themselves.
     pub idle_timeout_secs: u64,
+    /// A request whose headers are not all in within this long is closed,
+    /// however slowly its bytes trickle in.
+    pub header_timeout_secs: u64,
+    /// A request's whole body must arrive within this long (a chunk of `max_chunk_bytes` on a
+    /// slow phone included); past it the request fails and the connection is freed.
+    pub body_timeout_secs: u64,
 }
 
 impl Default for HttpConfig {
@@ -59,6 +67,8 @@ impl Default for HttpConfig {
             public_url: None,
             max_connections: 10_000,
             idle_timeout_secs: 60,
+            header_timeout_secs: 10,
+            body_timeout_secs: 300,
         }
     }
 }
@@ -225,6 +235,7 @@ impl Default for Config {
             retention: crate::privacy::RetentionConfig::default(),
             sfu: SfuSection::default(),
             webhooks: crate::webhooks::WebhookConfig::default(),
+            limits: crate::limits::LimitsConfig::default(),
             auth: AuthConfig::default(),
             tiers: BTreeMap::new(),
             demo: false,

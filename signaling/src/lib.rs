@@ -35,6 +35,7 @@ pub mod directory;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod limits;
 pub mod links;
 pub mod listener;
 pub mod metrics;
@@ -77,6 +78,7 @@ pub struct AppState {
     pub jwt: JwtVerifier,
     pub api_key: ApiKey,
     pub metrics: Arc<Metrics>,
+    pub limits: Arc<limits::Limits>,
     pub config: Arc<Config>,
     /// The media workers this process runs, if any (`worker.concurrency`). Stopped, a job in
     /// progress goes back to the queue for the next worker.
@@ -135,7 +137,12 @@ impl AppState {
             .context("cannot open the database")?;
         let directory = Directory::new(pool.clone(), config.tier_table());
         let attendance = attendance::Attendance::new(pool.clone());
-        let uploads = Uploads::new(pool, config.tier_table(), config.media.max_attempts);
+        let uploads = Uploads::new(
+            pool,
+            config.tier_table(),
+            config.media.max_attempts,
+            config.limits.max_uploads_in_progress_per_class,
+        );
         let storage = Storage::open(config.storage.url.as_deref(), &config.data_dir, &config.storage.options)
             .context("cannot open media storage")?;
         let jwt = JwtVerifier::from_config(&config.auth).context("cannot load the JWT key")?;
@@ -178,6 +185,7 @@ impl AppState {
             )
         });
         let workers = Background::spawn("media workers", worker.map(|worker| move |stop| worker.run(stop)));
+        let limits = Arc::new(limits::Limits::new(config.limits.clone(), metrics.registry()));
         Ok(AppState {
             directory,
             attendance,
@@ -188,6 +196,7 @@ impl AppState {
             jwt,
             api_key,
             metrics,
+            limits,
             config: Arc::new(config),
             workers,
             webhooks,
@@ -233,6 +242,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limits::limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::observe))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
             let path = request
@@ -265,13 +275,18 @@ pub async fn run(
     let events = state.events.clone();
     let webhook_delivery = state.webhook_delivery.clone();
     privacy::start(state.clone());
+    limits::start(state.limits.clone());
     let http = &state.config.http;
     let listener = listener::LimitedListener::new(
         listener,
         http.max_connections,
         std::time::Duration::from_secs(http.idle_timeout_secs.max(1)),
     );
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await.context("HTTP server failed")?;
+    let timeouts = listener::Timeouts {
+        header: std::time::Duration::from_secs(http.header_timeout_secs.max(1)),
+        body: std::time::Duration::from_secs(http.body_timeout_secs.max(1)),
+    };
+    listener::serve(listener, app(state), timeouts, shutdown).await;
     workers.stop().await;
     sfu.shutdown().await;
     // The departures the shutdown caused are recorded before the database closes.

@@ -1,8 +1,13 @@
-//! The HTTP listener: at most `http.max_connections` connections at once (the surplus is closed as
-//! soon as it is accepted), and each closed after `http.idle_timeout_secs` without a byte from
-//! the client. A client that sends one byte of a request and stops, or opens a connection and
-//! says nothing, no longer holds it forever. Call WebSockets stay open: the relay pings them more
-//! often than that, and browsers answer pings by themselves.
+//! The HTTP listener and its connections: at most `http.max_connections` connections at once (the
+//! surplus is closed as soon as it is accepted), each closed after `http.idle_timeout_secs`
+//! without a byte from the client, and a request's headers due within `http.header_timeout_secs`
+//! of its first byte however slowly they trickle. A client that sends one byte of a request and
+//! stops, or one byte every few seconds, or opens a connection and says nothing, no longer holds
+//! it. Call WebSockets stay open: the relay pings them more often than the idle time, and
+//! browsers answer pings by themselves.
+//!
+//! [`serve`] is axum's `serve` with those settings (axum does not expose hyper's header timeout),
+//! and the peer's address in each request as `ConnectInfo` for the rate limits.
 
 use std::future::Future;
 use std::io;
@@ -12,6 +17,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -47,6 +58,86 @@ impl axum::serve::Listener for LimitedListener {
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.local_addr()
     }
+}
+
+/// How long a request's headers, and then its whole body, may take to arrive.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub header: Duration,
+    pub body: Duration,
+}
+
+/// A request body that fails once its deadline passes, however slowly its bytes keep coming: the
+/// handler reading it answers an error and the connection is freed.
+struct DeadlineBody {
+    inner: Incoming,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl DeadlineBody {
+    fn new(inner: Incoming, timeout: Duration) -> DeadlineBody {
+        DeadlineBody { inner, deadline: Box::pin(tokio::time::sleep(timeout)) }
+    }
+}
+
+impl hyper::body::Body for DeadlineBody {
+    type Data = bytes::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        if self.inner.is_end_stream() {
+            return Poll::Ready(None);
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err("the request body took too long to arrive".into())));
+        }
+        Pin::new(&mut self.inner).poll_frame(cx).map_err(Into::into)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Serves `app` until `shutdown` resolves, then lets the requests in flight finish.
+pub async fn serve(
+    mut listener: LimitedListener,
+    app: Router,
+    timeouts: Timeouts,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let Timeouts { header: header_timeout, body: body_timeout } = timeouts;
+    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (io, peer) = tokio::select! {
+            accepted = axum::serve::Listener::accept(&mut listener) => accepted,
+            () = &mut shutdown => break,
+        };
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            let request = request.map(|body| axum::body::Body::new(DeadlineBody::new(body, body_timeout)));
+            tower::ServiceExt::oneshot(app.clone(), request)
+        });
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(peer = %peer, cause = %err, "HTTP connection ended with an error");
+            }
+        });
+    }
+    graceful.shutdown().await;
 }
 
 /// A connection that fails its pending read once the client has sent nothing for the idle time.

@@ -19,6 +19,8 @@ pub enum UploadError {
     PostNotFound,
     #[error("no such upload in this class")]
     MediaNotFound,
+    #[error("the class already has {limit} files uploading; finish or wait for one")]
+    TooManyUploads { limit: u32 },
     #[error("the post already has the tier's {limit} photos")]
     TooManyPhotos { limit: u32 },
     #[error("the post already has the tier's {limit} videos")]
@@ -57,6 +59,7 @@ impl UploadError {
     pub fn code(&self) -> Option<ErrorCode> {
         Some(match self {
             UploadError::PostNotFound | UploadError::MediaNotFound => ErrorCode::NotFound,
+            UploadError::TooManyUploads { .. } => ErrorCode::TooManyUploads,
             UploadError::TooManyPhotos { .. } => ErrorCode::TooManyPhotos,
             UploadError::TooManyVideos { .. } => ErrorCode::TooManyVideos,
             UploadError::StorageQuotaExceeded { .. } => ErrorCode::StorageQuotaExceeded,
@@ -157,14 +160,16 @@ pub struct Uploads {
     tiers: TierTable,
     queue: Queue,
     max_attempts: u32,
+    /// Files of one class uploading at once (see `limits.max_uploads_in_progress_per_class`).
+    max_uploading_per_class: u32,
 }
 
 /// A fresh random id: 128 bits in hex, inside the id alphabet (the job queue's lease tokens).
 pub use media_worker::worker::random_token;
 
 impl Uploads {
-    pub fn new(pool: AnyPool, tiers: TierTable, max_attempts: u32) -> Uploads {
-        Uploads { queue: Queue::new(pool.clone()), pool, tiers, max_attempts }
+    pub fn new(pool: AnyPool, tiers: TierTable, max_attempts: u32, max_uploading_per_class: u32) -> Uploads {
+        Uploads { queue: Queue::new(pool.clone()), pool, tiers, max_attempts, max_uploading_per_class }
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -209,6 +214,19 @@ impl Uploads {
             .await?;
         if post.is_none() {
             return Err(UploadError::PostNotFound);
+        }
+
+        // Uploads left unfinished for a day no longer count: a phone that gave up frees its place.
+        let n_uploading: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM media WHERE class_id = $1 AND state = 'uploading' AND updated_at > $2",
+        )
+        .bind(class_id.as_str())
+        .bind(now - 86_400)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+        if n_uploading >= i64::from(self.max_uploading_per_class) {
+            return Err(UploadError::TooManyUploads { limit: self.max_uploading_per_class });
         }
 
         let n_same_kind: i64 = sqlx::query(&format!(

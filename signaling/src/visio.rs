@@ -28,11 +28,16 @@ use crate::AppState;
 /// A client that connects but never says who it is is dropped after this long.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Admission comes first: a node that is busy answers `503 server_busy` with `Retry-After` at
+/// once, before the upgrade (see `limits`).
 pub async fn visio_ws(
     State(state): State<AppState>,
     ClassPath(class_id): ClassPath,
     ws: WebSocketUpgrade,
 ) -> Response {
+    if let Err(limited) = state.limits.admits_joins(state.sfu.event_backlog()) {
+        return crate::limits::refusal(ErrorCode::ServerBusy, limited);
+    }
     ws.max_message_size(MAX_CLIENT_MESSAGE_BYTES).max_frame_size(MAX_CLIENT_MESSAGE_BYTES).on_upgrade(
         move |socket| async move {
             let span = tracing::info_span!("visio", %class_id, participant_id = tracing::field::Empty);
@@ -72,6 +77,24 @@ async fn connection(state: AppState, class_id: ClassId, mut socket: WebSocket) {
         Ok(user_id) => user_id,
         Err(err) => return refuse(socket, ErrorCode::Unauthorized, err.to_string()).await,
     };
+    if let Err(limited) = state.limits.check_user(crate::limits::Kind::Join, &user_id) {
+        let message = format!("too many joins; try again in {} s", limited.retry_after_secs());
+        return refuse(socket, ErrorCode::RateLimited, message).await;
+    }
+    // Held for as long as this socket is open.
+    let Some(_connection) = state.limits.open_connection(&user_id) else {
+        let limit = state.limits.config().max_call_connections_per_user;
+        let message = format!("you already have {limit} call connections open; close one first");
+        return refuse(socket, ErrorCode::TooManyConnections, message).await;
+    };
+    // Held until the join is answered.
+    let admission = match state.limits.start_join() {
+        Ok(permit) => permit,
+        Err(limited) => {
+            let message = format!("the server is busy; try again in {} s", limited.retry_after_secs());
+            return refuse(socket, ErrorCode::ServerBusy, message).await;
+        }
+    };
     let member = match state.directory.approved_member(&class_id, &user_id).await {
         Ok(Some(member)) => member,
         Ok(None) => {
@@ -103,6 +126,7 @@ async fn connection(state: AppState, class_id: ClassId, mut socket: WebSocket) {
         Ok(joined) => joined,
         Err(err) => return refuse(socket, err.code(), join_refusal_message(&err)).await,
     };
+    drop(admission);
     let participant_id = joined.participant_id.clone();
     tracing::Span::current().record("participant_id", tracing::field::display(&participant_id));
     let welcome = ServerMessage::Joined {

@@ -18,6 +18,9 @@
     removed_from_session: "L'enseignant vous a retiré de cette session : vous ne pouvez pas la rejoindre à nouveau.",
     invalid_request: "Le serveur a refusé une demande invalide. Rechargez la page si le problème continue.",
     unavailable: "Le service est momentanément indisponible. Réessayez dans un instant.",
+    rate_limited: "Trop de tentatives en peu de temps. Patientez quelques secondes avant de réessayer.",
+    too_many_connections: "La visio est déjà ouverte dans plusieurs onglets ou appareils. Fermez-en un pour rejoindre depuis celui-ci.",
+    server_busy: "Le serveur est très sollicité en ce moment. Réessayez dans quelques secondes.",
     forbidden_role: "Votre rôle dans la classe ne permet pas cette action.",
   };
 

@@ -89,7 +89,7 @@ fn measure(n_participants: usize) {
         wait_until("media flowing", Duration::from_secs(20), || last.counts_from(&first_id).video > 30).await;
         // Let renegotiations and keyframe gating settle.
         tokio::time::sleep(Duration::from_secs(2)).await;
-        while events.try_recv().is_ok() {}
+        while events.try_recv().is_some() {}
 
         let cpu = |probe_tx: mpsc::Sender<Probe>| async move {
             let (reply, answer) = oneshot::channel();

@@ -17,5 +17,6 @@ mod ops;
 mod outbox;
 mod phone_media;
 mod privacy;
+mod rate_limits;
 mod uploads;
 mod visio;
