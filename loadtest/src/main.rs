@@ -8,8 +8,11 @@
 //! the measurement window, and prints join times, delivery against what was sent, and the
 //! server's CPU when given its pid. Exit status 1 when a participant failed or received less than
 //! `--min-delivery` of what it should have.
+//!
+//! `loadtest soak` plays a school day in fast motion for minutes (see [`soak`]).
 
 mod client;
+mod soak;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -31,6 +34,9 @@ struct Cli {
 enum Command {
     /// One class call with N participants.
     Call(CallArgs),
+    /// Minutes of join/leave churn, API calls and uploads in several classes; checks that no
+    /// attendance row or webhook is lost and that the server's memory stays flat.
+    Soak(soak::SoakArgs),
 }
 
 #[derive(clap::Args)]
@@ -81,8 +87,10 @@ struct CallArgs {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let Command::Call(args) = Cli::parse().command;
-    let ok = call(args).await?;
+    let ok = match Cli::parse().command {
+        Command::Call(args) => call(args).await?,
+        Command::Soak(args) => soak::soak(args).await?,
+    };
     std::process::exit(if ok { 0 } else { 1 });
 }
 
