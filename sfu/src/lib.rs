@@ -31,4 +31,6 @@ mod shell;
 pub use config::{RoomConfig, SfuConfig, TcpLimits};
 pub use error::SfuError;
 pub use proto::*;
-pub use shell::{EventReceiver, JoinRequest, Joined, Sfu, SfuHandle, LOSSY_LIMIT, PARTICIPANT_EVENT_QUEUE};
+pub use shell::{
+    DropCounts, EventReceiver, JoinRequest, Joined, Sfu, SfuHandle, LOSSY_LIMIT, PARTICIPANT_EVENT_QUEUE,
+};

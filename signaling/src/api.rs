@@ -247,6 +247,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
     for (tier, counts) in state.directory.counts_by_tier().await? {
         state.metrics.set_directory_counts(tier, counts.n_classes, counts.n_members);
     }
+    state.metrics.set_sfu_queues(state.sfu.drops(), state.sfu.event_backlog());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.encode()))
 }
 

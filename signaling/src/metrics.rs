@@ -39,6 +39,9 @@ struct SfuMetrics {
     session_duration: Histogram,
     joins_refused: IntCounterVec,
     participants_left: IntCounterVec,
+    /// What the SFU's shell dropped rather than queue, by queue; read at each scrape.
+    queue_drops: IntCounterVec,
+    event_backlog: IntGauge,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, collector: C) -> C {
@@ -90,6 +93,16 @@ impl SfuMetrics {
                 "sfu_participants_left_total",
                 "Participants who left a call, by reason (too_slow: dropped for not reading their events).",
                 &["reason"],
+            ),
+            queue_drops: counter_vec(
+                "sfu_queue_drops_total",
+                "What the SFU dropped rather than queue without bound: datagrams (a room's queue full), \
+                 ice_tcp_frames (a TCP peer's write queue full), ice_tcp_connections (connection limit).",
+                &["queue"],
+            ),
+            event_backlog: gauge(
+                "sfu_event_backlog",
+                "Call events waiting to be recorded; joins are refused (server_busy) past limits.max_call_event_backlog.",
             ),
         };
         // Series exist from the start at 0, so rates and dashboards work before the first call.
@@ -153,6 +166,20 @@ impl Metrics {
     /// The registry other components of the process (SFU, media worker) register into.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// Brings the SFU's own counters (kept by its shell) into the registry, at each scrape.
+    pub fn set_sfu_queues(&self, drops: sfu::DropCounts, event_backlog: usize) {
+        let metrics = &self.sfu;
+        for (queue, total) in [
+            ("datagrams", drops.datagrams),
+            ("ice_tcp_frames", drops.tcp_frames),
+            ("ice_tcp_connections", drops.tcp_connections),
+        ] {
+            let counter = metrics.queue_drops.with_label_values(&[queue]);
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+        metrics.event_backlog.set(event_backlog as i64);
     }
 
     pub fn set_directory_counts(&self, tier: models::Tier, n_classes: i64, n_members: i64) {

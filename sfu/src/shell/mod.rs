@@ -40,6 +40,25 @@ const ROOM_COMMAND_QUEUE: usize = 64;
 /// Datagrams waiting for a room task before the reader drops them, as a full NIC queue would.
 const ROOM_NET_QUEUE: usize = 4096;
 
+/// What the shell dropped rather than queue without bound, since the start.
+#[derive(Debug, Default)]
+pub struct Drops {
+    /// Datagrams dropped because their room's queue was full (as a full NIC queue would).
+    pub datagrams: AtomicU64,
+    /// Frames to an ICE-TCP peer dropped because its write queue was full.
+    pub tcp_frames: AtomicU64,
+    /// ICE-TCP connections closed at once because `TcpLimits::max_connections` were open.
+    pub tcp_connections: AtomicU64,
+}
+
+/// A snapshot of [`Drops`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DropCounts {
+    pub datagrams: u64,
+    pub tcp_frames: u64,
+    pub tcp_connections: u64,
+}
+
 /// A running SFU: its handle and the stream of server events (sessions, attendance, stats).
 pub struct Sfu {
     pub handle: SfuHandle,
@@ -87,6 +106,7 @@ struct Inner {
     router: Arc<Router>,
     rooms: Mutex<HashMap<RoomId, RoomEntry>>,
     server_events: EventSender,
+    drops: Arc<Drops>,
     next_id: AtomicU64,
     io_tasks: Mutex<Vec<JoinHandle<()>>>,
     /// The runtime `start` ran on. Room tasks go there, not onto whichever runtime the caller of
@@ -103,7 +123,9 @@ impl Sfu {
             vec![Candidate::host(udp_addr, "udp")
                 .map_err(|err| SfuError::Io(format!("udp candidate: {err}")))?];
         let router = Arc::new(Router::default());
-        let mut io_tasks = vec![tokio::spawn(net::udp_reader(udp.clone(), udp_addr, router.clone()))];
+        let drops = Arc::new(Drops::default());
+        let mut io_tasks =
+            vec![tokio::spawn(net::udp_reader(udp.clone(), udp_addr, router.clone(), drops.clone()))];
 
         let mut tcp_addr = None;
         if let Some(tcp_bind) = config.tcp_bind {
@@ -121,6 +143,7 @@ impl Sfu {
                 advertised,
                 router.clone(),
                 config.tcp_limits,
+                drops.clone(),
             )));
             tcp_addr = Some(advertised);
         }
@@ -136,6 +159,7 @@ impl Sfu {
             router,
             rooms: Mutex::new(HashMap::new()),
             server_events,
+            drops,
             next_id: AtomicU64::new(1),
             io_tasks: Mutex::new(io_tasks),
             runtime: tokio::runtime::Handle::current(),
@@ -276,6 +300,16 @@ impl SfuHandle {
         self.inner.server_events.backlog()
     }
 
+    /// What the shell dropped so far rather than queue it.
+    pub fn drops(&self) -> DropCounts {
+        let drops = &self.inner.drops;
+        DropCounts {
+            datagrams: drops.datagrams.load(Ordering::Relaxed),
+            tcp_frames: drops.tcp_frames.load(Ordering::Relaxed),
+            tcp_connections: drops.tcp_connections.load(Ordering::Relaxed),
+        }
+    }
+
     pub fn n_rooms(&self) -> usize {
         self.inner.lock_rooms().len()
     }
@@ -355,6 +389,7 @@ impl SfuHandle {
             udp: self.inner.udp.clone(),
             router: self.inner.router.clone(),
             server_events: self.inner.server_events.clone(),
+            drops: self.inner.drops.clone(),
             on_exit: Box::new(move || {
                 if let Some(inner) = weak.upgrade() {
                     let mut rooms = inner.lock_rooms();

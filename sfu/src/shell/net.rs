@@ -21,7 +21,12 @@ const RECV_BUF_LEN: usize = 2048;
 const TCP_WRITE_QUEUE: usize = 256;
 
 /// Reads the shared UDP socket and hands each datagram to its room.
-pub async fn udp_reader(socket: Arc<UdpSocket>, advertised: SocketAddr, router: Arc<Router>) {
+pub async fn udp_reader(
+    socket: Arc<UdpSocket>,
+    advertised: SocketAddr,
+    router: Arc<Router>,
+    drops: Arc<super::Drops>,
+) {
     let mut buf = vec![0u8; RECV_BUF_LEN];
     // Learned from STUN requests: the address a flow comes from names its room.
     let mut by_addr: HashMap<SocketAddr, mpsc::Sender<NetMsg>> = HashMap::new();
@@ -57,7 +62,10 @@ pub async fn udp_reader(socket: Arc<UdpSocket>, advertised: SocketAddr, router: 
         };
         match room.try_send(msg) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => debug!("room queue full, datagram dropped"),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                drops.datagrams.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                debug!("room queue full, datagram dropped")
+            }
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 by_addr.remove(&source);
             }
@@ -72,12 +80,14 @@ pub async fn tcp_acceptor(
     advertised: SocketAddr,
     router: Arc<Router>,
     limits: TcpLimits,
+    drops: Arc<super::Drops>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    drops.tcp_connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     debug!(%peer, "too many ice-tcp connections: closing a new one");
                     continue;
                 };

@@ -95,6 +95,7 @@ pub struct RoomTask {
     pub udp: Arc<UdpSocket>,
     pub router: Arc<Router>,
     pub server_events: super::EventSender,
+    pub drops: Arc<super::Drops>,
     /// Called with the room id when the task ends, so the registry forgets it.
     pub on_exit: Box<dyn FnOnce() + Send>,
 }
@@ -111,8 +112,17 @@ impl RoomTask {
     }
 
     async fn run_inner(self) {
-        let RoomTask { mut room, mut commands, mut net_rx, net_tx, udp, router, server_events, on_exit } =
-            self;
+        let RoomTask {
+            mut room,
+            mut commands,
+            mut net_rx,
+            net_tx,
+            udp,
+            router,
+            server_events,
+            drops,
+            on_exit,
+        } = self;
         let mut peers: HashMap<ParticipantId, Peer> = HashMap::new();
         let mut too_slow: Vec<ParticipantId> = Vec::new();
         let mut tcp_writers: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
@@ -130,7 +140,9 @@ impl RoomTask {
                         }
                         _ => {
                             if let Some(writer) = tcp_writers.get(&transmit.destination) {
-                                let _ = writer.try_send(transmit.contents.to_vec());
+                                if writer.try_send(transmit.contents.to_vec()).is_err() {
+                                    drops.tcp_frames.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                }
                             }
                         }
                     },

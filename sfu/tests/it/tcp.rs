@@ -50,6 +50,7 @@ async fn silent_trickling_and_surplus_ice_tcp_connections_are_closed() {
     // Both slots are taken: a third connection is closed at once, long before any timeout.
     let mut surplus = tokio::net::TcpStream::connect(addr).await.unwrap();
     assert!(closed_within(&mut surplus, Duration::from_millis(300)).await, "over the limit: closed at once");
+    assert_eq!(sfu.handle.drops().tcp_connections, 1, "the refusal is counted");
     assert!(
         closed_within(&mut silent, Duration::from_secs(3)).await,
         "silent: closed after its first-frame time"
