@@ -74,7 +74,8 @@ pub struct LimitsConfig {
     pub max_joins_in_progress: usize,
     /// Call events waiting for the database past which this node admits no join.
     pub max_call_event_backlog: usize,
-    /// Files of one class uploading at once (announced, not complete, touched in the last day).
+    /// Files of one class uploading at once (announced, not complete, touched in the last day):
+    /// above the largest post a tier allows (36 photos and 3 videos), so a full post always fits.
     pub max_uploads_in_progress_per_class: u32,
 }
 
@@ -82,16 +83,16 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             rate_limits: true,
-            api_per_address: Rate::new(1200, 200),
-            api_per_user: Rate::new(600, 100),
+            api_per_address: Rate::new(3000, 500),
+            api_per_user: Rate::new(1200, 200),
             joins_per_address: Rate::new(120, 40),
             joins_per_user: Rate::new(20, 6),
-            uploads_per_address: Rate::new(2400, 200),
-            uploads_per_user: Rate::new(1200, 100),
+            uploads_per_address: Rate::new(3000, 600),
+            uploads_per_user: Rate::new(1200, 300),
             max_call_connections_per_user: 4,
             max_joins_in_progress: 32,
             max_call_event_backlog: 10_000,
-            max_uploads_in_progress_per_class: 20,
+            max_uploads_in_progress_per_class: 100,
         }
     }
 }
