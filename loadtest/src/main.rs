@@ -39,17 +39,24 @@ enum Command {
     Soak(soak::SoakArgs),
 }
 
+/// The server, and what the class backend holds to act on it.
 #[derive(clap::Args)]
-struct CallArgs {
+pub struct ServerArgs {
     /// The server's base URL.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
-    url: String,
-    /// The class backend's API key (to create the class and its members).
+    pub url: String,
+    /// The class backend's API key (to create classes and their members).
     #[arg(long, env = "KLASS_API_KEY")]
-    api_key: String,
+    pub api_key: String,
     /// The HS256 secret of user tokens.
     #[arg(long, env = "KLASS_JWT_SECRET")]
-    jwt_secret: String,
+    pub jwt_secret: String,
+}
+
+#[derive(clap::Args)]
+struct CallArgs {
+    #[command(flatten)]
+    server: ServerArgs,
     #[arg(long, default_value = "loadtest")]
     class: String,
     /// Tier of the class: `plus` (70 at once) or `standard` (8).
@@ -115,7 +122,7 @@ fn user_of(i: usize) -> String {
 async fn setup(args: &CallArgs) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let put = |path: String, body: serde_json::Value| {
-        http.put(format!("{}{path}", args.url)).bearer_auth(&args.api_key).json(&body).send()
+        http.put(format!("{}{path}", args.server.url)).bearer_auth(&args.server.api_key).json(&body).send()
     };
     let class = put(
         format!("/v1/classes/{}", args.class),
@@ -169,7 +176,7 @@ async fn call(args: CallArgs) -> anyhow::Result<bool> {
     anyhow::ensure!(args.participants >= 2, "at least 2 participants");
     let cameras = args.cameras.unwrap_or(args.participants).min(args.participants);
     setup(&args).await.context("setting up the class through the sync API")?;
-    let ws_url = format!("{}/v1/classes/{}/visio/ws", args.url.replacen("http", "ws", 1), args.class);
+    let ws_url = format!("{}/v1/classes/{}/visio/ws", args.server.url.replacen("http", "ws", 1), args.class);
 
     let started = Instant::now();
     // Far enough for everyone to join; the window's end is set once they have.
@@ -182,7 +189,7 @@ async fn call(args: CallArgs) -> anyhow::Result<bool> {
         let progress = Arc::new(Mutex::new(Progress::default()));
         let config = ClientConfig {
             ws_url: ws_url.clone(),
-            token: mint(&args.jwt_secret, &user_of(i))?,
+            token: mint(&args.server.jwt_secret, &user_of(i))?,
             camera: i < cameras,
             speaking: i < args.speakers,
             bind_ip: args.bind_ip,

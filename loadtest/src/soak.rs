@@ -21,12 +21,8 @@ use crate::mint;
 
 #[derive(clap::Args)]
 pub struct SoakArgs {
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    url: String,
-    #[arg(long, env = "KLASS_API_KEY")]
-    api_key: String,
-    #[arg(long, env = "KLASS_JWT_SECRET")]
-    jwt_secret: String,
+    #[command(flatten)]
+    server: crate::ServerArgs,
     /// Classes, each with its own call.
     #[arg(long, default_value_t = 4)]
     classes: usize,
@@ -86,8 +82,8 @@ pub async fn soak(args: SoakArgs) -> anyhow::Result<bool> {
     let http = reqwest::Client::new();
     for c in 0..args.classes {
         let class = http
-            .put(format!("{}/v1/classes/{}", args.url, class_of(c)))
-            .bearer_auth(&args.api_key)
+            .put(format!("{}/v1/classes/{}", args.server.url, class_of(c)))
+            .bearer_auth(&args.server.api_key)
             .json(&json!({ "name": "Soak", "tier": "plus", "options": { "confort_famille": false } }))
             .send()
             .await?;
@@ -95,8 +91,8 @@ pub async fn soak(args: SoakArgs) -> anyhow::Result<bool> {
         for i in 0..args.people {
             let role = if i == 0 { "teacher" } else { "parent" };
             let member = http
-                .put(format!("{}/v1/classes/{}/members/{}", args.url, class_of(c), user_of(c, i)))
-                .bearer_auth(&args.api_key)
+                .put(format!("{}/v1/classes/{}/members/{}", args.server.url, class_of(c), user_of(c, i)))
+                .bearer_auth(&args.server.api_key)
                 .json(&json!({ "display_name": format!("Personne {i}"), "role": role, "approved": true }))
                 .send()
                 .await?;
@@ -110,9 +106,9 @@ pub async fn soak(args: SoakArgs) -> anyhow::Result<bool> {
     for c in 0..args.classes {
         for i in 0..args.people {
             let user = User {
-                url: args.url.clone(),
+                url: args.server.url.clone(),
                 class_id: class_of(c),
-                token: mint(&args.jwt_secret, &user_of(c, i))?,
+                token: mint(&args.server.jwt_secret, &user_of(c, i))?,
                 teacher: i == 0,
                 bind_ip: args.bind_ip,
                 seed: 0x9E37_79B9_7F4A_7C15 ^ ((c * 1000 + i) as u64 + 1),
@@ -304,8 +300,8 @@ struct Rows {
 async fn attendance_rows(args: &SoakArgs, http: &reqwest::Client) -> anyhow::Result<Rows> {
     let mut rows = Rows { sessions: 0, attendance: 0 };
     for c in 0..args.classes {
-        let token = mint(&args.jwt_secret, &user_of(c, 0))?;
-        let base = format!("{}/v1/classes/{}/sessions", args.url, class_of(c));
+        let token = mint(&args.server.jwt_secret, &user_of(c, 0))?;
+        let base = format!("{}/v1/classes/{}/sessions", args.server.url, class_of(c));
         let sessions: Vec<Value> =
             http.get(&base).bearer_auth(&token).send().await?.error_for_status()?.json().await?;
         for session in sessions {

@@ -3,10 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::support::{both_backends, free_port, webhook_receiver, Db, TestServer, WEBHOOK_SECRET};
-use crate::visio::{join, next_of, send};
+use crate::visio::short_call;
 
 async fn count(server: &TestServer, query: &str) -> i64 {
     use sqlx::Row;
@@ -29,14 +29,7 @@ async fn webhooks_queued_before_a_restart_are_delivered_after_it(db: Db) {
     server.put_class("std", "standard", false).await;
     server.put_member("std", "teacher", "teacher", true).await;
     server.put_member("std", "parent0", "parent", true).await;
-    let (mut teacher, _teacher_rtc, _) = join(&server, "std", "teacher").await;
-    next_of(&mut teacher, "admitted").await;
-    let (mut parent, _parent_rtc, _) = join(&server, "std", "parent0").await;
-    next_of(&mut parent, "admitted").await;
-    send(&mut parent, json!({ "type": "leave" })).await;
-    next_of(&mut teacher, "participant_left").await;
-    send(&mut teacher, json!({ "type": "end_session" })).await;
-    next_of(&mut teacher, "left").await;
+    short_call(&server, "std").await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while count(&server, "SELECT COUNT(*) FROM webhook_outbox WHERE body LIKE '%session_ended%'").await < 1 {
         assert!(Instant::now() < deadline, "the call's events are not in the outbox");

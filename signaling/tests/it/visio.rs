@@ -196,6 +196,18 @@ async fn ninth_person_is_refused_and_removed_members_are_disconnected(db: Db) {
 }
 both_backends!(ninth_person_is_refused_and_removed_members_are_disconnected);
 
+/// A call in `class_id`: its teacher starts it, `parent0` joins and leaves, the teacher ends it.
+pub(crate) async fn short_call(server: &TestServer, class_id: &str) {
+    let (mut teacher, _teacher_rtc, _) = join(server, class_id, "teacher").await;
+    next_of(&mut teacher, "admitted").await;
+    let (mut parent, _parent_rtc, _) = join(server, class_id, "parent0").await;
+    next_of(&mut parent, "admitted").await;
+    send(&mut parent, json!({ "type": "leave" })).await;
+    next_of(&mut teacher, "participant_left").await;
+    send(&mut teacher, json!({ "type": "end_session" })).await;
+    assert_eq!(next_of(&mut teacher, "left").await["reason"], "session_ended_by_moderator");
+}
+
 async fn attendance_and_signed_webhooks(db: Db) {
     let (hook_url, received) = webhook_receiver().await;
     let server = TestServer::start_with(db, |config| {
@@ -205,14 +217,7 @@ async fn attendance_and_signed_webhooks(db: Db) {
     })
     .await;
     setup(&server).await;
-    let (mut teacher, _teacher_rtc, _) = join(&server, "std", "teacher").await;
-    next_of(&mut teacher, "admitted").await;
-    let (mut parent, _parent_rtc, _) = join(&server, "std", "parent0").await;
-    next_of(&mut parent, "admitted").await;
-    send(&mut parent, json!({ "type": "leave" })).await;
-    next_of(&mut teacher, "participant_left").await;
-    send(&mut teacher, json!({ "type": "end_session" })).await;
-    assert_eq!(next_of(&mut teacher, "left").await["reason"], "session_ended_by_moderator");
+    short_call(&server, "std").await;
 
     // Webhooks arrive in order, signed, the refused first one retried with the same event id.
     let deadline = Instant::now() + Duration::from_secs(15);
