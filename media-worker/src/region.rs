@@ -105,20 +105,30 @@ impl ManualRegion {
     }
 }
 
-/// The API's region (`models`) is the same rectangle over the same time range.
+/// The API's region (`models`, checked in `f64`) is the same rectangle over the same time range. A
+/// positive width or height stays positive in `f32`, so that the region shown back to the teacher
+/// is still one the API accepts.
 impl From<models::media::BlurRegion> for ManualRegion {
     fn from(r: models::media::BlurRegion) -> Self {
-        ManualRegion { x: r.x, y: r.y, width: r.width, height: r.height, start_s: r.start_s, end_s: r.end_s }
+        let positive = |v: f64| (v as f32).max(f32::MIN_POSITIVE);
+        ManualRegion {
+            x: r.x as f32,
+            y: r.y as f32,
+            width: positive(r.width),
+            height: positive(r.height),
+            start_s: r.start_s,
+            end_s: r.end_s,
+        }
     }
 }
 
 impl From<ManualRegion> for models::media::BlurRegion {
     fn from(r: ManualRegion) -> Self {
         models::media::BlurRegion {
-            x: r.x,
-            y: r.y,
-            width: r.width,
-            height: r.height,
+            x: f64::from(r.x),
+            y: f64::from(r.y),
+            width: f64::from(r.width),
+            height: f64::from(r.height),
             start_s: r.start_s,
             end_s: r.end_s,
         }

@@ -4,13 +4,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::{ClassId, ClassOptions, Role, Tier, TierPolicy, UserId};
 
-/// Longest display name we store. Names are shown in a call grid; longer ones are a mistake.
-pub const MAX_DISPLAY_NAME_CHARS: usize = 80;
+pub use crate::names::{validate_display_name, DisplayNameError, MAX_DISPLAY_NAME_CHARS};
 
 /// `PUT /v1/classes/{class_id}`: create or replace a class.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClassUpsert {
+    #[schema(schema_with = crate::names::class_name_schema)]
     pub name: String,
     pub tier: Tier,
     #[serde(default)]
@@ -48,6 +48,7 @@ pub struct ClassView {
 #[serde(deny_unknown_fields)]
 pub struct MemberUpsert {
     /// Shown to other members. Never an email address or a phone number.
+    #[schema(schema_with = crate::names::display_name_schema)]
     pub display_name: String,
     pub role: Role,
     /// Only approved members may join calls or see media.
@@ -142,58 +143,6 @@ impl Capabilities {
                 storage_quota_bytes: policy.storage_quota_bytes,
             },
         }
-    }
-}
-
-/// Why a display name is refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DisplayNameError {
-    #[error("display_name is empty")]
-    Empty,
-    #[error("display_name is longer than {MAX_DISPLAY_NAME_CHARS} characters")]
-    TooLong,
-    #[error("display_name contains control characters")]
-    ControlCharacter,
-    #[error("display_name looks like an email address or a phone number; send a name only")]
-    ContactDetails,
-}
-
-/// Display names are all other members ever see of a person, so we keep them to names: no control
-/// characters, and nothing that looks like an email address or a phone number (GDPR minimisation).
-pub fn validate_display_name(name: &str) -> Result<(), DisplayNameError> {
-    let trimmed = name.trim();
-    if trimmed.is_empty() {
-        return Err(DisplayNameError::Empty);
-    }
-    if trimmed.chars().count() > MAX_DISPLAY_NAME_CHARS {
-        return Err(DisplayNameError::TooLong);
-    }
-    if trimmed.chars().any(char::is_control) {
-        return Err(DisplayNameError::ControlCharacter);
-    }
-    let looks_like_email = trimmed.contains('@');
-    let n_digits = trimmed.chars().filter(char::is_ascii_digit).count();
-    // Names may carry a digit or two ("Léa 2"); eight or more digits is a phone number.
-    if looks_like_email || n_digits >= 8 {
-        return Err(DisplayNameError::ContactDetails);
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn display_names_are_names_only() {
-        assert_eq!(validate_display_name("Léa Martin"), Ok(()));
-        assert_eq!(validate_display_name("Maman de Jules 2"), Ok(()));
-        assert_eq!(validate_display_name("  "), Err(DisplayNameError::Empty));
-        assert_eq!(validate_display_name("a\u{7}b"), Err(DisplayNameError::ControlCharacter));
-        assert_eq!(validate_display_name(&"x".repeat(81)), Err(DisplayNameError::TooLong));
-        assert_eq!(validate_display_name("lea@example.org"), Err(DisplayNameError::ContactDetails));
-        assert_eq!(validate_display_name("06 12 34 56 78"), Err(DisplayNameError::ContactDetails));
-        assert_eq!(validate_display_name("+33612345678"), Err(DisplayNameError::ContactDetails));
     }
 }
 

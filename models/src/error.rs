@@ -59,6 +59,8 @@ pub enum ErrorCode {
     InvalidRequest,
     /// A well-formed request names something that does not exist (outside class membership checks).
     NotFound,
+    /// The endpoint exists but not with this method; the `Allow` header lists those it has.
+    MethodNotAllowed,
     /// The request is larger than the server accepts.
     PayloadTooLarge,
     /// Too many requests from this user or address: wait the `Retry-After` seconds.
@@ -102,6 +104,7 @@ impl ErrorCode {
             ErrorCode::MalformedRequest => "malformed_request",
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::TooManyConnections => "too_many_connections",
@@ -124,6 +127,7 @@ impl ErrorCode {
             | ErrorCode::RemovedFromSession => 403,
             ErrorCode::MalformedRequest => 400,
             ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
             ErrorCode::MemberLimitReached
             | ErrorCode::AdminLimitReached
             | ErrorCode::RoomFull
@@ -189,6 +193,7 @@ mod tests {
             ErrorCode::MalformedRequest,
             ErrorCode::InvalidRequest,
             ErrorCode::NotFound,
+            ErrorCode::MethodNotAllowed,
             ErrorCode::PayloadTooLarge,
             ErrorCode::RateLimited,
             ErrorCode::TooManyConnections,

@@ -11,6 +11,11 @@ use serde::{Deserialize, Serialize};
 /// Longest id we accept. UUIDs (36) and ULIDs (26) fit with room to spare.
 pub const MAX_ID_LEN: usize = 64;
 
+/// [`validate_id`]'s rule as a regular expression, for the OpenAPI document: every id's schema (path
+/// parameters and body fields alike) carries it, with `maxLength` [`MAX_ID_LEN`], so that a request
+/// valid for the document is never refused for its ids. Tests check that it matches the code.
+pub const ID_PATTERN: &str = "^[A-Za-z0-9_-]+$";
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
     #[error("id is empty")]
@@ -34,13 +39,33 @@ fn validate_id(raw: &str) -> Result<(), IdError> {
     Ok(())
 }
 
+/// The schema of an id type: a string under [`ID_PATTERN`] and [`MAX_ID_LEN`].
+fn id_schema(description: &str, example: &str) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(description))
+        .min_length(Some(1))
+        .max_length(Some(MAX_ID_LEN))
+        .pattern(Some(ID_PATTERN))
+        .examples([example])
+        .into()
+}
+
 macro_rules! id_type {
-    ($(#[$meta:meta])* $name:ident) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+    ($(#[doc = $doc:literal])* $name:ident, example = $example:literal) => {
+        $(#[doc = $doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
-        #[schema(value_type = String, example = "c-42")]
         pub struct $name(String);
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                id_schema(concat!($($doc),*).trim(), $example)
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
 
         impl $name {
             pub fn new(raw: impl Into<String>) -> Result<Self, IdError> {
@@ -84,32 +109,45 @@ macro_rules! id_type {
 
 id_type!(
     /// A class, as known by the class backend.
-    ClassId
+    ClassId,
+    example = "c-42"
 );
 id_type!(
     /// A user (teacher, admin or parent), as known by the class backend. It is the JWT's `sub`.
-    UserId
+    UserId,
+    example = "u-7"
 );
 id_type!(
     /// One call room. A class has one room; its id is the class id.
-    RoomId
+    RoomId,
+    example = "c-42"
 );
 id_type!(
     /// One participant in one room: one browser tab, one connection. A user who joins twice gets
     /// two ids (and the second join replaces the first).
-    ParticipantId
+    ParticipantId,
+    example = "p-3f9a"
 );
 id_type!(
     /// One published track: `<participant>-<mid>`. It is the `msid` track id subscribers see.
-    TrackId
+    TrackId,
+    example = "p-3f9a-0"
 );
 id_type!(
     /// A post of a class: photos and videos published together. Chosen by the server.
-    PostId
+    PostId,
+    example = "9b2c4e0f1a7d4c3e8f6a5b4c3d2e1f00"
 );
 id_type!(
     /// One uploaded photo or video. Chosen by the server.
-    MediaId
+    MediaId,
+    example = "4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c"
+);
+id_type!(
+    /// One call session of a class, from its start by a teacher or admin to its end. Chosen by the
+    /// server.
+    SessionId,
+    example = "0d9c4f3e2d1c0b9a8f7e6d5c4b3a2f1e"
 );
 
 impl From<&ClassId> for RoomId {

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`ids`]: typed identifiers (`ClassId`, `UserId`, ...). No bare `String` ids elsewhere.
+//! - [`names`]: the rules of the API's free text (class and display names), also as JSON Schema.
 //! - [`tier`]: the offers as data: [`Tier`], [`TierPolicy`] and [`TierTable`], with the defaults of the
 //!   product's offers and partial overrides from configuration.
 //! - [`class`]: roles, class options and what a role may do ([`Role`], [`ClassOptions`]).
@@ -21,10 +22,11 @@ pub mod class;
 pub mod error;
 pub mod ids;
 pub mod media;
+pub mod names;
 pub mod tier;
 pub mod visio;
 
 pub use class::{ClassOptions, Role};
 pub use error::{ApiError, ErrorCode};
-pub use ids::{ClassId, IdError, MediaId, ParticipantId, PostId, RoomId, TrackId, UserId};
+pub use ids::{ClassId, IdError, MediaId, ParticipantId, PostId, RoomId, SessionId, TrackId, UserId};
 pub use tier::{Tier, TierPolicy, TierPolicyOverride, TierTable, VisioPolicy};

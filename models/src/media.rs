@@ -113,16 +113,27 @@ pub struct MediaLinks {
 
 /// A rectangle to blur whatever the detector finds: fractions (0 to 1) of the displayed picture,
 /// from `start_s` to `end_s` seconds of a video (photos ignore the times).
+///
+/// Fractions are `f64` on the wire, checked before they are narrowed for the blur: an `f32` would
+/// round `1.0000000001` to `1.0` and `1e-50` to `0.0`, accepting and refusing other values than the
+/// schema says.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BlurRegion {
-    pub x: f32,
-    pub y: f32,
-    pub width: f32,
-    pub height: f32,
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub x: f64,
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub y: f64,
+    #[schema(exclusive_minimum = 0.0, maximum = 1.0)]
+    pub width: f64,
+    #[schema(exclusive_minimum = 0.0, maximum = 1.0)]
+    pub height: f64,
+    /// At most `end_s`.
     #[serde(default)]
+    #[schema(minimum = 0.0)]
     pub start_s: f64,
     #[serde(default = "forever")]
+    #[schema(minimum = 0.0)]
     pub end_s: f64,
 }
 
@@ -135,7 +146,7 @@ pub const MAX_BLUR_REGIONS: usize = 200;
 
 impl BlurRegion {
     pub fn validate(&self) -> Result<(), String> {
-        let unit = |v: f32| (0.0..=1.0).contains(&v);
+        let unit = |v: f64| (0.0..=1.0).contains(&v);
         if !(unit(self.x) && unit(self.y) && unit(self.width) && unit(self.height)) {
             return Err("x, y, width and height are fractions of the picture, from 0 to 1".into());
         }
@@ -154,7 +165,14 @@ impl BlurRegion {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegionsUpdate {
+    #[schema(schema_with = regions_schema)]
     pub regions: Vec<BlurRegion>,
+}
+
+fn regions_schema() -> utoipa::openapi::schema::ArrayBuilder {
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(utoipa::openapi::Ref::from_schema_name("BlurRegion"))
+        .max_items(Some(MAX_BLUR_REGIONS))
 }
 
 /// `GET /v1/classes/{class_id}/media/{media_id}/faces`: what the detector found, to check before
@@ -178,6 +196,8 @@ pub struct FacesView {
 pub struct MediaUpload {
     pub kind: MediaKind,
     /// Exact size of the file in bytes.
+    #[serde(deserialize_with = "whole_number")]
+    #[schema(minimum = 1)]
     pub size_bytes: u64,
     /// Duration as the client knows it (videos); checked again after probing the file.
     #[serde(default)]
@@ -189,6 +209,41 @@ pub struct MediaUpload {
 
 fn default_true() -> bool {
     true
+}
+
+/// A non-negative JSON integer, also when written with a zero fraction (`1024.0`): JSON Schema's
+/// `integer` is any number without a fractional part, so the document accepts both.
+fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    use serde::de::{Error, Unexpected};
+
+    struct WholeNumber;
+
+    impl serde::de::Visitor<'_> for WholeNumber {
+        type Value = u64;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a non-negative whole number")
+        }
+
+        fn visit_u64<E: Error>(self, value: u64) -> Result<u64, E> {
+            Ok(value)
+        }
+
+        fn visit_i64<E: Error>(self, value: i64) -> Result<u64, E> {
+            u64::try_from(value).map_err(|_| E::invalid_value(Unexpected::Signed(value), &self))
+        }
+
+        fn visit_f64<E: Error>(self, value: f64) -> Result<u64, E> {
+            // Every whole f64 from 0 to below 2^64 is exactly a u64.
+            if value.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&value) {
+                Ok(value as u64)
+            } else {
+                Err(E::invalid_value(Unexpected::Float(value), &self))
+            }
+        }
+    }
+
+    deserializer.deserialize_u64(WholeNumber)
 }
 
 /// An uploaded file and where it stands.

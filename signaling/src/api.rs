@@ -1,72 +1,18 @@
-//! HTTP handlers of the JSON API, and the OpenAPI document that describes them.
+//! HTTP handlers of the class directory sync, users' capabilities and attendance, and the probes.
+//! The OpenAPI document that describes them is in [`crate::openapi`].
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use models::api::{validate_display_name, Capabilities, ClassUpsert, ClassView, MemberUpsert, MemberView};
-use models::{ApiError, ErrorCode};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use models::names::validate_class_name;
+use models::{ApiError, ClassId, ErrorCode, SessionId, UserId};
 
 use crate::directory::Written;
 use crate::error::AppError;
-use crate::extract::{parse_id, AppJson, Backend, ClassPath, MemberPath, User};
+use crate::extract::{AppJson, AppQuery, Backend, ClassPath, MemberPath, SessionPath, User};
 use crate::AppState;
-
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "Klass visio and media server",
-        description = "Class directory sync for the class backend, and what users may do in their classes. \
-                       Errors are always JSON `{code, message}` with a stable `code`."
-    ),
-    paths(
-        put_class, get_class, delete_class, put_member, delete_member, capabilities,
-        healthz, readyz, metrics, openapi_json,
-        crate::api_media::create_post, crate::api_media::announce_media, crate::api_media::media_status,
-        crate::api_media::put_chunk, crate::api_media::get_post, crate::api_media::publish_post,
-        crate::api_media::media_faces, crate::api_media::put_regions, sessions, attendance,
-        crate::privacy::erase_user, crate::privacy::scheduled
-    ),
-    components(schemas(ApiError, ErrorCode)),
-    modifiers(&SecuritySchemes),
-    tags(
-        (name = "sync", description = "Class backend → server. Bearer KLASS_API_KEY."),
-        (name = "user", description = "Users, with a JWT minted by the class backend."),
-        (name = "media", description = "Posts, photos and videos: resumable uploads checked against the tier, \
-                                         processing jobs, the faces preview, publishing and signed links."),
-        (name = "ops", description = "Probes, metrics and this document."),
-    )
-)]
-pub struct ApiDoc;
-
-struct SecuritySchemes;
-
-impl Modify for SecuritySchemes {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "api_key",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("KLASS_API_KEY of the class backend"))
-                    .build(),
-            ),
-        );
-        components.add_security_scheme(
-            "user_jwt",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .description(Some("User token: claims sub (user id) and exp"))
-                    .build(),
-            ),
-        );
-    }
-}
 
 fn written_status(written: Written) -> StatusCode {
     match written {
@@ -80,12 +26,11 @@ fn written_status(written: Written) -> StatusCode {
 /// the class is back under them.
 #[utoipa::path(
     put, path = "/v1/classes/{class_id}", tag = "sync",
-    params(("class_id" = String, Path, description = "Class id: letters, digits, '-' and '_'")),
+    params(("class_id" = ClassId, Path)),
     request_body = ClassUpsert,
     responses(
         (status = 200, description = "Class replaced", body = ClassView),
         (status = 201, description = "Class created", body = ClassView),
-        (status = 400, description = "Body is not JSON", body = ApiError),
         (status = 401, description = "Missing or wrong API key", body = ApiError),
         (status = 422, description = "Invalid field, e.g. an unknown tier", body = ApiError),
     ),
@@ -97,10 +42,8 @@ pub async fn put_class(
     ClassPath(class_id): ClassPath,
     AppJson(class): AppJson<ClassUpsert>,
 ) -> Result<impl IntoResponse, AppError> {
-    let name = class.name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(AppError::client(ErrorCode::InvalidRequest, "name must have 1 to 200 characters"));
-    }
+    validate_class_name(&class.name)
+        .map_err(|err| AppError::client(ErrorCode::InvalidRequest, err.to_string()))?;
     let (written, view) = state.directory.upsert_class(&class_id, &class).await?;
     if !view.over_limits.is_empty() {
         tracing::info!(%class_id, over_limits = ?view.over_limits, "class is over its tier's limits");
@@ -111,7 +54,7 @@ pub async fn put_class(
 /// A class as the directory holds it, with its member counts.
 #[utoipa::path(
     get, path = "/v1/classes/{class_id}", tag = "sync",
-    params(("class_id" = String, Path)),
+    params(("class_id" = ClassId, Path)),
     responses(
         (status = 200, body = ClassView),
         (status = 401, body = ApiError),
@@ -131,7 +74,7 @@ pub async fn get_class(
 /// Delete a class and its members. Idempotent.
 #[utoipa::path(
     delete, path = "/v1/classes/{class_id}", tag = "sync",
-    params(("class_id" = String, Path)),
+    params(("class_id" = ClassId, Path)),
     responses((status = 204, description = "Deleted, or was not there"), (status = 401, body = ApiError)),
     security(("api_key" = []))
 )]
@@ -148,7 +91,7 @@ pub async fn delete_class(
 /// `member_limit_reached` or `admin_limit_reached` when the tier's limit is reached.
 #[utoipa::path(
     put, path = "/v1/classes/{class_id}/members/{user_id}", tag = "sync",
-    params(("class_id" = String, Path), ("user_id" = String, Path)),
+    params(("class_id" = ClassId, Path), ("user_id" = UserId, Path)),
     request_body = MemberUpsert,
     responses(
         (status = 200, description = "Member updated", body = MemberView),
@@ -185,7 +128,7 @@ pub async fn put_member(
 /// Remove a member. Idempotent.
 #[utoipa::path(
     delete, path = "/v1/classes/{class_id}/members/{user_id}", tag = "sync",
-    params(("class_id" = String, Path), ("user_id" = String, Path)),
+    params(("class_id" = ClassId, Path), ("user_id" = UserId, Path)),
     responses((status = 204, description = "Removed, or was not there"), (status = 401, body = ApiError)),
     security(("api_key" = []))
 )]
@@ -203,7 +146,7 @@ pub async fn delete_member(
 /// the same 403 `not_a_member`, whether the class exists or not.
 #[utoipa::path(
     get, path = "/v1/classes/{class_id}/capabilities", tag = "user",
-    params(("class_id" = String, Path)),
+    params(("class_id" = ClassId, Path)),
     responses(
         (status = 200, body = Capabilities),
         (status = 401, description = "Missing, forged or expired token", body = ApiError),
@@ -251,18 +194,12 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.encode()))
 }
 
-/// This document.
-#[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "OpenAPI 3")))]
-pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
-}
-
 const ATTENDANCE_REFUSAL: &str = "only teachers and admins see attendance";
 
 /// The class's call sessions, newest first. Teachers and admins only.
 #[utoipa::path(
     get, path = "/v1/classes/{class_id}/sessions", tag = "user",
-    params(("class_id" = String, Path)),
+    params(("class_id" = ClassId, Path)),
     responses(
         (status = 200, body = Vec<crate::attendance::SessionRecord>),
         (status = 401, body = ApiError),
@@ -290,7 +227,7 @@ pub struct AttendanceQuery {
 /// `Accept: text/csv`. Teachers and admins only.
 #[utoipa::path(
     get, path = "/v1/classes/{class_id}/sessions/{session_id}/attendance", tag = "user",
-    params(("class_id" = String, Path), ("session_id" = String, Path), ("format" = Option<String>, Query, description = "json (default) or csv")),
+    params(("class_id" = ClassId, Path), ("session_id" = SessionId, Path), ("format" = Option<String>, Query, description = "json (default) or csv")),
     responses(
         (status = 200, body = Vec<crate::attendance::AttendanceRecord>, content_type = "application/json"),
         (status = 200, description = "CSV: user_id,display_name,role,joined_at,left_at,leave_reason", content_type = "text/csv"),
@@ -303,15 +240,14 @@ pub struct AttendanceQuery {
 pub async fn attendance(
     User(user_id): User,
     State(state): State<AppState>,
-    axum::extract::Path((class_raw, session_id)): axum::extract::Path<(String, String)>,
-    axum::extract::Query(query): axum::extract::Query<AttendanceQuery>,
+    SessionPath(class_id, session_id): SessionPath,
+    AppQuery(query): AppQuery<AttendanceQuery>,
     headers: axum::http::HeaderMap,
 ) -> Result<axum::response::Response, AppError> {
-    let class_id = parse_id(class_raw, "class_id", models::ClassId::new)?;
     administrator(&state, &class_id, &user_id, ATTENDANCE_REFUSAL).await?;
     let records = state
         .attendance
-        .attendance(&class_id, &session_id)
+        .attendance(&class_id, session_id.as_str())
         .await
         .map_err(|err| AppError::Internal(err.into()))?
         .ok_or_else(|| AppError::client(ErrorCode::NotFound, "no such session in this class"))?;

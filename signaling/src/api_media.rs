@@ -2,6 +2,7 @@
 //! byte is stored), then send it in chunks that resume after a broken connection.
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -53,9 +54,16 @@ fn upload_url(class_id: &ClassId, media_id: &MediaId) -> String {
 /// Create an empty post; photos and videos are then announced into it.
 #[utoipa::path(
     post, path = "/v1/classes/{class_id}/posts", tag = "media",
-    params(("class_id" = String, Path)),
+    params(("class_id" = ClassId, Path)),
     responses(
-        (status = 201, body = PostView),
+        (status = 201, body = PostView, links(
+            ("announce_media" = (operation_id = "announce_media", parameters(
+                ("class_id" = "$request.path.class_id"), ("post_id" = "$response.body#/post_id")))),
+            ("get_post" = (operation_id = "get_post", parameters(
+                ("class_id" = "$request.path.class_id"), ("post_id" = "$response.body#/post_id")))),
+            ("publish_post" = (operation_id = "publish_post", parameters(
+                ("class_id" = "$request.path.class_id"), ("post_id" = "$response.body#/post_id")))),
+        )),
         (status = 401, body = ApiError),
         (status = 403, description = "not_a_member or forbidden_role (parents)", body = ApiError),
     ),
@@ -76,10 +84,19 @@ pub async fn create_post(
 /// announced size is reserved against the quota until the upload fails.
 #[utoipa::path(
     post, path = "/v1/classes/{class_id}/posts/{post_id}/media", tag = "media",
-    params(("class_id" = String, Path), ("post_id" = String, Path)),
+    params(("class_id" = ClassId, Path), ("post_id" = PostId, Path)),
     request_body = MediaUpload,
     responses(
-        (status = 201, body = MediaView),
+        (status = 201, body = MediaView, links(
+            ("put_chunk" = (operation_id = "put_chunk", parameters(
+                ("class_id" = "$request.path.class_id"), ("media_id" = "$response.body#/media_id")))),
+            ("media_status" = (operation_id = "media_status", parameters(
+                ("class_id" = "$request.path.class_id"), ("media_id" = "$response.body#/media_id")))),
+            ("media_faces" = (operation_id = "media_faces", parameters(
+                ("class_id" = "$request.path.class_id"), ("media_id" = "$response.body#/media_id")))),
+            ("put_regions" = (operation_id = "put_regions", parameters(
+                ("class_id" = "$request.path.class_id"), ("media_id" = "$response.body#/media_id")))),
+        )),
         (status = 401, body = ApiError),
         (status = 403, body = ApiError),
         (status = 404, description = "No such post in this class", body = ApiError),
@@ -116,8 +133,12 @@ pub async fn announce_media(
 /// is finished by this call.
 #[utoipa::path(
     get, path = "/v1/classes/{class_id}/media/{media_id}", tag = "media",
-    params(("class_id" = String, Path), ("media_id" = String, Path)),
-    responses((status = 200, body = MediaView), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)),
+    params(("class_id" = ClassId, Path), ("media_id" = MediaId, Path)),
+    responses(
+        (status = 200, body = MediaView),
+        (status = 403, description = "not_a_member or forbidden_role", body = ApiError),
+        (status = 404, description = "No such photo or video in this class", body = ApiError),
+    ),
     security(("user_jwt" = []))
 )]
 pub async fn media_status(
@@ -184,14 +205,21 @@ fn parse_content_range(headers: &HeaderMap) -> Result<(u64, u64, u64), AppError>
 #[utoipa::path(
     put, path = "/v1/classes/{class_id}/media/{media_id}/content", tag = "media",
     params(
-        ("class_id" = String, Path), ("media_id" = String, Path),
-        ("Content-Range" = String, Header, description = "bytes START-END/TOTAL"),
+        ("class_id" = ClassId, Path), ("media_id" = MediaId, Path),
+        ("Content-Range" = String, Header, description = "bytes START-END/TOTAL, END inclusive",
+         pattern = r"^bytes [0-9]{1,19}-[0-9]{1,19}/[0-9]{1,19}$"),
     ),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses(
         (status = 200, description = "Chunk stored; the body tells where the upload stands", body = MediaView),
-        (status = 409, description = "upload_offset_mismatch (see Upload-Offset) or upload_closed", body = ApiError),
+        (status = 400, description = "malformed_request: the body could not be read", body = ApiError),
+        (status = 403, description = "not_a_member or forbidden_role", body = ApiError),
+        (status = 404, description = "No such photo or video in this class", body = ApiError),
+        (status = 409, description = "upload_offset_mismatch (see Upload-Offset) or upload_closed", body = ApiError,
+         headers(("Upload-Offset" = u64, description = "Where the next chunk must start"))),
         (status = 413, description = "Chunk larger than max_chunk_bytes", body = ApiError),
+        (status = 422, description = "A Content-Range that is not START <= END < TOTAL, or that does not match \
+                                      the body's length or the announced size", body = ApiError),
     ),
     security(("user_jwt" = []))
 )]
@@ -199,8 +227,9 @@ pub async fn put_chunk(
     State(state): State<AppState>,
     // Before the body: a refused request's body is never read.
     ChunkUpload { class_id, media_id, range }: ChunkUpload,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
+    let body = body?;
     let (start, end, total) = range;
     if end - start + 1 != body.len() as u64 {
         return Err(AppError::client(
@@ -322,7 +351,7 @@ async fn post_detail(
 /// "Confort famille".
 #[utoipa::path(
     get, path = "/v1/classes/{class_id}/posts/{post_id}", tag = "media",
-    params(("class_id" = String, Path), ("post_id" = String, Path)),
+    params(("class_id" = ClassId, Path), ("post_id" = PostId, Path)),
     responses(
         (status = 200, body = PostDetail),
         (status = 401, body = ApiError),
@@ -344,7 +373,7 @@ pub async fn get_post(
 /// asked, blurred). Refused with `media_not_ready` before that.
 #[utoipa::path(
     post, path = "/v1/classes/{class_id}/posts/{post_id}/publish", tag = "media",
-    params(("class_id" = String, Path), ("post_id" = String, Path)),
+    params(("class_id" = ClassId, Path), ("post_id" = PostId, Path)),
     responses(
         (status = 200, body = PostDetail),
         (status = 403, description = "not_a_member or forbidden_role", body = ApiError),
@@ -368,7 +397,7 @@ pub async fn publish_post(
 /// regions the teacher added: what to check before publishing.
 #[utoipa::path(
     get, path = "/v1/classes/{class_id}/media/{media_id}/faces", tag = "media",
-    params(("class_id" = String, Path), ("media_id" = String, Path)),
+    params(("class_id" = ClassId, Path), ("media_id" = MediaId, Path)),
     responses(
         (status = 200, body = FacesView),
         (status = 403, body = ApiError),
@@ -408,7 +437,7 @@ pub async fn media_faces(
 /// of the old version stop being given out at once.
 #[utoipa::path(
     put, path = "/v1/classes/{class_id}/media/{media_id}/regions", tag = "media",
-    params(("class_id" = String, Path), ("media_id" = String, Path)),
+    params(("class_id" = ClassId, Path), ("media_id" = MediaId, Path)),
     request_body = RegionsUpdate,
     responses(
         (status = 202, description = "Queued for processing", body = MediaView),
@@ -426,6 +455,8 @@ pub async fn put_regions(
     AppJson(update): AppJson<RegionsUpdate>,
 ) -> Result<(StatusCode, Json<MediaView>), AppError> {
     publisher(&state, &class_id, &user_id).await?;
+    // A medium that does not exist is that, whatever the regions.
+    let record = state.uploads.media(&class_id, &media_id).await?;
     if update.regions.len() > MAX_BLUR_REGIONS {
         return Err(AppError::client(
             ErrorCode::InvalidRequest,
@@ -438,7 +469,6 @@ pub async fn put_regions(
         })?;
     }
     let regions = update.regions.iter().copied().map(ManualRegion::from).collect();
-    let record = state.uploads.media(&class_id, &media_id).await?;
     state.uploads.reprocess(&record, regions).await?;
     let record = state.uploads.media(&class_id, &media_id).await?;
     let max_chunk = state.config.storage.max_chunk_bytes as u64;

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -97,5 +98,31 @@ impl From<JsonRejection> for AppError {
 impl From<PathRejection> for AppError {
     fn from(rejection: PathRejection) -> AppError {
         AppError::client(ErrorCode::InvalidRequest, rejection.body_text())
+    }
+}
+
+impl From<QueryRejection> for AppError {
+    fn from(rejection: QueryRejection) -> AppError {
+        AppError::client(ErrorCode::InvalidRequest, rejection.body_text())
+    }
+}
+
+impl From<BytesRejection> for AppError {
+    fn from(rejection: BytesRejection) -> AppError {
+        let code = match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+            _ => ErrorCode::MalformedRequest,
+        };
+        AppError::client(code, rejection.body_text())
+    }
+}
+
+/// A plain HTTP request to a WebSocket endpoint.
+impl From<WebSocketUpgradeRejection> for AppError {
+    fn from(rejection: WebSocketUpgradeRejection) -> AppError {
+        AppError::client(
+            ErrorCode::MalformedRequest,
+            format!("this endpoint takes WebSocket upgrades only: {}", rejection.body_text()),
+        )
     }
 }

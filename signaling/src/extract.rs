@@ -3,7 +3,7 @@
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use models::{ClassId, ErrorCode, MediaId, PostId, UserId};
+use models::{ClassId, ErrorCode, MediaId, PostId, SessionId, UserId};
 use serde::de::DeserializeOwned;
 
 use crate::auth::bearer;
@@ -19,6 +19,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
         let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
         Ok(AppJson(value))
+    }
+}
+
+/// A query string; one that does not fit `T` gets a 422 with a code.
+pub struct AppQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for AppQuery<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        let axum::extract::Query(value) = axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        Ok(AppQuery(value))
     }
 }
 
@@ -116,5 +128,17 @@ impl<S: Send + Sync> FromRequestParts<S> for MediaPath {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
         let (class_id, media_id) = class_and_id(parts, state, "media_id", MediaId::new).await?;
         Ok(MediaPath(class_id, media_id))
+    }
+}
+
+/// `{class_id}/sessions/{session_id}` in the path, validated.
+pub struct SessionPath(pub ClassId, pub SessionId);
+
+impl<S: Send + Sync> FromRequestParts<S> for SessionPath {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        let (class_id, session_id) = class_and_id(parts, state, "session_id", SessionId::new).await?;
+        Ok(SessionPath(class_id, session_id))
     }
 }

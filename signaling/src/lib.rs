@@ -4,8 +4,8 @@
 //! - [`config`]: the typed `Config`, loaded from defaults, YAML and `KLASS_*` variables.
 //! - [`directory`]: classes and members in SQLite (default) or PostgreSQL; tier limits enforced there.
 //! - [`auth`]: the class backend's API key and users' JWTs.
-//! - [`api`]: JSON handlers and the OpenAPI document; [`extract`] and [`error`] make every refusal a
-//!   JSON `{code, message}`.
+//! - [`api`]: JSON handlers; [`openapi`]: the OpenAPI document, with the answers every operation
+//!   shares; [`extract`] and [`error`] make every refusal a JSON `{code, message}`.
 //! - [`metrics`]: Prometheus metrics and the middleware that records them.
 //! - [`visio`]: the call WebSocket of each participant, relayed to the SFU; [`web`]: the call page.
 //! - [`api_media`], [`uploads`], [`storage`]: posts and resumable uploads into object storage; each
@@ -39,6 +39,7 @@ pub mod limits;
 pub mod links;
 pub mod listener;
 pub mod metrics;
+pub mod openapi;
 pub mod privacy;
 pub mod storage;
 pub mod uploads;
@@ -238,7 +239,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics))
-        .route("/openapi.json", get(api::openapi_json))
+        .route("/openapi.json", get(openapi::openapi_json))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
@@ -259,8 +260,9 @@ async fn not_found() -> AppError {
     AppError::client(ErrorCode::NotFound, "no such endpoint")
 }
 
+/// axum adds the `Allow` header listing the endpoint's methods.
 async fn method_not_allowed() -> AppError {
-    AppError::client(ErrorCode::InvalidRequest, "method not allowed on this endpoint")
+    AppError::client(ErrorCode::MethodNotAllowed, "method not allowed on this endpoint")
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish.

@@ -67,7 +67,7 @@ pub async fn erase_class(state: &AppState, class_id: &ClassId) -> Result<(), App
 /// the posts they wrote, which stay with the class as class memories.
 #[utoipa::path(
     delete, path = "/v1/users/{user_id}", tag = "sync",
-    params(("user_id" = String, Path)),
+    params(("user_id" = UserId, Path)),
     responses((status = 204, description = "Erased, or nothing was held"), (status = 401, body = ApiError)),
     security(("api_key" = []))
 )]

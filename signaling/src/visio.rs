@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
@@ -14,7 +15,7 @@ use models::visio::{
     ClientMessage, Kind, LeftReason, Participant, ServerMessage, Source, Track, MAX_CLIENT_MESSAGE_BYTES,
     PROTOCOL_VERSION,
 };
-use models::{ClassId, ErrorCode};
+use models::{ApiError, ClassId, ErrorCode};
 use sfu::{
     CloseReason, Command, JoinRequest, LeaveReason, MediaKind, ParticipantEvent, ParticipantId,
     ParticipantInfo, ParticipantParams, RoomId, SfuError, SfuHandle, TrackDeclaration, TrackInfo,
@@ -22,28 +23,40 @@ use sfu::{
 };
 use tokio::sync::mpsc;
 
+use crate::error::AppError;
 use crate::extract::ClassPath;
 use crate::AppState;
 
 /// A client that connects but never says who it is is dropped after this long.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Admission comes first: a node that is busy answers `503 server_busy` with `Retry-After` at
-/// once, before the upgrade (see `limits`).
+/// The call WebSocket of one participant (see `docs/protocol.md`). The user's token travels in the
+/// first message (`join`), never in the URL, so refusals after the upgrade (`unauthorized`,
+/// `not_a_member`, `room_full`...) are `error` messages on the socket. Admission comes first: a
+/// node that is busy answers `503 server_busy` with `Retry-After` at once, before the upgrade (see
+/// `limits`).
+#[utoipa::path(
+    get, path = "/v1/classes/{class_id}/visio/ws", tag = "user",
+    params(("class_id" = ClassId, Path)),
+    responses(
+        (status = 101, description = "Switching Protocols: the call's WebSocket"),
+        (status = 400, description = "malformed_request: not a WebSocket upgrade", body = ApiError),
+    )
+)]
 pub async fn visio_ws(
     State(state): State<AppState>,
     ClassPath(class_id): ClassPath,
-    ws: WebSocketUpgrade,
-) -> Response {
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, AppError> {
     if let Err(limited) = state.limits.admits_joins(state.sfu.event_backlog()) {
-        return crate::limits::refusal(ErrorCode::ServerBusy, limited);
+        return Ok(crate::limits::refusal(ErrorCode::ServerBusy, limited));
     }
-    ws.max_message_size(MAX_CLIENT_MESSAGE_BYTES).max_frame_size(MAX_CLIENT_MESSAGE_BYTES).on_upgrade(
+    Ok(ws?.max_message_size(MAX_CLIENT_MESSAGE_BYTES).max_frame_size(MAX_CLIENT_MESSAGE_BYTES).on_upgrade(
         move |socket| async move {
             let span = tracing::info_span!("visio", %class_id, participant_id = tracing::field::Empty);
             tracing::Instrument::instrument(connection(state, class_id, socket), span).await
         },
-    )
+    ))
 }
 
 async fn send(socket: &mut WebSocket, message: &ServerMessage) -> bool {

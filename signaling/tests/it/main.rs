@@ -13,6 +13,7 @@ mod limits;
 mod media;
 mod media_support;
 mod moderation;
+mod openapi;
 mod ops;
 mod outbox;
 mod phone_media;

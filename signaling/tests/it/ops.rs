@@ -93,6 +93,8 @@ async fn openapi_documents_every_route() {
         ("/v1/classes/{class_id}/media/{media_id}/faces", &["get"]),
         ("/v1/classes/{class_id}/media/{media_id}/regions", &["put"]),
         ("/v1/classes/{class_id}/sessions", &["get"]),
+        ("/v1/classes/{class_id}/sessions/{session_id}/attendance", &["get"]),
+        ("/v1/classes/{class_id}/visio/ws", &["get"]),
         ("/v1/users/{user_id}", &["delete"]),
         ("/v1/retention/scheduled", &["get"]),
         ("/healthz", &["get"]),

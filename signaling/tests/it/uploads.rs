@@ -197,7 +197,7 @@ async fn quota_duration_and_size_are_checked_before_storing(db: Db) {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 413);
+    expect_error(response, 413, "payload_too_large").await;
     expect_error(put_chunk(&server, &url, &[1u8; 150], 0, 100).await, 422, "invalid_request").await;
     let no_range = server.user(Method::PUT, &url, "teacher").body(vec![1u8; 10]).send().await.unwrap();
     expect_error(no_range, 422, "invalid_request").await;
