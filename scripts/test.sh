@@ -31,4 +31,6 @@ echo "== soak smoke: join/leave churn, API calls and uploads; nothing lost (the 
 bash scripts/loadtest-smoke.sh "$CARGO_TARGET_DIR/debug" soak --seconds 20 --classes 2 --people 4
 echo "== schemathesis: generated requests against the server's own /openapi.json (scripts/schemathesis.sh)"
 bash scripts/schemathesis.sh "$CARGO_TARGET_DIR/debug/signaling"
+echo "== fuzzing smoke: every cargo-fuzz target for 20 s (scripts/fuzz.sh; long runs: docs/fuzzing.md)"
+bash scripts/fuzz.sh 20
 echo "== all checks passed in $(( $(date +%s) - started )) s"

@@ -9,6 +9,7 @@
 //! - [`visio`]: the WebSocket protocol of class calls (browser <-> signaling).
 //! - [`error`]: [`ErrorCode`], the stable machine-readable codes every service answers with.
 //! - [`api`]: request and response bodies of the HTTP API; [`media`]: those of posts and uploads.
+//! - [`http_range`]: the `Content-Range` of upload chunks and the `Range` of downloads, parsed.
 //!
 //! # Design
 //! This crate depends on nothing of ours and does no I/O: no clock, no sockets, no database. Anything
@@ -20,6 +21,7 @@
 pub mod api;
 pub mod class;
 pub mod error;
+pub mod http_range;
 pub mod ids;
 pub mod media;
 pub mod names;

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use media_worker::ManualRegion;
 use models::api::MemberView;
+use models::http_range::{self, ContentRangeError, RangeNotSatisfiable};
 use models::media::{
     BlurRegion, FacesView, MediaLinks, MediaState, MediaUpload, MediaView, PostDetail, PostView,
     RegionsUpdate, MAX_BLUR_REGIONS,
@@ -178,25 +179,15 @@ impl FromRequestParts<AppState> for ChunkUpload {
     }
 }
 
-/// `Content-Range: bytes START-END/TOTAL` (END inclusive), with `START <= END < TOTAL`, so that
-/// the chunk's length `END - START + 1` cannot overflow: `bytes 0-18446744073709551615/100` would
-/// otherwise pass as a zero-length chunk.
+/// `Content-Range: bytes START-END/TOTAL`, parsed by `models::http_range`.
 fn parse_content_range(headers: &HeaderMap) -> Result<(u64, u64, u64), AppError> {
-    let bad = || AppError::client(ErrorCode::InvalidRequest, "Content-Range must be 'bytes START-END/TOTAL'");
-    let raw = headers.get(header::CONTENT_RANGE).ok_or_else(bad)?.to_str().map_err(|_| bad())?;
-    let spec = raw.strip_prefix("bytes ").ok_or_else(bad)?;
-    let (range, total) = spec.split_once('/').ok_or_else(bad)?;
-    let (start, end) = range.split_once('-').ok_or_else(bad)?;
-    let start: u64 = start.parse().map_err(|_| bad())?;
-    let end: u64 = end.parse().map_err(|_| bad())?;
-    let total: u64 = total.parse().map_err(|_| bad())?;
-    if end < start || end >= total {
-        return Err(AppError::client(
-            ErrorCode::InvalidRequest,
-            "Content-Range must have START <= END < TOTAL",
-        ));
-    }
-    Ok((start, end, total))
+    let refuse = |err: ContentRangeError| AppError::client(ErrorCode::InvalidRequest, err.to_string());
+    let raw = headers
+        .get(header::CONTENT_RANGE)
+        .and_then(|value| value.to_str().ok())
+        .ok_or(ContentRangeError::Malformed)
+        .map_err(refuse)?;
+    http_range::parse_content_range(raw).map_err(refuse)
 }
 
 /// Send the next chunk of an upload. A chunk that does not start at `received_bytes` is refused
@@ -522,9 +513,9 @@ pub async fn media_file(
     };
     let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
         None => None,
-        Some(raw) => match parse_range(raw, size) {
+        Some(raw) => match http_range::parse_range(raw, size) {
             Ok(range) => range,
-            Err(()) => {
+            Err(RangeNotSatisfiable) => {
                 let mut response =
                     AppError::client(ErrorCode::InvalidRequest, "range not satisfiable").into_response();
                 *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
@@ -568,55 +559,4 @@ pub async fn media_file(
         );
     }
     response.body(axum::body::Body::from_stream(ranged.body)).map_err(|err| AppError::Internal(err.into()))
-}
-
-/// One range of `Range: bytes=...` as `start..end` (end exclusive). `Ok(None)`: serve it all (a
-/// multi-range request, which we answer whole as RFC 9110 allows). `Err`: not satisfiable.
-fn parse_range(raw: &str, size: u64) -> Result<Option<std::ops::Range<u64>>, ()> {
-    let Some(spec) = raw.trim().strip_prefix("bytes=") else { return Ok(None) };
-    if spec.contains(',') {
-        return Ok(None);
-    }
-    let (start, end) = spec.split_once('-').ok_or(())?;
-    let range = match (start.trim(), end.trim()) {
-        ("", suffix) => {
-            let n: u64 = suffix.parse().map_err(|_| ())?;
-            if n == 0 {
-                return Err(());
-            }
-            size.saturating_sub(n)..size
-        }
-        (start, "") => start.parse().map_err(|_| ())?..size,
-        (start, end) => {
-            let start: u64 = start.parse().map_err(|_| ())?;
-            let end: u64 = end.parse().map_err(|_| ())?;
-            if end < start {
-                return Err(());
-            }
-            start..(end + 1).min(size)
-        }
-    };
-    if range.start >= size {
-        return Err(());
-    }
-    Ok(Some(range))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_range;
-
-    #[test]
-    fn byte_ranges() {
-        assert_eq!(parse_range("bytes=0-99", 1000), Ok(Some(0..100)));
-        assert_eq!(parse_range("bytes=900-", 1000), Ok(Some(900..1000)));
-        assert_eq!(parse_range("bytes=-100", 1000), Ok(Some(900..1000)));
-        assert_eq!(parse_range("bytes=990-2000", 1000), Ok(Some(990..1000)));
-        assert_eq!(parse_range("bytes=0-1,5-6", 1000), Ok(None));
-        assert_eq!(parse_range("bytes=1000-", 1000), Err(()));
-        assert_eq!(parse_range("bytes=5-1", 1000), Err(()));
-        assert_eq!(parse_range("bytes=-0", 1000), Err(()));
-        assert_eq!(parse_range("bytes=x-1", 1000), Err(()));
-        assert_eq!(parse_range("items=0-1", 1000), Ok(None));
-    }
 }

@@ -36,12 +36,30 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 /// A session description fits in one client message (hundreds of kilobytes in a 70-person call);
 /// anything larger is a mistake or an attack.
 const MAX_SDP_LEN: usize = models::visio::MAX_CLIENT_MESSAGE_BYTES;
+/// m-lines in a client's first offer. The call page offers two (microphone and camera, or a data
+/// channel when it has neither) and the load test one or two; a screen share adds one later.
+pub const MAX_JOIN_MEDIA_LINES: usize = 16;
+/// m-lines in any offer of a client: its own, and one per track it receives or received (the
+/// server stops them but never reuses their slot). A browser writes 1 to 3 KB per m-line, so a
+/// real offer reaches `MAX_SDP_LEN` at a few hundred. Bare m-lines fit 11 000 in 1 MB, which
+/// str0m took 0.5 s to parse and accept (release build), holding the room's task; 1024, 22 ms.
+pub const MAX_MEDIA_LINES: usize = 1024;
 
-fn parse_offer(sdp: &str) -> Result<SdpOffer, SfuError> {
+/// The checks every client offer passes before it reaches str0m; `pub` for the fuzz target
+/// `sdp_offer`, which feeds it what the room would.
+#[doc(hidden)]
+pub fn parse_offer(sdp: &str, max_media_lines: usize) -> Result<SdpOffer, SfuError> {
     if sdp.len() > MAX_SDP_LEN {
         return Err(SfuError::InvalidSdp(format!("longer than {MAX_SDP_LEN} bytes")));
     }
-    SdpOffer::from_sdp_string(sdp).map_err(|err| SfuError::InvalidSdp(err.to_string()))
+    let offer = SdpOffer::from_sdp_string(sdp).map_err(|err| SfuError::InvalidSdp(err.to_string()))?;
+    if offer.media_lines.len() > max_media_lines {
+        return Err(SfuError::InvalidSdp(format!(
+            "{} m-lines (at most {max_media_lines})",
+            offer.media_lines.len()
+        )));
+    }
+    Ok(offer)
 }
 
 fn parse_answer(sdp: &str) -> Result<SdpAnswer, SfuError> {
@@ -155,7 +173,7 @@ impl Room {
         if self.closed {
             return Err(SfuError::RoomClosed);
         }
-        let offer = parse_offer(offer_sdp)?;
+        let offer = parse_offer(offer_sdp, MAX_JOIN_MEDIA_LINES)?;
         let declared_sources = declared_sources(tracks)?;
         let mut rtc = Rtc::builder()
             .set_rtp_mode(true)
@@ -212,10 +230,16 @@ impl Room {
         tracks: &[TrackDeclaration],
     ) -> Result<String, SfuError> {
         self.last_now = now;
-        let offer = parse_offer(offer_sdp)?;
+        let offer = parse_offer(offer_sdp, MAX_MEDIA_LINES)?;
         let declared = declared_sources(tracks)?;
         let idx = self.index_of_id(participant_id).ok_or(SfuError::ParticipantNotFound)?;
         let participant = &mut self.participants[idx];
+        // Declarations add up over offers (a screen share declares one more mid): bounded like
+        // the m-lines they name, or a client could grow the map by an offer's worth each time.
+        let n_new = declared.keys().filter(|mid| !participant.declared_sources.contains_key(*mid)).count();
+        if participant.declared_sources.len() + n_new > MAX_MEDIA_LINES {
+            return Err(SfuError::InvalidTrack(format!("more than {MAX_MEDIA_LINES} tracks declared")));
+        }
         // The client's offer wins over one of ours in flight (str0m rolls ours back): what we
         // were adding or stopping goes into our next offer.
         participant.pending_offer = None;
@@ -1153,6 +1177,12 @@ impl Room {
 }
 
 fn declared_sources(tracks: &[TrackDeclaration]) -> Result<HashMap<Mid, TrackSource>, SfuError> {
+    if tracks.len() > MAX_MEDIA_LINES {
+        return Err(SfuError::InvalidTrack(format!(
+            "{} tracks declared (at most {MAX_MEDIA_LINES})",
+            tracks.len()
+        )));
+    }
     let mut sources = HashMap::new();
     for track in tracks {
         if track.mid.is_empty() || track.mid.len() > 16 {

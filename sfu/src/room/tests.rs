@@ -144,3 +144,82 @@ fn parent_cannot_publish_a_screen_share() {
     let parent = room.participants.iter().find(|p| p.id.as_str() == "p").unwrap();
     assert!(parent.tracks_in.is_empty());
 }
+
+/// A client's offer with `n_media_lines` audio m-lines it sends on.
+fn offer_with(t0: Instant, n_media_lines: usize) -> String {
+    let mut rtc = Rtc::builder().set_rtp_mode(true).build(t0);
+    rtc.add_local_candidate(Candidate::host("127.0.0.1:5002".parse().unwrap(), "udp").unwrap());
+    let mut changes = rtc.sdp_api();
+    for _ in 0..n_media_lines {
+        changes.add_media(Str0mKind::Audio, Direction::SendOnly, None, None, None);
+    }
+    let (offer, _pending) = changes.apply().unwrap();
+    offer.to_sdp_string()
+}
+
+fn parent(id: &str) -> (ParticipantId, ParticipantParams) {
+    let params =
+        ParticipantParams { user_id: UserId::new(id).unwrap(), display_name: id.into(), role: Role::Parent };
+    (ParticipantId::new(id).unwrap(), params)
+}
+
+#[test]
+fn offers_with_too_many_media_lines_are_refused() {
+    let t0 = Instant::now();
+    let mut room = room(t0);
+    join(&mut room, t0, "teacher", Role::Teacher).unwrap();
+    let (id, params) = parent("many");
+    let refused = room.join(t0, id.clone(), params.clone(), &offer_with(t0, MAX_JOIN_MEDIA_LINES + 1), &[]);
+    assert_eq!(refused, Err(SfuError::InvalidSdp(format!("17 m-lines (at most {MAX_JOIN_MEDIA_LINES})"))));
+    assert_eq!(room.session().n_active(), 1);
+    room.join(t0, id.clone(), params, &offer_with(t0, MAX_JOIN_MEDIA_LINES), &[]).unwrap();
+    assert_eq!(room.session().n_active(), 2);
+
+    // Later offers carry the m-lines of what the participant receives too: a larger bound.
+    let refused = room.handle_offer(t0, &id, &offer_with(t0, MAX_MEDIA_LINES + 1), &[]);
+    assert_eq!(refused, Err(SfuError::InvalidSdp(format!("1025 m-lines (at most {MAX_MEDIA_LINES})"))));
+    assert_eq!(room.session().n_active(), 2);
+    assert!(room.is_alive());
+}
+
+#[test]
+fn track_declarations_are_bounded_over_offers() {
+    let t0 = Instant::now();
+    let mut room = room(t0);
+    join(&mut room, t0, "teacher", Role::Teacher).unwrap();
+    let declarations = |from: usize, n: usize| -> Vec<TrackDeclaration> {
+        (from..from + n)
+            .map(|idx| TrackDeclaration { mid: format!("m{idx}"), source: TrackSource::Camera })
+            .collect()
+    };
+    let (id, params) = parent("p");
+    let too_many = declarations(0, MAX_MEDIA_LINES + 1);
+    let refused = room.join(t0, id.clone(), params.clone(), &offer(t0), &too_many);
+    assert!(matches!(refused, Err(SfuError::InvalidTrack(_))), "{refused:?}");
+
+    // The client's own connection, so that its later offers are real renegotiations.
+    let mut client = Rtc::builder().set_rtp_mode(true).build(t0);
+    client.add_local_candidate(Candidate::host("127.0.0.1:5003".parse().unwrap(), "udp").unwrap());
+    let client_offer = |client: &mut Rtc| {
+        let mut changes = client.sdp_api();
+        changes.add_media(Str0mKind::Audio, Direction::SendOnly, None, None, None);
+        let (offer, pending) = changes.apply().unwrap();
+        (offer.to_sdp_string(), pending)
+    };
+    let (sdp, pending) = client_offer(&mut client);
+    let accepted = room.join(t0, id.clone(), params, &sdp, &declarations(0, MAX_MEDIA_LINES)).unwrap();
+    client
+        .sdp_api()
+        .accept_answer(pending, SdpAnswer::from_sdp_string(&accepted.answer_sdp).unwrap())
+        .unwrap();
+    drain(&mut room);
+    // Declaring the same mids again is what a client does on every offer; new ones add up.
+    let (sdp, pending) = client_offer(&mut client);
+    let answer = room.handle_offer(t0, &id, &sdp, &declarations(0, MAX_MEDIA_LINES)).unwrap();
+    client.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap()).unwrap();
+    drain(&mut room);
+    let (sdp, _pending) = client_offer(&mut client);
+    let refused = room.handle_offer(t0, &id, &sdp, &declarations(MAX_MEDIA_LINES, 1));
+    assert!(matches!(refused, Err(SfuError::InvalidTrack(_))), "{refused:?}");
+    assert_eq!(room.session().n_active(), 2);
+}
