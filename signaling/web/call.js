@@ -917,7 +917,9 @@
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
     const ws = new WebSocket(`${scheme}://${location.host}/v1/classes/${encodeURIComponent(classId)}/visio/ws`);
     call.ws = ws;
+    let opened = false;
     ws.addEventListener('open', () => {
+      opened = true;
       send({ type: 'join', token, sdp: offer.sdp, tracks });
     });
     ws.addEventListener('message', (ev) => onMessage(ev.data));
@@ -926,7 +928,11 @@
       enqueue(() => {
         if (call.state === 'left' || call.state === 'refused') return;
         setState('disconnected');
-        setStatus('La connexion au serveur a été perdue. Rechargez la page pour revenir dans la visio.');
+        // Never opened: the server refused the connection itself (too many joins at once from
+        // here, or a surge it answers with "busy") or could not be reached.
+        setStatus(opened
+          ? 'La connexion au serveur a été perdue. Rechargez la page pour revenir dans la visio.'
+          : "Le serveur n'a pas accepté la connexion : il est peut-être très sollicité. Réessayez dans quelques secondes en rechargeant la page.");
         teardown();
       });
     });
