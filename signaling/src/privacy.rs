@@ -3,9 +3,10 @@
 //!
 //! "Used" means an approved member did something in the class (see
 //! `Directory::approved_member`); the class backend's sync calls do not count, or a nightly sync
-//! would keep every class alive. The warning is a webhook (`class_purge_scheduled`) and, because
-//! webhooks may be lost in a crash, the list of scheduled purges is also readable
-//! (`GET /v1/retention/scheduled`). Any use of the class before the purge calls it off.
+//! would keep every class alive. The warning is a webhook (`class_purge_scheduled`, written to the
+//! outbox with the warning itself), and the list of scheduled purges is also readable
+//! (`GET /v1/retention/scheduled`) for a backend that missed it. Any use of the class before the
+//! purge calls it off.
 
 use std::time::Duration;
 
