@@ -4,8 +4,8 @@
 #
 #   bash scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 #
-# KLASS_FUZZ_MEDIA=0 leaves out media_probe, and with it media-worker (FFmpeg, OpenCV...): about
-# half of a cold build.
+# KLASS_FUZZ_MEDIA=0 leaves out media_probe, and with it media-worker (FFmpeg, OpenCV...): two
+# thirds of a cold build (docs/fuzzing.md).
 #
 # Works on the stable toolchain: cargo-fuzz passes nightly flags (-Zsanitizer=address), which
 # RUSTC_BOOTSTRAP=1 lets stable rustc accept; stable ships the AddressSanitizer runtime.
@@ -14,6 +14,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-20}"
+export PATH="$HOME/.cargo/bin:$PATH"
+cache="${KLASS_CACHE:-$HOME/.cache/klass}"
+# Its own target directory: instrumented builds would otherwise evict the normal ones.
+export CARGO_TARGET_DIR="$cache/fuzz-target"
+export RUSTC_BOOTSTRAP=1
 features=()
 targets=(client_message sdp_offer ranges media_probe)
 if [ "${KLASS_FUZZ_MEDIA:-1}" = 0 ]; then
@@ -21,12 +26,6 @@ if [ "${KLASS_FUZZ_MEDIA:-1}" = 0 ]; then
   targets=(client_message sdp_offer ranges)
 fi
 if [ "$#" -gt 1 ]; then targets=("${@:2}"); fi
-
-export PATH="$HOME/.cargo/bin:$PATH"
-cache="${KLASS_CACHE:-$HOME/.cache/klass}"
-# Its own target directory: instrumented builds would otherwise evict the normal ones.
-export CARGO_TARGET_DIR="$cache/fuzz-target"
-export RUSTC_BOOTSTRAP=1
 toolchain=()
 if command -v rustup >/dev/null; then toolchain=(+stable); fi
 
