@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{ErrorCode, Role};
 
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest message a client may send. A browser's answer in a 70-person call has two or three
 /// m-sections per participant at 1 to 3 KB each: a few hundred kilobytes.
@@ -37,6 +37,37 @@ pub struct TrackDeclaration {
     pub source: Source,
 }
 
+/// What a receive slot shows: the loudest speakers (`audio`), a thumbnail camera (`thumbnail`),
+/// or the large view (`stage`: a screen share, the pinned participant or the teacher).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlotKind {
+    Audio,
+    Thumbnail,
+    Stage,
+}
+
+/// A receive-only m-line of the client's first offer and what it is for. The server sends other
+/// participants' media into these m-lines, switching who flows into each one without
+/// renegotiating; [`ServerMessage::Slots`] says who is in which.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlotDeclaration {
+    pub mid: String,
+    pub kind: SlotKind,
+}
+
+/// Who a slot carries now. `participant_id` is `null` while the slot is empty; `csrc` is the
+/// publisher's original SSRC, which every packet of the slot carries as its CSRC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotState {
+    pub mid: String,
+    pub kind: SlotKind,
+    pub participant_id: Option<String>,
+    pub source: Option<Source>,
+    pub csrc: Option<u32>,
+}
+
 /// What a participant sees of another: never an email address or a phone number.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Participant {
@@ -59,20 +90,25 @@ pub struct Track {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientMessage {
-    /// First message: who I am (the class backend's JWT) and my offer.
+    /// First message: who I am (the class backend's JWT), my offer, what my sending m-lines
+    /// carry (`tracks`) and which receive-only m-lines are slots (`slots`).
     Join {
         token: String,
         sdp: String,
         tracks: Vec<TrackDeclaration>,
+        #[serde(default)]
+        slots: Vec<SlotDeclaration>,
     },
-    /// Answer to a server [`ServerMessage::Offer`].
-    Answer {
-        sdp: String,
-    },
-    /// A new offer from the client (e.g. starting a screen share); the server answers.
+    /// A new offer from the client when its own publishing changes (e.g. starting a screen
+    /// share); the server answers. The slots of the join stay as they are.
     Offer {
         sdp: String,
         tracks: Vec<TrackDeclaration>,
+    },
+    /// Show this participant on my stage (`null`: back to the default: a screen share, else
+    /// the teacher, else the current speaker).
+    Pin {
+        participant_id: Option<String>,
     },
     /// A trickled ICE candidate (`candidate:...` line).
     Candidate {
@@ -136,6 +172,9 @@ pub enum ServerMessage {
         /// `null`: no time limit.
         max_duration_seconds: Option<u64>,
         max_participants: u32,
+        /// Slots the server fills at most, by kind; declared slots beyond these stay empty.
+        max_audio_slots: u32,
+        max_thumbnail_slots: u32,
     },
     /// No session runs yet; a teacher or admin has to start it. Stay connected.
     Waiting {
@@ -147,9 +186,14 @@ pub enum ServerMessage {
         tracks: Vec<Track>,
         remaining_seconds: Option<u64>,
     },
-    /// Server-initiated renegotiation: reply with `answer`.
-    Offer {
-        sdp: String,
+    /// Who is in each of this participant's slots; sent whole whenever one changes. A video slot
+    /// changes publisher at a keyframe of the new one, and this message goes out then.
+    Slots {
+        slots: Vec<SlotState>,
+    },
+    /// The current speakers, loudest first (those the audio slots carry), for a highlight.
+    Speakers {
+        participant_ids: Vec<String>,
     },
     /// Answer to a client `offer`.
     Answer {
@@ -215,7 +259,8 @@ mod tests {
             ClientMessage::Join {
                 token: "t".into(),
                 sdp: "v=0".into(),
-                tracks: vec![TrackDeclaration { mid: "0".into(), source: Source::Microphone }]
+                tracks: vec![TrackDeclaration { mid: "0".into(), source: Source::Microphone }],
+                slots: vec![],
             }
         );
         assert_eq!(

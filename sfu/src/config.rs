@@ -77,9 +77,14 @@ pub struct RoomConfig {
     pub stats_interval: Duration,
     /// A participant whose media is not connected this long after joining is dropped.
     pub connect_timeout: Duration,
-    /// Last-N: each participant receives at most this many cameras, teachers and the most recent
-    /// speakers first (screen shares and audio always). `None`: every camera.
-    pub last_n: Option<usize>,
+    /// Audio slots filled per participant: the loudest speakers (teachers always) but oneself.
+    pub audio_slots: usize,
+    /// Camera thumbnails filled per participant, teachers and the latest speakers first. A
+    /// client may declare fewer; the stage (one slot) comes on top.
+    pub thumbnail_slots: usize,
+    /// How often the room recomputes speakers and slots, besides at every join, departure,
+    /// mute or publication.
+    pub allocation_interval: Duration,
 }
 
 impl Default for RoomConfig {
@@ -90,7 +95,9 @@ impl Default for RoomConfig {
             keyframe_request_interval: Duration::from_secs(1),
             stats_interval: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(30),
-            last_n: Some(12),
+            audio_slots: 3,
+            thumbnail_slots: 9,
+            allocation_interval: Duration::from_millis(200),
         }
     }
 }

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+pub use models::visio::SlotKind;
 pub use models::{ParticipantId, RoomId, TrackId};
 use models::{Role, UserId};
 
@@ -85,6 +86,24 @@ pub struct TrackDeclaration {
     pub source: TrackSource,
 }
 
+/// A receive-only m-line of the client's first offer that the room fills with others' media.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotDeclaration {
+    pub mid: String,
+    pub kind: SlotKind,
+}
+
+/// Who one of a participant's slots carries now; `csrc` is the publisher's SSRC, which the slot's
+/// packets carry as their CSRC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotInfo {
+    pub mid: String,
+    pub kind: SlotKind,
+    pub publisher: Option<ParticipantId>,
+    pub source: Option<TrackSource>,
+    pub csrc: Option<u32>,
+}
+
 /// What a participant may see of another one: display name and role, never contact details.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParticipantInfo {
@@ -120,6 +139,8 @@ pub enum Command {
     Lock { locked: bool },
     /// Moderators: close the session for everyone.
     EndSession,
+    /// Anyone: show this participant on one's own stage (`None`: the default choice).
+    Pin { participant: Option<ParticipantId> },
     /// Anyone: turn one's own microphone (`Audio`) or camera (`Video`) off or on.
     SetMuted { kind: MediaKind, muted: bool },
 }
@@ -135,10 +156,10 @@ pub enum ParticipantEvent {
         tracks: Vec<TrackInfo>,
         remaining: Option<Duration>,
     },
-    /// A server-initiated offer (new tracks to receive). Answer with `SfuHandle::answer`.
-    Offer {
-        sdp: String,
-    },
+    /// Who is in each of this participant's slots, whole, whenever one changes.
+    Slots(Vec<SlotInfo>),
+    /// The current speakers, loudest first.
+    Speakers(Vec<ParticipantId>),
     ParticipantJoined(ParticipantInfo),
     ParticipantLeft {
         participant_id: ParticipantId,
@@ -200,6 +221,11 @@ pub struct RoomStats {
     /// Packets str0m resent from its cache (RTX) in answer to NACKs: what it sent minus what we
     /// wrote, over the interval.
     pub retransmissions: u64,
+    /// Offers a participant made after its join (its own publishing changed) and we answered.
+    /// The server never offers: nobody is renegotiated when someone joins or leaves.
+    pub client_offers: u64,
+    /// Times a receive slot changed publisher (a video one at the new publisher's keyframe).
+    pub slot_switches: u64,
     /// Mean fraction of packets lost reported by receivers in this interval, if any reported.
     pub receiver_loss_fraction: Option<f32>,
     pub n_participants: u32,

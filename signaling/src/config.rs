@@ -155,9 +155,11 @@ pub struct SfuSection {
     pub tcp_addr: Option<SocketAddr>,
     /// The address browsers reach the SFU at, put in its ICE candidates (public IP behind 1:1 NAT).
     pub advertised_ip: std::net::IpAddr,
-    /// Last-N: each participant receives at most this many cameras (teachers and the latest
-    /// speakers first; audio and screen shares always). `null`: every camera.
-    pub last_n: Option<usize>,
+    /// Audio slots the SFU fills per participant: the loudest speakers, teachers always.
+    pub audio_slots: usize,
+    /// Camera thumbnails the SFU fills per participant (teachers and the latest speakers first),
+    /// besides the stage. A client may declare fewer.
+    pub thumbnail_slots: usize,
 }
 
 impl Default for SfuSection {
@@ -167,7 +169,8 @@ impl Default for SfuSection {
             udp_addr: SocketAddr::from(([127, 0, 0, 1], 3478)),
             tcp_addr: Some(SocketAddr::from(([127, 0, 0, 1], 3478))),
             advertised_ip: std::net::IpAddr::from([127, 0, 0, 1]),
-            last_n: sfu::RoomConfig::default().last_n,
+            audio_slots: sfu::RoomConfig::default().audio_slots,
+            thumbnail_slots: sfu::RoomConfig::default().thumbnail_slots,
         }
     }
 }
@@ -375,6 +378,12 @@ impl Config {
                 "http.idle_timeout_secs must be at least 3 s: call WebSockets are pinged every third of it"
                     .into(),
             ));
+        }
+        let max_slots = sfu::room::MAX_SLOTS - 1;
+        if self.sfu.audio_slots == 0 || self.sfu.audio_slots + self.sfu.thumbnail_slots > max_slots {
+            return Err(ConfigError::Invalid(format!(
+                "sfu.audio_slots must be at least 1, and sfu.audio_slots + sfu.thumbnail_slots at most {max_slots}"
+            )));
         }
         if self.demo {
             self.auth.api_key.get_or_insert_with(|| random_secret(24));

@@ -159,7 +159,11 @@ impl AppState {
             udp_bind: config.sfu.udp_addr,
             tcp_bind: config.sfu.tcp_addr,
             advertised_ip: config.sfu.advertised_ip,
-            room: sfu::RoomConfig { last_n: config.sfu.last_n, ..sfu::RoomConfig::default() },
+            room: sfu::RoomConfig {
+                audio_slots: config.sfu.audio_slots,
+                thumbnail_slots: config.sfu.thumbnail_slots,
+                ..sfu::RoomConfig::default()
+            },
             tcp_limits: sfu::TcpLimits::default(),
         })
         .await

@@ -12,8 +12,8 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
 use models::visio::{
-    ClientMessage, Kind, LeftReason, Participant, ServerMessage, Source, Track, MAX_CLIENT_MESSAGE_BYTES,
-    PROTOCOL_VERSION,
+    ClientMessage, Kind, LeftReason, Participant, ServerMessage, SlotState, Source, Track,
+    MAX_CLIENT_MESSAGE_BYTES, PROTOCOL_VERSION,
 };
 use models::{ApiError, ClassId, ErrorCode};
 use sfu::{
@@ -81,8 +81,8 @@ async fn connection(state: AppState, class_id: ClassId, mut socket: WebSocket) {
         Ok(_) => return,
         Err(_) => Err("no `join` message in time".to_owned()),
     };
-    let (token, offer_sdp, tracks) = match first {
-        Ok(ClientMessage::Join { token, sdp, tracks }) => (token, sdp, tracks),
+    let (token, offer_sdp, tracks, slots) = match first {
+        Ok(ClientMessage::Join { token, sdp, tracks, slots }) => (token, sdp, tracks, slots),
         Ok(_) => return refuse(socket, ErrorCode::InvalidRequest, "the first message must be `join`").await,
         Err(message) => return refuse(socket, ErrorCode::InvalidRequest, message).await,
     };
@@ -134,6 +134,7 @@ async fn connection(state: AppState, class_id: ClassId, mut socket: WebSocket) {
         },
         offer_sdp,
         tracks: tracks.into_iter().map(track_declaration).collect(),
+        slots: slots.into_iter().map(|s| sfu::SlotDeclaration { mid: s.mid, kind: s.kind }).collect(),
     };
     let joined = match state.sfu.join(request).await {
         Ok(joined) => joined,
@@ -149,8 +150,10 @@ async fn connection(state: AppState, class_id: ClassId, mut socket: WebSocket) {
         sdp: joined.answer_sdp,
         max_duration_seconds: visio.max_duration.map(|d| d.as_secs()),
         max_participants: visio.max_participants,
+        max_audio_slots: state.sfu.room_config().audio_slots as u32,
+        max_thumbnail_slots: state.sfu.room_config().thumbnail_slots as u32,
     };
-    // The answer goes out before any event: the SFU may offer new tracks right away.
+    // The answer goes out before any event.
     if send(&mut socket, &welcome).await {
         let idle_timeout_secs = state.config.http.idle_timeout_secs;
         relay(&state.sfu, &room_id, &participant_id, &mut socket, joined.events, idle_timeout_secs).await;
@@ -229,10 +232,6 @@ async fn handle_client_message(
                 }))
             }
             ClientMessage::Leave => return Ok(None),
-            ClientMessage::Answer { sdp } => {
-                sfu.answer(room_id, participant_id, sdp).await?;
-                return Ok(None);
-            }
             ClientMessage::Offer { sdp, tracks } => {
                 let tracks = tracks.into_iter().map(track_declaration).collect();
                 let answer = sfu.offer(room_id, participant_id, sdp, tracks).await?;
@@ -252,6 +251,9 @@ async fn handle_client_message(
             ClientMessage::Remove { target: raw } => Command::Remove { target: target(raw)? },
             ClientMessage::Lock { locked } => Command::Lock { locked },
             ClientMessage::EndSession => Command::EndSession,
+            ClientMessage::Pin { participant_id } => {
+                Command::Pin { participant: participant_id.map(target).transpose()? }
+            }
         };
         sfu.command(room_id, participant_id, command).await?;
         Ok(None)
@@ -302,17 +304,20 @@ fn participant(info: ParticipantInfo) -> Participant {
     }
 }
 
-fn track(info: TrackInfo) -> Track {
-    let source = match info.source {
+fn source(source: TrackSource) -> Source {
+    match source {
         TrackSource::Microphone => Source::Microphone,
         TrackSource::Camera => Source::Camera,
         TrackSource::ScreenShare => Source::ScreenShare,
-    };
+    }
+}
+
+fn track(info: TrackInfo) -> Track {
     Track {
         track_id: info.track_id.to_string(),
         participant_id: info.publisher.to_string(),
         kind: kind(info.kind),
-        source,
+        source: source(info.source),
     }
 }
 
@@ -342,7 +347,21 @@ fn server_message(event: ParticipantEvent) -> ServerMessage {
             tracks: tracks.into_iter().map(track).collect(),
             remaining_seconds: remaining.map(|d| d.as_secs()),
         },
-        ParticipantEvent::Offer { sdp } => ServerMessage::Offer { sdp },
+        ParticipantEvent::Slots(slots) => ServerMessage::Slots {
+            slots: slots
+                .into_iter()
+                .map(|slot| SlotState {
+                    mid: slot.mid,
+                    kind: slot.kind,
+                    participant_id: slot.publisher.map(|id| id.to_string()),
+                    source: slot.source.map(source),
+                    csrc: slot.csrc,
+                })
+                .collect(),
+        },
+        ParticipantEvent::Speakers(ids) => {
+            ServerMessage::Speakers { participant_ids: ids.into_iter().map(|id| id.to_string()).collect() }
+        }
         ParticipantEvent::ParticipantJoined(info) => {
             ServerMessage::ParticipantJoined { participant: participant(info) }
         }

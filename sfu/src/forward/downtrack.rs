@@ -48,6 +48,9 @@ pub struct DownTrack {
     sync: Option<Sync>,
     generation: u32,
     needs_resync: bool,
+    /// The next packet comes from another publisher: its timestamps have their own origin even
+    /// if its SSRC happens to equal the previous one's.
+    new_source: bool,
     needs_keyframe: bool,
     paused: bool,
     pub packets_out: u64,
@@ -66,6 +69,7 @@ impl DownTrack {
             sync: None,
             generation,
             needs_resync: false,
+            new_source: false,
             needs_keyframe: kind == MediaKind::Video,
             paused: false,
             packets_out: 0,
@@ -102,6 +106,17 @@ impl DownTrack {
         }
     }
 
+    /// The slot now carries another publisher's track, whose `generation` is given: its packets
+    /// continue our sequence numbers and timestamps, and video waits for its keyframe.
+    pub fn switch_source(&mut self, generation: u32) {
+        self.generation = generation;
+        self.needs_resync = true;
+        self.new_source = true;
+        if self.kind == MediaKind::Video {
+            self.needs_keyframe = true;
+        }
+    }
+
     /// Decides what to do with `packet`; `generation` is the publisher track's current one.
     pub fn forward(&mut self, packet: &PacketView, generation: u32) -> Decision {
         if self.paused {
@@ -125,6 +140,7 @@ impl DownTrack {
             None => {
                 let first_out = packet.seq_no & 0xffff;
                 self.needs_resync = false;
+                self.new_source = false;
                 self.sync.insert(Sync {
                     seq_offset: packet.seq_no.wrapping_sub(first_out),
                     ts_offset: 0,
@@ -140,7 +156,7 @@ impl DownTrack {
                 let next_out = sync.last_out_seq + 1;
                 sync.seq_offset = packet.seq_no.wrapping_sub(next_out);
                 sync.resync_in_seq = packet.seq_no;
-                if packet.ssrc != sync.ssrc {
+                if packet.ssrc != sync.ssrc || std::mem::take(&mut self.new_source) {
                     // A new source has its own timestamp origin: continue ours by the wall-clock
                     // time that passed, as the subscriber's jitter buffer expects.
                     let elapsed = packet.arrival.saturating_duration_since(sync.last_arrival);

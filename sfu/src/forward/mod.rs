@@ -5,14 +5,16 @@
 //! `StreamTx` keeps each sent packet (a shared `Arc` of the payload, so subscribers share one
 //! copy) and answers NACKs with RTX itself, in RTP mode too.
 //!
-//! Simulcast and last-N fit here later: a `Buffer` per (mid, rid) layer and a `DownTrack` that
-//! picks its layer and switches on keyframes, re-basing sequence numbers and timestamps the way
-//! it already does after a pause.
+//! A receiver's fixed slots are [`SlotForwarder`]s: one outgoing stream each, into which the
+//! room switches publishers (at keyframes for video), a [`DownTrack`] re-basing sequence numbers
+//! and timestamps across switches.
 
 mod buffer;
 mod downtrack;
 mod keyframe;
+mod slot;
 
 pub use buffer::{Buffer, PacketView};
 pub use downtrack::{Decision, DownTrack, DropReason};
 pub use keyframe::{is_keyframe_start, KeyframeThrottle, VideoCodec};
+pub use slot::{SlotDecision, SlotForwarder};

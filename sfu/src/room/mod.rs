@@ -4,70 +4,45 @@
 //! commands and the time, and drains [`Room::poll_output`] for datagrams to send, events for
 //! participants and the server, and the instant it wants to be woken at. [`session::Session`]
 //! holds the rules (tier limits, roles, moderation) and knows nothing of media.
+//!
+//! Each participant negotiates once, at its join: its own tracks, and a fixed set of receive
+//! slots. Nobody is renegotiated when someone joins or leaves: the room decides which publisher
+//! flows into which slot (`allocation`, `speakers`) and switches them (`slots`).
+//!
+//! The files of this folder, by job: `sdp` (offer checks, declarations, the `Rtc` we build),
+//! `membership` (session events: admission, removal, broadcasts), `media` (str0m's events,
+//! publishing, forwarding a packet), `slots` (applying the allocation to the slots),
+//! `allocation` and `speakers` (sans-IO choices), `participant` (per-participant state).
 
-mod last_n;
+mod allocation;
+mod media;
+mod membership;
 mod participant;
+mod sdp;
 pub mod session;
+mod slots;
+mod speakers;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use str0m::change::{SdpAnswer, SdpOffer};
-use str0m::format::Codec;
-use str0m::media::{Direction, KeyframeRequestKind, Mid};
 use str0m::net::{Protocol, Receive, Transmit};
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use str0m::{Candidate, Event, Input, Output};
 use tracing::{debug, info};
 
 use crate::config::RoomConfig;
 use crate::error::SfuError;
-use crate::forward::{is_keyframe_start, Buffer, Decision, DownTrack, DropReason, PacketView, VideoCodec};
 use crate::proto::{
-    CloseReason, Command, LeaveReason, MediaKind, ParticipantEvent, ParticipantId, ParticipantInfo,
-    ParticipantParams, RoomId, RoomStats, SfuEvent, TrackDeclaration, TrackId, TrackInfo, TrackSource,
+    CloseReason, Command, LeaveReason, ParticipantEvent, ParticipantId, ParticipantParams, RoomId, RoomStats,
+    SfuEvent, SlotDeclaration, TrackDeclaration,
 };
-use participant::{Participant, PeerKey, PublishedTrack, Subscription, SubscriptionState};
-use session::{MemberStatus, Session, SessionConfig, SessionEvent, SessionInput, SessionOutput};
+use participant::{Participant, PeerKey, Slot};
+pub use sdp::{parse_offer, MAX_JOIN_MEDIA_LINES, MAX_MEDIA_LINES, MAX_SLOTS};
+use session::{Session, SessionConfig, SessionInput, SessionOutput};
 
 /// Far enough to mean "nothing scheduled" while staying a valid `Instant`.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
-/// A session description fits in one client message (hundreds of kilobytes in a 70-person call);
-/// anything larger is a mistake or an attack.
-const MAX_SDP_LEN: usize = models::visio::MAX_CLIENT_MESSAGE_BYTES;
-/// m-lines in a client's first offer. The call page offers two (microphone and camera, or a data
-/// channel when it has neither) and the load test one or two; a screen share adds one later.
-pub const MAX_JOIN_MEDIA_LINES: usize = 16;
-/// m-lines in any offer of a client: its own, and one per track it receives or received (the
-/// server stops them but never reuses their slot). A browser writes 1 to 3 KB per m-line, so a
-/// real offer reaches `MAX_SDP_LEN` at a few hundred. Bare m-lines fit 11 000 in 1 MB, which
-/// str0m took 0.5 s to parse and accept (release build), holding the room's task; 1024, 22 ms.
-pub const MAX_MEDIA_LINES: usize = 1024;
-
-/// The checks every client offer passes before it reaches str0m; `pub` for the fuzz target
-/// `sdp_offer`, which feeds it what the room would.
-#[doc(hidden)]
-pub fn parse_offer(sdp: &str, max_media_lines: usize) -> Result<SdpOffer, SfuError> {
-    if sdp.len() > MAX_SDP_LEN {
-        return Err(SfuError::InvalidSdp(format!("longer than {MAX_SDP_LEN} bytes")));
-    }
-    let offer = SdpOffer::from_sdp_string(sdp).map_err(|err| SfuError::InvalidSdp(err.to_string()))?;
-    if offer.media_lines.len() > max_media_lines {
-        return Err(SfuError::InvalidSdp(format!(
-            "{} m-lines (at most {max_media_lines})",
-            offer.media_lines.len()
-        )));
-    }
-    Ok(offer)
-}
-
-fn parse_answer(sdp: &str) -> Result<SdpAnswer, SfuError> {
-    if sdp.len() > MAX_SDP_LEN {
-        return Err(SfuError::InvalidSdp(format!("longer than {MAX_SDP_LEN} bytes")));
-    }
-    SdpAnswer::from_sdp_string(sdp).map_err(|err| SfuError::InvalidSdp(err.to_string()))
-}
 
 /// Everything a room needs to be created.
 #[derive(Debug, Clone)]
@@ -106,6 +81,11 @@ pub struct Room {
     local_candidates: Vec<Candidate>,
     session: Session,
     participants: Vec<Participant>,
+    /// Key to index in `participants`, rebuilt when one leaves.
+    index: HashMap<PeerKey, usize>,
+    /// The peer address a participant's datagrams came from: a datagram is routed by one
+    /// lookup, not by asking every `Rtc` whether it accepts it.
+    by_address: HashMap<SocketAddr, PeerKey>,
     next_key: PeerKey,
     rtc_events: VecDeque<(PeerKey, Event)>,
     outputs: VecDeque<RoomOutput>,
@@ -116,7 +96,17 @@ pub struct Room {
     /// Kept here: the session forgets its start once closed, and the close event reports it.
     started_at: Option<Instant>,
     closed: bool,
-    last_n: last_n::LastN,
+    speakers: speakers::Speakers,
+    /// The speakers the participants were last told of.
+    announced_speakers: Vec<PeerKey>,
+    /// The screen share that started last: it takes the stage.
+    latest_screen: Option<allocation::TrackKey>,
+    /// Set by whatever changes who may fill a slot; the allocation runs before the next output.
+    allocation_dirty: bool,
+    next_allocation_at: Instant,
+    /// Set when an `Rtc` may have died: `process` then looks for the dead, instead of asking
+    /// every participant after every packet.
+    maybe_dead: bool,
 }
 
 impl Room {
@@ -126,14 +116,16 @@ impl Room {
             warn_before_end: params.config.warn_before_end.clone(),
             empty_timeout: params.config.empty_timeout,
         };
-        let last_n = last_n::LastN::new(params.config.last_n, now);
         Room {
             room_id: params.room_id,
             next_stats_at: now + params.config.stats_interval,
+            next_allocation_at: now + params.config.allocation_interval,
             config: params.config,
             local_candidates: params.local_candidates,
             session: Session::new(session_config, now),
             participants: Vec::new(),
+            index: HashMap::new(),
+            by_address: HashMap::new(),
             next_key: 1,
             rtc_events: VecDeque::new(),
             outputs: VecDeque::new(),
@@ -142,7 +134,11 @@ impl Room {
             last_now: now,
             started_at: None,
             closed: false,
-            last_n,
+            speakers: speakers::Speakers::default(),
+            announced_speakers: Vec::new(),
+            latest_screen: None,
+            allocation_dirty: false,
+            maybe_dead: false,
         }
     }
 
@@ -159,8 +155,9 @@ impl Room {
         &self.session
     }
 
-    /// Accepts a participant's first offer. Nothing changes in the room when this fails: a bad
-    /// SDP or a refusal by the session leaves everyone else as they were.
+    /// Accepts a participant's first offer: its own tracks and its receive slots. Nothing
+    /// changes in the room when this fails: a bad SDP or a refusal by the session leaves everyone
+    /// else as they were.
     pub fn join(
         &mut self,
         now: Instant,
@@ -168,25 +165,21 @@ impl Room {
         params: ParticipantParams,
         offer_sdp: &str,
         tracks: &[TrackDeclaration],
+        slots: &[SlotDeclaration],
     ) -> Result<JoinAccepted, SfuError> {
         self.last_now = now;
         if self.closed {
             return Err(SfuError::RoomClosed);
         }
         let offer = parse_offer(offer_sdp, MAX_JOIN_MEDIA_LINES)?;
-        let declared_sources = declared_sources(tracks)?;
-        let mut rtc = Rtc::builder()
-            .set_rtp_mode(true)
-            // Browsers are full ICE agents; as ICE-lite we only answer their checks, so every
-            // flow starts with a STUN request carrying our ufrag, which is how the shell routes.
-            .set_ice_lite(true)
-            .set_stats_interval(Some(self.config.stats_interval))
-            .build(now);
+        let declared_sources = sdp::declared_sources(tracks)?;
+        let mut rtc = sdp::new_rtc(&self.config, now);
         for candidate in &self.local_candidates {
             rtc.add_local_candidate(candidate.clone());
         }
         let answer =
             rtc.sdp_api().accept_offer(offer).map_err(|err| SfuError::InvalidSdp(err.to_string()))?;
+        let slots = sdp::declared_slots(slots, &declared_sources, &mut rtc)?;
         let ice_ufrag = rtc.direct_api().local_ice_credentials().ufrag;
 
         let user_id = params.user_id.clone();
@@ -208,20 +201,22 @@ impl Room {
             connected: false,
             declared_sources,
             tracks_in: HashMap::new(),
-            tracks_out: HashMap::new(),
-            pending_offer: None,
+            slots: slots.into_iter().map(|(mid, kind)| Slot::new(mid, kind)).collect(),
+            pin: None,
             next_timeout: now,
             ssrc_mids: HashMap::new(),
             pt_params: HashMap::new(),
             last_egress: HashMap::new(),
             n_remote_candidates: 0,
         });
+        self.index.insert(key, self.participants.len() - 1);
         self.drain_participant(key);
         self.process(now);
         Ok(JoinAccepted { answer_sdp: answer.to_sdp_string(), ice_ufrag })
     }
 
-    /// A client's new offer (it adds or removes its own tracks). Returns the answer.
+    /// A client's new offer: it adds or removes its own tracks. Returns the answer. Its slots
+    /// stay as negotiated at the join.
     pub fn handle_offer(
         &mut self,
         now: Instant,
@@ -231,24 +226,17 @@ impl Room {
     ) -> Result<String, SfuError> {
         self.last_now = now;
         let offer = parse_offer(offer_sdp, MAX_MEDIA_LINES)?;
-        let declared = declared_sources(tracks)?;
+        let declared = sdp::declared_sources(tracks)?;
         let idx = self.index_of_id(participant_id).ok_or(SfuError::ParticipantNotFound)?;
         let participant = &mut self.participants[idx];
+        if let Some(slot) = participant.slots.iter().find(|slot| declared.contains_key(&slot.mid)) {
+            return Err(SfuError::InvalidTrack(format!("m-line {} is a receive slot", slot.mid)));
+        }
         // Declarations add up over offers (a screen share declares one more mid): bounded like
         // the m-lines they name, or a client could grow the map by an offer's worth each time.
         let n_new = declared.keys().filter(|mid| !participant.declared_sources.contains_key(*mid)).count();
         if participant.declared_sources.len() + n_new > MAX_MEDIA_LINES {
             return Err(SfuError::InvalidTrack(format!("more than {MAX_MEDIA_LINES} tracks declared")));
-        }
-        // The client's offer wins over one of ours in flight (str0m rolls ours back): what we
-        // were adding or stopping goes into our next offer.
-        participant.pending_offer = None;
-        for sub in participant.tracks_out.values_mut() {
-            sub.state = match sub.state {
-                SubscriptionState::Negotiating(_) => SubscriptionState::ToOpen,
-                SubscriptionState::NegotiatingStop(mid) => SubscriptionState::ToStop(mid),
-                other => other,
-            };
         }
         participant.declared_sources.extend(declared);
         let result = participant.rtc.sdp_api().accept_offer(offer);
@@ -264,59 +252,9 @@ impl Room {
                 return Err(SfuError::InvalidSdp(err.to_string()));
             }
         };
-        self.process(now);
-        self.negotiate(key);
+        self.stats.client_offers += 1;
         self.process(now);
         Ok(answer.to_sdp_string())
-    }
-
-    /// The client's answer to our latest offer.
-    pub fn handle_answer(
-        &mut self,
-        now: Instant,
-        participant_id: &ParticipantId,
-        answer_sdp: &str,
-    ) -> Result<(), SfuError> {
-        self.last_now = now;
-        let answer = parse_answer(answer_sdp)?;
-        let idx = self.index_of_id(participant_id).ok_or(SfuError::ParticipantNotFound)?;
-        let participant = &mut self.participants[idx];
-        let pending = participant.pending_offer.take().ok_or(SfuError::NoPendingOffer)?;
-        let result = participant.rtc.sdp_api().accept_answer(pending, answer);
-        let key = participant.key;
-        if let Err(err) = result {
-            // Renegotiate from scratch: the m-lines we offered go into the next offer.
-            for sub in participant.tracks_out.values_mut() {
-                if let SubscriptionState::Negotiating(_) = sub.state {
-                    sub.state = SubscriptionState::ToOpen;
-                }
-            }
-            self.drain_participant(key);
-            self.process(now);
-            return Err(SfuError::InvalidSdp(err.to_string()));
-        }
-        let mut opened: Vec<PeerKey> = Vec::new();
-        let mut opened_video: Vec<(PeerKey, Mid)> = Vec::new();
-        participant.tracks_out.retain(|(publisher, publisher_mid), sub| match sub.state {
-            SubscriptionState::Negotiating(mid) => {
-                sub.state = SubscriptionState::Open(mid);
-                opened.push(*publisher);
-                if sub.kind == MediaKind::Video {
-                    opened_video.push((*publisher, *publisher_mid));
-                }
-                true
-            }
-            SubscriptionState::NegotiatingStop(_) => false,
-            _ => true,
-        });
-        self.drain_participant(key);
-        // A new subscriber needs a keyframe before it can show anything.
-        for (publisher, mid) in opened_video {
-            self.request_keyframe(publisher, mid, now);
-        }
-        self.negotiate(key);
-        self.process(now);
-        Ok(())
     }
 
     /// Trickle ICE from the client. Our side needs none: ICE-lite with fixed candidates.
@@ -346,7 +284,18 @@ impl Room {
 
     pub fn command(&mut self, now: Instant, from: &ParticipantId, command: Command) -> Result<(), SfuError> {
         self.last_now = now;
+        let pin = match &command {
+            Command::Pin { participant } => Some(participant.clone()),
+            _ => None,
+        };
         let result = self.session.handle_input(SessionInput::Command { now, from: from.clone(), command });
+        if let (Ok(()), Some(target)) = (&result, pin) {
+            let target = target.and_then(|id| self.index_of_id(&id)).map(|idx| self.participants[idx].key);
+            if let Some(idx) = self.index_of_id(from) {
+                self.participants[idx].pin = target;
+                self.allocation_dirty = true;
+            }
+        }
         self.process(now);
         result
     }
@@ -363,6 +312,7 @@ impl Room {
 
     pub fn role_changed(&mut self, now: Instant, user_id: models::UserId, role: models::Role) {
         let _ = self.session.handle_input(SessionInput::RoleChanged { now, user_id, role });
+        self.allocation_dirty = true;
         self.process(now);
     }
 
@@ -386,7 +336,7 @@ impl Room {
                     return;
                 };
                 let input = Input::Receive(now, Receive { proto, source, destination, contents });
-                let Some(idx) = self.participants.iter().position(|p| p.rtc.accepts(&input)) else {
+                let Some(idx) = self.route(source, &input) else {
                     debug!(%source, "no participant accepts datagram");
                     return;
                 };
@@ -402,16 +352,30 @@ impl Room {
         }
     }
 
+    /// The participant a datagram is for: the one its source address last reached, if that one
+    /// accepts it; else the one that accepts it (a new address: a first STUN check, a network
+    /// change), remembered.
+    fn route(&mut self, source: SocketAddr, input: &Input<'_>) -> Option<usize> {
+        if let Some(idx) = self.by_address.get(&source).and_then(|key| self.index.get(key)).copied() {
+            if self.participants[idx].rtc.accepts(input) {
+                return Some(idx);
+            }
+        }
+        let idx = self.participants.iter().position(|p| p.rtc.accepts(input))?;
+        self.by_address.insert(source, self.participants[idx].key);
+        Some(idx)
+    }
+
     pub fn poll_output(&mut self) -> RoomOutput {
+        if self.allocation_dirty && !self.closed {
+            self.refresh_allocation(self.last_now);
+        }
         if let Some(output) = self.outputs.pop_front() {
             return output;
         }
         let mut timeout = self.last_now + IDLE_TIMEOUT;
         if !self.closed {
-            timeout = timeout.min(self.next_stats_at);
-            if let Some(at) = self.last_n.next_refresh() {
-                timeout = timeout.min(at);
-            }
+            timeout = timeout.min(self.next_stats_at).min(self.next_allocation_at);
             if let SessionOutput::Timeout(at) = self.session.poll_output() {
                 timeout = timeout.min(at);
             }
@@ -444,6 +408,7 @@ impl Room {
                 }
                 self.drain_participant(key);
             }
+            let Some(idx) = self.index_of(key) else { continue };
             let participant = &self.participants[idx];
             if !participant.connected && now >= participant.joined_at + self.config.connect_timeout {
                 let participant_id = participant.id.clone();
@@ -455,17 +420,13 @@ impl Room {
                 });
             }
         }
-        let keys: Vec<(PeerKey, Mid)> =
-            self.participants.iter().flat_map(|p| p.tracks_in.keys().map(move |mid| (p.key, *mid))).collect();
-        for (publisher, mid) in keys {
-            self.poll_keyframe_request(publisher, mid, now);
-        }
+        self.poll_keyframe_requests(now);
         if now >= self.next_stats_at && !self.closed {
             self.next_stats_at = now + self.config.stats_interval;
             self.emit_stats();
         }
-        if self.last_n.is_due(now) {
-            self.refresh_last_n(now);
+        if now >= self.next_allocation_at {
+            self.allocation_dirty = true;
         }
         self.process(now);
     }
@@ -479,7 +440,7 @@ impl Room {
     }
 
     fn index_of(&self, key: PeerKey) -> Option<usize> {
-        self.participants.iter().position(|p| p.key == key)
+        self.index.get(&key).copied()
     }
 
     fn index_of_id(&self, participant_id: &ParticipantId) -> Option<usize> {
@@ -494,6 +455,7 @@ impl Room {
         loop {
             if !participant.rtc.is_alive() {
                 participant.next_timeout = self.last_now;
+                self.maybe_dead = true;
                 break;
             }
             match participant.rtc.poll_output() {
@@ -524,9 +486,7 @@ impl Room {
                 self.handle_session_event(event, now);
                 progressed = true;
             }
-            // Checked first: this runs once per packet, and a dead connection is rare.
-            let any_dead = self.participants.iter().any(|p| !p.rtc.is_alive());
-            let dead: Vec<ParticipantId> = if any_dead {
+            let dead: Vec<ParticipantId> = if std::mem::take(&mut self.maybe_dead) {
                 self.participants.iter().filter(|p| !p.rtc.is_alive()).map(|p| p.id.clone()).collect()
             } else {
                 Vec::new()
@@ -549,648 +509,6 @@ impl Room {
             }
         }
     }
-
-    fn handle_rtc_event(&mut self, key: PeerKey, event: Event, now: Instant) {
-        match event {
-            Event::RtpPacket(packet) => self.forward_packet(key, packet, now),
-            Event::Connected => {
-                if let Some(idx) = self.index_of(key) {
-                    self.participants[idx].connected = true;
-                }
-            }
-            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                if let Some(idx) = self.index_of(key) {
-                    let participant_id = self.participants[idx].id.clone();
-                    let _ = self.session.handle_input(SessionInput::Leave {
-                        now,
-                        participant_id,
-                        reason: LeaveReason::ConnectionLost,
-                    });
-                }
-            }
-            Event::MediaAdded(added) => {
-                let receiving = matches!(added.direction, Direction::RecvOnly | Direction::SendRecv);
-                if receiving {
-                    self.publish(key, added.mid, added.kind, now);
-                }
-            }
-            Event::MediaChanged(changed) => {
-                // A client that stops sending on an m-line (screen share ended) unpublishes it;
-                // one that starts again publishes it anew.
-                let receiving = matches!(changed.direction, Direction::RecvOnly | Direction::SendRecv);
-                let Some(idx) = self.index_of(key) else { return };
-                let published = self.participants[idx].tracks_in.contains_key(&changed.mid);
-                if receiving && !published {
-                    let kind = self.participants[idx].rtc.media(changed.mid).map(|media| media.kind());
-                    if let Some(kind) = kind {
-                        self.publish(key, changed.mid, kind, now);
-                    }
-                } else if !receiving && published {
-                    self.unpublish(key, changed.mid);
-                }
-            }
-            Event::KeyframeRequest(request) => {
-                self.stats.keyframe_requests_received += 1;
-                let Some(idx) = self.index_of(key) else { return };
-                let Some((&(publisher, publisher_mid), _)) =
-                    self.participants[idx].subscription_by_out_mid(request.mid)
-                else {
-                    return;
-                };
-                self.request_keyframe(publisher, publisher_mid, now);
-            }
-            Event::MediaEgressStats(egress) => {
-                let Some(idx) = self.index_of(key) else { return };
-                let participant = &mut self.participants[idx];
-                // str0m counts retransmissions in `packets`; what we wrote ourselves is in the
-                // DownTrack. The difference over an interval is what str0m resent.
-                let written: u64 = participant
-                    .tracks_out
-                    .values()
-                    .filter(|sub| sub.mid() == Some(egress.mid))
-                    .map(|sub| sub.downtrack.packets_out)
-                    .sum();
-                let last =
-                    participant.last_egress.insert(egress.mid, (egress.packets, egress.nacks, written));
-                let (last_packets, last_nacks, last_written) = last.unwrap_or_default();
-                self.stats.nacks_received += egress.nacks.saturating_sub(last_nacks);
-                let sent = egress.packets.saturating_sub(last_packets);
-                self.stats.retransmissions += sent.saturating_sub(written.saturating_sub(last_written));
-                if let Some(loss) = egress.loss {
-                    self.loss_reports.0 += loss;
-                    self.loss_reports.1 += 1;
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn publish(&mut self, key: PeerKey, mid: Mid, str0m_kind: str0m::media::MediaKind, now: Instant) {
-        let Some(idx) = self.index_of(key) else { return };
-        let kind = match str0m_kind {
-            str0m::media::MediaKind::Audio => MediaKind::Audio,
-            str0m::media::MediaKind::Video => MediaKind::Video,
-        };
-        let participant = &self.participants[idx];
-        if participant.tracks_in.contains_key(&mid) {
-            return;
-        }
-        let default_source = match kind {
-            MediaKind::Audio => TrackSource::Microphone,
-            MediaKind::Video => TrackSource::Camera,
-        };
-        let source = participant.declared_sources.get(&mid).copied().unwrap_or(default_source);
-        let source_matches_kind = (source == TrackSource::Microphone) == (kind == MediaKind::Audio);
-        let already_has_source = participant.tracks_in.values().any(|t| t.buffer.source == source);
-        let allowed = self.session.may_publish(&participant.id, source);
-        if !source_matches_kind || already_has_source || allowed.is_err() {
-            // A modified client cannot get around the rules: the track is never forwarded.
-            info!(participant_id = %participant.id, ?source, "track refused");
-            return;
-        }
-        let track_id = TrackId::for_track(&participant.id, &mid.to_string());
-        let mut buffer = Buffer::new(kind, source, self.config.keyframe_request_interval);
-        buffer.set_forwarding(self.may_forward(idx, kind, source));
-        let participant = &mut self.participants[idx];
-        participant
-            .tracks_in
-            .insert(mid, PublishedTrack { track_id: track_id.clone(), buffer, subscribers: Vec::new() });
-        if participant.active {
-            let info = TrackInfo { track_id, publisher: participant.id.clone(), kind, source };
-            self.broadcast_active(ParticipantEvent::TrackPublished(info), None);
-            let subscribers: Vec<PeerKey> =
-                self.participants.iter().filter(|p| p.active && p.key != key).map(|p| p.key).collect();
-            for subscriber in subscribers {
-                self.subscribe(subscriber, key, mid);
-                self.negotiate(subscriber);
-            }
-        }
-        let _ = now;
-    }
-
-    fn unpublish(&mut self, key: PeerKey, mid: Mid) {
-        let Some(idx) = self.index_of(key) else { return };
-        let Some(track) = self.participants[idx].tracks_in.remove(&mid) else { return };
-        let was_active = self.participants[idx].active;
-        for subscriber in &track.subscribers {
-            let Some(sub_idx) = self.index_of(*subscriber) else { continue };
-            let tracks_out = &mut self.participants[sub_idx].tracks_out;
-            if let Some(sub) = tracks_out.get_mut(&(key, mid)) {
-                match sub.state {
-                    SubscriptionState::ToOpen => {
-                        tracks_out.remove(&(key, mid));
-                    }
-                    SubscriptionState::Open(out_mid) | SubscriptionState::Negotiating(out_mid) => {
-                        sub.state = SubscriptionState::ToStop(out_mid);
-                    }
-                    _ => {}
-                }
-            }
-        }
-        for subscriber in track.subscribers {
-            self.negotiate(subscriber);
-        }
-        if was_active {
-            self.broadcast_active(ParticipantEvent::TrackUnpublished { track_id: track.track_id }, None);
-        }
-    }
-
-    /// Whether a publisher's track of this kind may be forwarded now.
-    fn may_forward(&self, idx: usize, kind: MediaKind, source: TrackSource) -> bool {
-        let participant = &self.participants[idx];
-        let Some(member) = self.session.member(&participant.id) else { return false };
-        if member.status != MemberStatus::Active {
-            return false;
-        }
-        match source {
-            TrackSource::Microphone => !member.audio.muted,
-            TrackSource::Camera => !member.video.muted,
-            // Screen sharing stays on when the camera is turned off.
-            TrackSource::ScreenShare => kind == MediaKind::Video,
-        }
-    }
-
-    fn refresh_forwarding(&mut self, key: PeerKey) {
-        let Some(idx) = self.index_of(key) else { return };
-        let mids: Vec<(Mid, MediaKind, TrackSource)> = self.participants[idx]
-            .tracks_in
-            .iter()
-            .map(|(mid, t)| (*mid, t.buffer.kind, t.buffer.source))
-            .collect();
-        for (mid, kind, source) in mids {
-            let forwarding = self.may_forward(idx, kind, source);
-            if let Some(track) = self.participants[idx].tracks_in.get_mut(&mid) {
-                track.buffer.set_forwarding(forwarding);
-            }
-            self.poll_keyframe_request(key, mid, self.last_now);
-        }
-    }
-
-    /// Ranks the camera publishers and pauses or resumes camera subscriptions to match.
-    fn refresh_last_n(&mut self, now: Instant) {
-        let mut candidates = Vec::new();
-        let mut cameras = std::collections::HashSet::new();
-        for participant in &self.participants {
-            let Some(member) = self.session.member(&participant.id) else { continue };
-            for (mid, track) in &participant.tracks_in {
-                if track.buffer.kind == MediaKind::Video && track.buffer.source == TrackSource::Camera {
-                    cameras.insert((participant.key, *mid));
-                    if member.status == MemberStatus::Active && !member.video.muted {
-                        candidates.push(last_n::Candidate {
-                            key: participant.key,
-                            moderator: member.role.administers(),
-                            joined_at: participant.joined_at,
-                        });
-                    }
-                }
-            }
-        }
-        candidates.dedup_by_key(|c| c.key);
-        let Some(visible) = self.last_n.rank(&candidates, now).cloned() else { return };
-        for participant in &mut self.participants {
-            for (key, subscription) in participant.tracks_out.iter_mut() {
-                if cameras.contains(key) {
-                    subscription.downtrack.set_paused(!visible.contains(&key.0));
-                }
-            }
-        }
-    }
-
-    fn subscribe(&mut self, subscriber: PeerKey, publisher: PeerKey, mid: Mid) {
-        let Some(publisher_idx) = self.index_of(publisher) else { return };
-        let Some(track) = self.participants[publisher_idx].tracks_in.get_mut(&mid) else { return };
-        if !track.subscribers.contains(&subscriber) {
-            track.subscribers.push(subscriber);
-        }
-        let kind = track.buffer.kind;
-        let paused = track.buffer.source == TrackSource::Camera && !self.last_n.is_visible(publisher);
-        let generation = track.buffer.generation();
-        let track_id = track.track_id.clone();
-        let publisher_id = self.participants[publisher_idx].id.clone();
-        let Some(subscriber_idx) = self.index_of(subscriber) else { return };
-        self.participants[subscriber_idx].tracks_out.entry((publisher, mid)).or_insert_with(|| {
-            let mut downtrack = DownTrack::new(kind, generation);
-            downtrack.set_paused(paused);
-            Subscription {
-                track_id,
-                publisher_id,
-                kind,
-                state: SubscriptionState::ToOpen,
-                downtrack,
-                pt_map: Vec::new(),
-            }
-        });
-    }
-
-    /// Sends the participant an offer for the m-lines to add or stop, unless one is in flight:
-    /// then the changes wait for its answer.
-    fn negotiate(&mut self, key: PeerKey) {
-        let Some(idx) = self.index_of(key) else { return };
-        let participant = &mut self.participants[idx];
-        if participant.pending_offer.is_some() || !participant.rtc.is_alive() {
-            return;
-        }
-        let mut changes = participant.rtc.sdp_api();
-        for sub in participant.tracks_out.values_mut() {
-            match sub.state {
-                SubscriptionState::ToOpen => {
-                    let kind = match sub.kind {
-                        MediaKind::Audio => str0m::media::MediaKind::Audio,
-                        MediaKind::Video => str0m::media::MediaKind::Video,
-                    };
-                    // The msid stream id is the publisher, so that the browser groups a
-                    // participant's audio and video in one MediaStream.
-                    let mid = changes.add_media(
-                        kind,
-                        Direction::SendOnly,
-                        Some(sub.publisher_id.to_string()),
-                        Some(sub.track_id.to_string()),
-                        None,
-                    );
-                    sub.state = SubscriptionState::Negotiating(mid);
-                }
-                SubscriptionState::ToStop(mid) => {
-                    changes.stop_media(mid);
-                    sub.state = SubscriptionState::NegotiatingStop(mid);
-                }
-                _ => {}
-            }
-        }
-        if !changes.has_changes() {
-            return;
-        }
-        let Some((offer, pending)) = changes.apply() else { return };
-        participant.pending_offer = Some(pending);
-        let participant_id = participant.id.clone();
-        self.outputs.push_back(RoomOutput::ToParticipant(
-            participant_id,
-            ParticipantEvent::Offer { sdp: offer.to_sdp_string() },
-        ));
-        self.drain_participant(key);
-    }
-
-    fn request_keyframe(&mut self, publisher: PeerKey, mid: Mid, now: Instant) {
-        let Some(idx) = self.index_of(publisher) else { return };
-        if let Some(track) = self.participants[idx].tracks_in.get_mut(&mid) {
-            track.buffer.request_keyframe();
-        }
-        self.poll_keyframe_request(publisher, mid, now);
-    }
-
-    fn poll_keyframe_request(&mut self, publisher: PeerKey, mid: Mid, now: Instant) {
-        let Some(idx) = self.index_of(publisher) else { return };
-        let participant = &mut self.participants[idx];
-        let Some(track) = participant.tracks_in.get_mut(&mid) else { return };
-        if !track.buffer.poll_keyframe_request(now) {
-            return;
-        }
-        let mut direct = participant.rtc.direct_api();
-        let Some(stream) = direct.stream_rx_by_mid(mid, None) else {
-            // No RTP from this track yet: nothing to request a keyframe of.
-            return;
-        };
-        stream.request_keyframe(KeyframeRequestKind::Pli);
-        self.stats.keyframe_requests_sent += 1;
-        self.drain_participant(publisher);
-    }
-
-    fn forward_packet(&mut self, publisher: PeerKey, packet: RtpPacket, now: Instant) {
-        let Some(idx) = self.index_of(publisher) else { return };
-        let participant = &mut self.participants[idx];
-        let Some(mid) = participant.mid_of(packet.header.ssrc) else { return };
-        let pt = packet.header.payload_type;
-        let params = participant.params_of(pt);
-        let Some(track) = participant.tracks_in.get_mut(&mid) else { return };
-        let kind = track.buffer.kind;
-        let payload_len = packet.payload.len() as u64;
-        if kind == MediaKind::Audio && track.buffer.is_forwarding() {
-            let ext = &packet.header.ext_vals;
-            self.last_n.heard(publisher, ext.audio_level, ext.voice_activity, now);
-        }
-        let counters = match kind {
-            MediaKind::Audio => &mut self.stats.audio,
-            MediaKind::Video => &mut self.stats.video,
-        };
-        counters.packets_in += 1;
-        counters.bytes_in += payload_len;
-        if !track.buffer.is_forwarding() {
-            counters.packets_dropped += track.subscribers.len() as u64;
-            return;
-        }
-        let Some(params) = params else { return };
-        if kind == MediaKind::Video && track.buffer.codec.is_none() {
-            track.buffer.codec = match params.spec().codec {
-                Codec::Vp8 => Some(VideoCodec::Vp8),
-                Codec::Vp9 => Some(VideoCodec::Vp9),
-                Codec::H264 => Some(VideoCodec::H264),
-                Codec::Av1 => Some(VideoCodec::Av1),
-                _ => None,
-            };
-        }
-        let keyframe_start =
-            track.buffer.codec.is_some_and(|codec| is_keyframe_start(codec, &packet.payload));
-        let view = PacketView {
-            seq_no: *packet.seq_no,
-            timestamp: packet.header.timestamp,
-            ssrc: *packet.header.ssrc,
-            marker: packet.header.marker,
-            keyframe_start,
-            arrival: packet.timestamp,
-        };
-        let generation = track.buffer.generation();
-        let subscribers = track.subscribers.clone();
-        let clock_rate = params.spec().clock_rate.get();
-        let mut ext_vals = ExtensionValues::default();
-        ext_vals.audio_level = packet.header.ext_vals.audio_level;
-        ext_vals.voice_activity = packet.header.ext_vals.voice_activity;
-        ext_vals.video_orientation = packet.header.ext_vals.video_orientation;
-
-        let mut wants_keyframe = false;
-        for subscriber in subscribers {
-            let Some(sub_idx) = self.index_of(subscriber) else { continue };
-            let sub_participant = &mut self.participants[sub_idx];
-            if !sub_participant.active || !sub_participant.connected {
-                continue;
-            }
-            let Some(sub) = sub_participant.tracks_out.get_mut(&(publisher, mid)) else { continue };
-            let Some(out_mid) = sub.open_mid() else { continue };
-            sub.downtrack.set_clock_rate(clock_rate);
-            let (seq_no, timestamp) = match sub.downtrack.forward(&view, generation) {
-                Decision::Forward { seq_no, timestamp } => (seq_no, timestamp),
-                Decision::Drop(reason) => {
-                    wants_keyframe |= reason == DropReason::WaitingForKeyframe;
-                    let counters = match kind {
-                        MediaKind::Audio => &mut self.stats.audio,
-                        MediaKind::Video => &mut self.stats.video,
-                    };
-                    counters.packets_dropped += 1;
-                    continue;
-                }
-            };
-            let pt_out = match sub.pt_map.iter().find(|(pt_in, _)| *pt_in == pt) {
-                Some((_, pt_out)) => *pt_out,
-                None => {
-                    let pt_out = sub_participant.rtc.codec_config().match_params(params).map(|p| p.pt());
-                    sub.pt_map.push((pt, pt_out));
-                    pt_out
-                }
-            };
-            let Some(pt_out) = pt_out else { continue };
-            let mut direct = sub_participant.rtc.direct_api();
-            let Some(stream) = direct.stream_tx_by_mid(out_mid, None) else { continue };
-            let write =
-                RtpWrite::new(pt_out, seq_no.into(), timestamp, packet.timestamp, packet.payload.clone())
-                    .marker(packet.header.marker)
-                    .ext_vals(ext_vals.clone())
-                    // Video is resent from str0m's cache on NACK; audio is not worth it.
-                    .nackable(kind == MediaKind::Video);
-            stream.write_rtp(write);
-            if let Some(sub) = sub_participant.tracks_out.get_mut(&(publisher, mid)) {
-                sub.downtrack.packets_out += 1;
-                sub.downtrack.bytes_out += payload_len;
-            }
-            let counters = match kind {
-                MediaKind::Audio => &mut self.stats.audio,
-                MediaKind::Video => &mut self.stats.video,
-            };
-            counters.packets_out += 1;
-            counters.bytes_out += payload_len;
-            self.drain_participant(subscriber);
-        }
-        if wants_keyframe {
-            self.request_keyframe(publisher, mid, now);
-        }
-    }
-
-    fn handle_session_event(&mut self, event: SessionEvent, now: Instant) {
-        match event {
-            SessionEvent::Started => {
-                self.started_at = Some(now);
-                self.outputs.push_back(RoomOutput::Server(SfuEvent::SessionStarted {
-                    room_id: self.room_id.clone(),
-                }));
-            }
-            SessionEvent::Waiting { participant_id } => {
-                self.outputs.push_back(RoomOutput::ToParticipant(participant_id, ParticipantEvent::Waiting));
-            }
-            SessionEvent::Admitted { participant_id } => self.admit(participant_id, now),
-            SessionEvent::Removed { participant_id, reason } => self.remove(participant_id, reason, now),
-            SessionEvent::TimeWarning { remaining } => {
-                self.broadcast_active(ParticipantEvent::TimeWarning { remaining }, None);
-            }
-            SessionEvent::MuteChanged { participant_id, kind, muted, by_moderator } => {
-                if let Some(idx) = self.index_of_id(&participant_id) {
-                    let key = self.participants[idx].key;
-                    self.refresh_forwarding(key);
-                }
-                self.broadcast_active(
-                    ParticipantEvent::MuteChanged { participant_id, kind, muted, by_moderator },
-                    None,
-                );
-            }
-            SessionEvent::UnmuteRequested { participant_id, kind } => {
-                self.outputs.push_back(RoomOutput::ToParticipant(
-                    participant_id,
-                    ParticipantEvent::UnmuteRequested { kind },
-                ));
-            }
-            SessionEvent::LockChanged { locked } => {
-                self.broadcast_active(ParticipantEvent::LockChanged { locked }, None);
-            }
-            SessionEvent::RoleChanged { participant_id, role } => {
-                self.broadcast_active(ParticipantEvent::RoleChanged { participant_id, role }, None);
-            }
-            SessionEvent::Closed { reason } => {
-                let duration = self.session_duration(now);
-                self.closed = true;
-                self.outputs.push_back(RoomOutput::Server(SfuEvent::SessionClosed {
-                    room_id: self.room_id.clone(),
-                    reason,
-                    duration,
-                }));
-            }
-        }
-    }
-
-    fn session_duration(&self, now: Instant) -> Duration {
-        self.started_at.map(|at| now.saturating_duration_since(at)).unwrap_or_default()
-    }
-
-    fn participant_info(&self, participant_id: &ParticipantId) -> Option<ParticipantInfo> {
-        let member = self.session.member(participant_id)?;
-        Some(ParticipantInfo {
-            participant_id: participant_id.clone(),
-            display_name: member.display_name.clone(),
-            role: member.role,
-            audio_muted: member.audio.muted,
-            video_off: member.video.muted,
-        })
-    }
-
-    fn admit(&mut self, participant_id: ParticipantId, now: Instant) {
-        let Some(idx) = self.index_of_id(&participant_id) else { return };
-        let key = self.participants[idx].key;
-        self.participants[idx].active = true;
-        self.refresh_forwarding(key);
-
-        let others: Vec<PeerKey> =
-            self.participants.iter().filter(|p| p.active && p.key != key).map(|p| p.key).collect();
-        let mut participants = Vec::new();
-        let mut tracks = Vec::new();
-        for other in &others {
-            let Some(other_idx) = self.index_of(*other) else { continue };
-            let other_participant = &self.participants[other_idx];
-            participants.extend(self.participant_info(&other_participant.id));
-            for track in other_participant.tracks_in.values() {
-                tracks.push(TrackInfo {
-                    track_id: track.track_id.clone(),
-                    publisher: other_participant.id.clone(),
-                    kind: track.buffer.kind,
-                    source: track.buffer.source,
-                });
-            }
-        }
-        let remaining = self.session.remaining(now);
-        self.outputs.push_back(RoomOutput::ToParticipant(
-            participant_id.clone(),
-            ParticipantEvent::Admitted { participants, tracks, remaining },
-        ));
-        if let Some(info) = self.participant_info(&participant_id) {
-            self.broadcast_active(ParticipantEvent::ParticipantJoined(info), Some(key));
-        }
-        if let Some(member) = self.session.member(&participant_id) {
-            self.outputs.push_back(RoomOutput::Server(SfuEvent::ParticipantJoined {
-                room_id: self.room_id.clone(),
-                participant_id: participant_id.clone(),
-                user_id: member.user_id.clone(),
-                role: member.role,
-            }));
-        }
-
-        // Others' tracks to the newcomer, the newcomer's tracks to others.
-        for other in &others {
-            let Some(other_idx) = self.index_of(*other) else { continue };
-            let mids: Vec<Mid> = self.participants[other_idx].tracks_in.keys().copied().collect();
-            for mid in mids {
-                self.subscribe(key, *other, mid);
-            }
-        }
-        self.negotiate(key);
-        let own_mids: Vec<Mid> = self.participants[idx].tracks_in.keys().copied().collect();
-        for other in others {
-            for mid in &own_mids {
-                self.subscribe(other, key, *mid);
-            }
-            self.negotiate(other);
-        }
-        if let Some(idx) = self.index_of(key) {
-            let infos: Vec<TrackInfo> = self.participants[idx]
-                .tracks_in
-                .values()
-                .map(|t| TrackInfo {
-                    track_id: t.track_id.clone(),
-                    publisher: participant_id.clone(),
-                    kind: t.buffer.kind,
-                    source: t.buffer.source,
-                })
-                .collect();
-            for info in infos {
-                self.broadcast_active(ParticipantEvent::TrackPublished(info), Some(key));
-            }
-        }
-    }
-
-    fn remove(&mut self, participant_id: ParticipantId, reason: LeaveReason, now: Instant) {
-        let Some(idx) = self.index_of_id(&participant_id) else { return };
-        let mut participant = self.participants.remove(idx);
-        self.last_n.forget(participant.key);
-        let was_active = participant.active;
-        // Close politely (DTLS close_notify, RTCP BYE) so the browser notices at once.
-        let _ = participant.rtc.close();
-        while let Ok(output) = participant.rtc.poll_output() {
-            match output {
-                Output::Transmit(transmit) => self.outputs.push_back(RoomOutput::Transmit(transmit)),
-                Output::Timeout(_) => break,
-                Output::Event(_) => {}
-            }
-        }
-        self.rtc_events.retain(|(key, _)| *key != participant.key);
-        self.outputs
-            .push_back(RoomOutput::ToParticipant(participant_id.clone(), ParticipantEvent::Left { reason }));
-
-        // Its tracks disappear from every subscriber.
-        let key = participant.key;
-        let mut touched = Vec::new();
-        for other in &mut self.participants {
-            for ((publisher, _), sub) in other.tracks_out.iter_mut() {
-                if *publisher != key {
-                    continue;
-                }
-                sub.state = match sub.state {
-                    SubscriptionState::Open(mid) | SubscriptionState::Negotiating(mid) => {
-                        SubscriptionState::ToStop(mid)
-                    }
-                    other_state => other_state,
-                };
-            }
-            other
-                .tracks_out
-                .retain(|(publisher, _), sub| !(*publisher == key && sub.state == SubscriptionState::ToOpen));
-            for track in other.tracks_in.values_mut() {
-                track.subscribers.retain(|subscriber| *subscriber != key);
-            }
-            touched.push(other.key);
-        }
-        if was_active {
-            for track in participant.tracks_in.values() {
-                self.broadcast_active(
-                    ParticipantEvent::TrackUnpublished { track_id: track.track_id.clone() },
-                    None,
-                );
-            }
-            self.broadcast_active(
-                ParticipantEvent::ParticipantLeft { participant_id: participant_id.clone() },
-                None,
-            );
-        }
-        if !self.closed {
-            for other in touched {
-                self.negotiate(other);
-            }
-        }
-        self.outputs.push_back(RoomOutput::Server(SfuEvent::ParticipantLeft {
-            room_id: self.room_id.clone(),
-            participant_id,
-            user_id: participant.user_id,
-            reason,
-        }));
-        let _ = now;
-    }
-
-    fn broadcast_active(&mut self, event: ParticipantEvent, except: Option<PeerKey>) {
-        for participant in &self.participants {
-            if participant.active && Some(participant.key) != except {
-                self.outputs.push_back(RoomOutput::ToParticipant(participant.id.clone(), event.clone()));
-            }
-        }
-    }
-}
-
-fn declared_sources(tracks: &[TrackDeclaration]) -> Result<HashMap<Mid, TrackSource>, SfuError> {
-    if tracks.len() > MAX_MEDIA_LINES {
-        return Err(SfuError::InvalidTrack(format!(
-            "{} tracks declared (at most {MAX_MEDIA_LINES})",
-            tracks.len()
-        )));
-    }
-    let mut sources = HashMap::new();
-    for track in tracks {
-        if track.mid.is_empty() || track.mid.len() > 16 {
-            return Err(SfuError::InvalidTrack(format!("bad mid {:?}", track.mid)));
-        }
-        sources.insert(Mid::from(track.mid.as_str()), track.source);
-    }
-    Ok(sources)
 }
 
 #[cfg(test)]

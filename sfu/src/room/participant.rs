@@ -1,16 +1,17 @@
-//! One participant's media state: its `Rtc`, the tracks it publishes and its subscriptions.
+//! One participant's media state: its `Rtc`, the tracks it publishes and its receive slots.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
-use str0m::change::SdpPendingOffer;
 use str0m::format::PayloadParams;
 use str0m::media::{Mid, Pt};
 use str0m::rtp::Ssrc;
 use str0m::Rtc;
 
-use crate::forward::{Buffer, DownTrack};
-use crate::proto::{MediaKind, ParticipantId, TrackId, TrackSource};
+use crate::forward::{Buffer, SlotForwarder};
+use crate::proto::{MediaKind, ParticipantId, SlotKind, TrackId, TrackSource};
+
+use super::allocation::TrackKey;
 
 /// A small internal key, cheaper than comparing `ParticipantId` strings per packet.
 pub(crate) type PeerKey = u64;
@@ -19,48 +20,41 @@ pub(crate) type PeerKey = u64;
 pub(crate) struct PublishedTrack {
     pub track_id: TrackId,
     pub buffer: Buffer,
-    /// Participants that have a `Subscription` to this track.
-    pub subscribers: Vec<PeerKey>,
+    /// The receivers' slots that carry this track or wait to: (receiver, slot index). The only
+    /// list a packet walks.
+    pub subscribers: Vec<(PeerKey, usize)>,
+    /// The publisher's SSRC of the latest packet: the CSRC of what the slots send.
+    pub ssrc: Option<u32>,
 }
 
-/// Where an outgoing m-line stands in the offer/answer dance the server starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SubscriptionState {
-    /// Waits for the next server offer.
-    ToOpen,
-    Negotiating(Mid),
-    Open(Mid),
-    /// The track is gone; the m-line must be stopped.
-    ToStop(Mid),
-    NegotiatingStop(Mid),
-}
-
+/// One receive slot: an m-line of the participant's first offer that the room fills.
 #[derive(Debug)]
-pub(crate) struct Subscription {
-    pub track_id: TrackId,
-    pub publisher_id: ParticipantId,
-    pub kind: MediaKind,
-    pub state: SubscriptionState,
-    pub downtrack: DownTrack,
-    /// Incoming payload type to outgoing one; `None` when the subscriber lacks the codec.
-    pub pt_map: Vec<(Pt, Option<Pt>)>,
+pub(crate) struct Slot {
+    pub mid: Mid,
+    pub kind: SlotKind,
+    pub forwarder: SlotForwarder<TrackKey>,
+    /// The tracks whose `subscribers` list this slot (its current and pending ones).
+    pub listening: Vec<TrackKey>,
+    /// What the latest `Slots` event told the client this slot carries, with the publisher's
+    /// SSRC when it was known.
+    pub announced: Option<(TrackKey, Option<u32>)>,
+    /// Incoming payload type to outgoing one; `None` when the receiver lacks the codec.
+    pub pt_map: Vec<(PeerKey, Pt, Option<Pt>)>,
 }
 
-impl Subscription {
-    pub fn open_mid(&self) -> Option<Mid> {
-        match self.state {
-            SubscriptionState::Open(mid) => Some(mid),
-            _ => None,
-        }
-    }
-
-    pub fn mid(&self) -> Option<Mid> {
-        match self.state {
-            SubscriptionState::ToOpen => None,
-            SubscriptionState::Negotiating(mid)
-            | SubscriptionState::Open(mid)
-            | SubscriptionState::ToStop(mid)
-            | SubscriptionState::NegotiatingStop(mid) => Some(mid),
+impl Slot {
+    pub fn new(mid: Mid, kind: SlotKind) -> Slot {
+        let media_kind = match kind {
+            SlotKind::Audio => MediaKind::Audio,
+            SlotKind::Thumbnail | SlotKind::Stage => MediaKind::Video,
+        };
+        Slot {
+            mid,
+            kind,
+            forwarder: SlotForwarder::new(media_kind),
+            listening: Vec::new(),
+            announced: None,
+            pt_map: Vec::new(),
         }
     }
 }
@@ -77,9 +71,9 @@ pub(crate) struct Participant {
     /// What the client said each of its m-lines carries.
     pub declared_sources: HashMap<Mid, TrackSource>,
     pub tracks_in: HashMap<Mid, PublishedTrack>,
-    /// Keyed by (publisher, publisher's mid).
-    pub tracks_out: HashMap<(PeerKey, Mid), Subscription>,
-    pub pending_offer: Option<SdpPendingOffer>,
+    pub slots: Vec<Slot>,
+    /// Whom this participant wants on its stage.
+    pub pin: Option<PeerKey>,
     pub next_timeout: Instant,
     /// Caches str0m's SSRC to mid lookup and the codec of each incoming payload type.
     pub ssrc_mids: HashMap<Ssrc, Mid>,
@@ -115,7 +109,7 @@ impl Participant {
         params
     }
 
-    pub fn subscription_by_out_mid(&self, mid: Mid) -> Option<(&(PeerKey, Mid), &Subscription)> {
-        self.tracks_out.iter().find(|(_, sub)| sub.mid() == Some(mid))
+    pub fn slot_by_mid(&self, mid: Mid) -> Option<usize> {
+        self.slots.iter().position(|slot| slot.mid == mid)
     }
 }

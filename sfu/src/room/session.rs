@@ -523,7 +523,7 @@ impl Session {
         }
         let issuer = self.member(from).ok_or(SfuError::ParticipantNotFound)?;
         let issuer_role = issuer.role;
-        let needs_moderator = !matches!(command, Command::SetMuted { .. });
+        let needs_moderator = !matches!(command, Command::SetMuted { .. } | Command::Pin { .. });
         if needs_moderator && !issuer_role.administers() {
             return Err(SfuError::ForbiddenRole);
         }
@@ -568,6 +568,12 @@ impl Session {
                 }
             }
             Command::EndSession => self.close(CloseReason::EndedByModerator),
+            // What one sees on one's own stage is the room's business, not the session's.
+            Command::Pin { participant } => {
+                if let Some(target) = participant {
+                    self.require_member(&target)?;
+                }
+            }
             Command::SetMuted { kind, muted } => {
                 let member = self.member_mut(from)?;
                 let state = member.mute_state_mut(kind);

@@ -3,10 +3,12 @@
 use std::time::{Duration, Instant};
 
 use models::{Role, Tier, TierPolicy, UserId};
+use str0m::change::SdpAnswer;
 use str0m::media::{Direction, MediaKind as Str0mKind};
 use str0m::{Candidate, Rtc};
 
 use super::*;
+use crate::proto::{SlotKind, TrackSource};
 
 fn room(t0: Instant) -> Room {
     room_with(t0, TierPolicy::offer(Tier::Standard).visio.unwrap(), RoomConfig::default())
@@ -33,7 +35,7 @@ fn offer(t0: Instant) -> String {
 
 fn join(room: &mut Room, t0: Instant, id: &str, role: Role) -> Result<JoinAccepted, SfuError> {
     let params = ParticipantParams { user_id: UserId::new(id).unwrap(), display_name: id.to_owned(), role };
-    room.join(t0, ParticipantId::new(id).unwrap(), params, &offer(t0), &[])
+    room.join(t0, ParticipantId::new(id).unwrap(), params, &offer(t0), &[], &[])
 }
 
 /// Drains the room up to its timeout; returns the events for participants and the server.
@@ -105,7 +107,7 @@ fn room_refuses_ninth_and_bad_sdp_without_disturbing_others() {
         display_name: "x".into(),
         role: Role::Parent,
     };
-    let bad = room.join(t0, ParticipantId::new("x").unwrap(), params, "v=0\r\ngarbage", &[]);
+    let bad = room.join(t0, ParticipantId::new("x").unwrap(), params, "v=0\r\ngarbage", &[], &[]);
     assert!(matches!(bad, Err(SfuError::InvalidSdp(_))));
     assert_eq!(room.session().n_active(), 8);
     assert!(room.is_alive());
@@ -138,7 +140,7 @@ fn parent_cannot_publish_a_screen_share() {
     let screen = changes.add_media(Str0mKind::Video, Direction::SendOnly, None, None, None);
     let (offer, _pending) = changes.apply().unwrap();
     let tracks = [TrackDeclaration { mid: screen.to_string(), source: TrackSource::ScreenShare }];
-    room.join(t0, ParticipantId::new("p").unwrap(), params, &offer.to_sdp_string(), &tracks).unwrap();
+    room.join(t0, ParticipantId::new("p").unwrap(), params, &offer.to_sdp_string(), &tracks, &[]).unwrap();
     drain(&mut room);
     // The m-line is accepted (SDP has no notion of roles) but nothing is published or forwarded.
     let parent = room.participants.iter().find(|p| p.id.as_str() == "p").unwrap();
@@ -169,10 +171,12 @@ fn offers_with_too_many_media_lines_are_refused() {
     let mut room = room(t0);
     join(&mut room, t0, "teacher", Role::Teacher).unwrap();
     let (id, params) = parent("many");
-    let refused = room.join(t0, id.clone(), params.clone(), &offer_with(t0, MAX_JOIN_MEDIA_LINES + 1), &[]);
-    assert_eq!(refused, Err(SfuError::InvalidSdp(format!("17 m-lines (at most {MAX_JOIN_MEDIA_LINES})"))));
+    let refused =
+        room.join(t0, id.clone(), params.clone(), &offer_with(t0, MAX_JOIN_MEDIA_LINES + 1), &[], &[]);
+    let n = MAX_JOIN_MEDIA_LINES + 1;
+    assert_eq!(refused, Err(SfuError::InvalidSdp(format!("{n} m-lines (at most {MAX_JOIN_MEDIA_LINES})"))));
     assert_eq!(room.session().n_active(), 1);
-    room.join(t0, id.clone(), params, &offer_with(t0, MAX_JOIN_MEDIA_LINES), &[]).unwrap();
+    room.join(t0, id.clone(), params, &offer_with(t0, MAX_JOIN_MEDIA_LINES), &[], &[]).unwrap();
     assert_eq!(room.session().n_active(), 2);
 
     // Later offers carry the m-lines of what the participant receives too: a larger bound.
@@ -194,7 +198,7 @@ fn track_declarations_are_bounded_over_offers() {
     };
     let (id, params) = parent("p");
     let too_many = declarations(0, MAX_MEDIA_LINES + 1);
-    let refused = room.join(t0, id.clone(), params.clone(), &offer(t0), &too_many);
+    let refused = room.join(t0, id.clone(), params.clone(), &offer(t0), &too_many, &[]);
     assert!(matches!(refused, Err(SfuError::InvalidTrack(_))), "{refused:?}");
 
     // The client's own connection, so that its later offers are real renegotiations.
@@ -207,7 +211,7 @@ fn track_declarations_are_bounded_over_offers() {
         (offer.to_sdp_string(), pending)
     };
     let (sdp, pending) = client_offer(&mut client);
-    let accepted = room.join(t0, id.clone(), params, &sdp, &declarations(0, MAX_MEDIA_LINES)).unwrap();
+    let accepted = room.join(t0, id.clone(), params, &sdp, &declarations(0, MAX_MEDIA_LINES), &[]).unwrap();
     client
         .sdp_api()
         .accept_answer(pending, SdpAnswer::from_sdp_string(&accepted.answer_sdp).unwrap())
@@ -222,4 +226,82 @@ fn track_declarations_are_bounded_over_offers() {
     let refused = room.handle_offer(t0, &id, &sdp, &declarations(MAX_MEDIA_LINES, 1));
     assert!(matches!(refused, Err(SfuError::InvalidTrack(_))), "{refused:?}");
     assert_eq!(room.session().n_active(), 2);
+}
+
+/// An offer with one sending audio m-line and receive-only m-lines of the given kinds; returns
+/// it with the mids of the receive-only ones.
+fn offer_with_slots(t0: Instant, kinds: &[Str0mKind]) -> (String, Vec<String>) {
+    let mut rtc = Rtc::builder().set_rtp_mode(true).build(t0);
+    rtc.add_local_candidate(Candidate::host("127.0.0.1:5004".parse().unwrap(), "udp").unwrap());
+    let mut changes = rtc.sdp_api();
+    changes.add_media(Str0mKind::Audio, Direction::SendOnly, None, None, None);
+    let mids = kinds
+        .iter()
+        .map(|kind| changes.add_media(*kind, Direction::RecvOnly, None, None, None).to_string())
+        .collect();
+    let (offer, _pending) = changes.apply().unwrap();
+    (offer.to_sdp_string(), mids)
+}
+
+#[test]
+fn slot_declarations_must_name_receive_only_m_lines_of_their_kind() {
+    let t0 = Instant::now();
+    let mut room = room(t0);
+    join(&mut room, t0, "teacher", Role::Teacher).unwrap();
+    let (sdp, mids) = offer_with_slots(t0, &[Str0mKind::Audio, Str0mKind::Video]);
+    let slot = |mid: &str, kind| SlotDeclaration { mid: mid.to_owned(), kind };
+    let (id, params) = parent("p");
+    let refusals = [
+        // The sending m-line (mid "0") is not a slot.
+        vec![slot("0", SlotKind::Audio)],
+        // A video m-line is not an audio slot.
+        vec![slot(&mids[1], SlotKind::Audio)],
+        vec![slot(&mids[0], SlotKind::Audio), slot(&mids[0], SlotKind::Audio)],
+        vec![slot("nope", SlotKind::Stage)],
+        vec![slot("", SlotKind::Stage)],
+        (0..=MAX_SLOTS).map(|i| slot(&format!("s{i}"), SlotKind::Thumbnail)).collect(),
+    ];
+    for slots in refusals {
+        let refused = room.join(t0, id.clone(), params.clone(), &sdp, &[], &slots);
+        assert!(matches!(refused, Err(SfuError::InvalidTrack(_))), "{slots:?}: {refused:?}");
+        assert_eq!(room.session().n_active(), 1, "a refused join leaves the room as it was");
+    }
+    let slots = [slot(&mids[0], SlotKind::Audio), slot(&mids[1], SlotKind::Stage)];
+    let accepted = room.join(t0, id.clone(), params, &sdp, &[], &slots).unwrap();
+    // Our answer names the SSRC of each slot: it never changes, whoever fills the slot.
+    let answer = SdpAnswer::from_sdp_string(&accepted.answer_sdp).unwrap().to_sdp_string();
+    assert!(
+        answer.lines().filter(|l| l.starts_with("a=ssrc:") && l.contains("cname")).count() >= 2,
+        "{answer}"
+    );
+    // The joiner is admitted and told its (empty) slot map; nobody gets an offer.
+    let (events, _, _) = drain(&mut room);
+    let map = events.iter().find_map(|(to, e)| match e {
+        ParticipantEvent::Slots(slots) if *to == id => Some(slots.clone()),
+        _ => None,
+    });
+    let map = map.expect("a slot map");
+    assert_eq!(map.len(), 2);
+    assert!(map.iter().all(|s| s.publisher.is_none()));
+}
+
+#[test]
+fn our_answer_offers_only_what_we_forward_with_dtx() {
+    let t0 = Instant::now();
+    let mut room = room(t0);
+    let (sdp, _) = offer_with_slots(t0, &[Str0mKind::Video]);
+    let (id, params) = parent("p");
+    room.join(t0, id, params, &sdp, &[], &[]).ok();
+    // The teacher's join in a fresh room, with a browser-like offer: Opus and VP8 only.
+    let mut room = self::room(t0);
+    let (id, mut params) = parent("t");
+    params.role = Role::Teacher;
+    let accepted = room.join(t0, id, params, &sdp, &[], &[]).unwrap();
+    let answer = accepted.answer_sdp;
+    assert!(answer.contains("opus/48000/2"), "{answer}");
+    assert!(answer.contains("usedtx=1"), "{answer}");
+    assert!(answer.contains("VP8/90000"), "{answer}");
+    for absent in ["H264", "VP9", "AV1", "PCMU"] {
+        assert!(!answer.contains(absent), "{absent} in {answer}");
+    }
 }

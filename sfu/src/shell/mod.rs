@@ -29,7 +29,7 @@ use crate::config::SfuConfig;
 use crate::error::SfuError;
 use crate::proto::{
     CloseReason, Command, ParticipantEvent, ParticipantId, ParticipantParams, RoomId, SfuEvent,
-    TrackDeclaration,
+    SlotDeclaration, TrackDeclaration,
 };
 use crate::room::{Room, RoomParams};
 use room_task::{RoomMsg, RoomTask};
@@ -74,6 +74,8 @@ pub struct JoinRequest {
     pub participant: ParticipantParams,
     pub offer_sdp: String,
     pub tracks: Vec<TrackDeclaration>,
+    /// The receive slots among the offer's m-lines.
+    pub slots: Vec<SlotDeclaration>,
 }
 
 #[derive(Debug)]
@@ -195,6 +197,7 @@ impl SfuHandle {
             params: request.participant.clone(),
             offer_sdp: request.offer_sdp.clone(),
             tracks: request.tracks.clone(),
+            slots: request.slots.clone(),
             events: events_tx.clone(),
             reply,
         };
@@ -227,15 +230,9 @@ impl SfuHandle {
             .await
     }
 
-    /// The client's answer to a `ParticipantEvent::Offer`.
-    pub async fn answer(
-        &self,
-        room_id: &RoomId,
-        participant_id: &ParticipantId,
-        answer_sdp: String,
-    ) -> Result<(), SfuError> {
-        let participant_id = participant_id.clone();
-        self.room_call(room_id, None, |reply| RoomMsg::Answer { participant_id, answer_sdp, reply }).await
+    /// What every room of this SFU is configured with (slot counts, timeouts).
+    pub fn room_config(&self) -> &crate::config::RoomConfig {
+        &self.inner.config.room
     }
 
     /// A trickled ICE candidate from the client (`candidate:...`).

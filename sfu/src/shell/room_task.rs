@@ -13,7 +13,7 @@ use tracing::{debug, info_span, Instrument};
 use crate::error::SfuError;
 use crate::proto::{
     CloseReason, Command, LeaveReason, ParticipantEvent, ParticipantId, ParticipantParams, RoomId,
-    TrackDeclaration,
+    SlotDeclaration, TrackDeclaration,
 };
 use crate::room::{JoinAccepted, Room, RoomInput, RoomOutput};
 
@@ -48,6 +48,7 @@ pub enum RoomMsg {
         params: ParticipantParams,
         offer_sdp: String,
         tracks: Vec<TrackDeclaration>,
+        slots: Vec<SlotDeclaration>,
         events: mpsc::Sender<ParticipantEvent>,
         reply: Reply<JoinAccepted>,
     },
@@ -56,11 +57,6 @@ pub enum RoomMsg {
         offer_sdp: String,
         tracks: Vec<TrackDeclaration>,
         reply: Reply<String>,
-    },
-    Answer {
-        participant_id: ParticipantId,
-        answer_sdp: String,
-        reply: Reply<()>,
     },
     Candidate {
         participant_id: ParticipantId,
@@ -231,10 +227,10 @@ fn handle_command(
 ) {
     let now = Instant::now();
     match msg {
-        RoomMsg::Join { participant_id, params, offer_sdp, tracks, events, reply } => {
+        RoomMsg::Join { participant_id, params, offer_sdp, tracks, slots, events, reply } => {
             // Registered first: the join itself emits events (waiting, admitted, offers).
             peers.insert(participant_id.clone(), Peer { events, ice_ufrag: String::new() });
-            let result = room.join(now, participant_id.clone(), params, &offer_sdp, &tracks);
+            let result = room.join(now, participant_id.clone(), params, &offer_sdp, &tracks, &slots);
             match &result {
                 Ok(accepted) => {
                     router.register(accepted.ice_ufrag.clone(), net_tx.clone());
@@ -251,9 +247,6 @@ fn handle_command(
         }
         RoomMsg::Offer { participant_id, offer_sdp, tracks, reply } => {
             let _ = reply.send(room.handle_offer(now, &participant_id, &offer_sdp, &tracks));
-        }
-        RoomMsg::Answer { participant_id, answer_sdp, reply } => {
-            let _ = reply.send(room.handle_answer(now, &participant_id, &answer_sdp));
         }
         RoomMsg::Candidate { participant_id, candidate, reply } => {
             let _ = reply.send(room.add_remote_candidate(&participant_id, &candidate));

@@ -6,7 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use models::{Role, Tier, TierPolicy, UserId};
-use sfu::{JoinRequest, ParticipantEvent, ParticipantId, ParticipantParams, RoomId, SfuError, SfuHandle};
+use sfu::{
+    JoinRequest, ParticipantEvent, ParticipantId, ParticipantParams, RoomId, SfuError, SfuHandle,
+    SlotDeclaration, SlotKind,
+};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid};
@@ -28,16 +31,18 @@ pub struct Counts {
 #[derive(Debug, Default)]
 pub struct ClientState {
     pub connected: bool,
-    /// Packets received, by publisher participant id (from the msid of our m-lines).
-    pub received: HashMap<String, Counts>,
-    /// Per incoming video m-line: whether its first packet started a keyframe.
-    pub first_video_was_keyframe: HashMap<Mid, bool>,
+    /// Packets received, by their CSRC: the publisher's SSRC.
+    pub received: HashMap<u32, Counts>,
+    /// Packets that named no publisher in a CSRC.
+    pub without_csrc: u64,
+    /// Per slot and publisher (CSRC) in it: whether the first video packet started a keyframe.
+    pub first_video_was_keyframe: HashMap<(Mid, u32), bool>,
     pub events: Vec<ParticipantEvent>,
     pub keyframe_requests: u64,
     /// Whether our audio carries speech (RFC 6464 level -20 dBov and the voice flag) or silence.
     pub speaking: bool,
-    /// Our m-line to the publisher it carries, from the server's offers.
-    msids: HashMap<Mid, String>,
+    /// Publishers' SSRCs to their participant id, from every slot map so far.
+    pub publishers: HashMap<u32, String>,
 }
 
 pub struct Client {
@@ -64,13 +69,37 @@ pub fn participant(user: &str, role: Role) -> ParticipantParams {
     ParticipantParams { user_id: UserId::new(user).unwrap(), display_name: user.to_owned(), role }
 }
 
-/// A client-side offer with one audio and one video m-line, both sending.
-pub fn client_offer(rtc: &mut Rtc) -> (SdpOffer, SdpPendingOffer, Vec<(Mid, MediaKind)>) {
+/// Slots the test clients declare: 3 audio, a stage and 4 thumbnails.
+pub const SLOT_KINDS: [SlotKind; 8] = [
+    SlotKind::Audio,
+    SlotKind::Audio,
+    SlotKind::Audio,
+    SlotKind::Stage,
+    SlotKind::Thumbnail,
+    SlotKind::Thumbnail,
+    SlotKind::Thumbnail,
+    SlotKind::Thumbnail,
+];
+
+/// A client-side offer with one audio and one video m-line, both sending, and receive-only
+/// m-lines for `slots`, which it returns declared.
+pub fn client_offer(
+    rtc: &mut Rtc,
+    slots: &[SlotKind],
+) -> (SdpOffer, SdpPendingOffer, Vec<(Mid, MediaKind)>, Vec<SlotDeclaration>) {
     let mut changes = rtc.sdp_api();
     let audio = changes.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
     let video = changes.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+    let declarations = slots
+        .iter()
+        .map(|kind| {
+            let media = if *kind == SlotKind::Audio { MediaKind::Audio } else { MediaKind::Video };
+            let mid = changes.add_media(media, Direction::RecvOnly, None, None, None);
+            SlotDeclaration { mid: mid.to_string(), kind: *kind }
+        })
+        .collect();
     let (offer, pending) = changes.apply().unwrap();
-    (offer, pending, vec![(audio, MediaKind::Audio), (video, MediaKind::Video)])
+    (offer, pending, vec![(audio, MediaKind::Audio), (video, MediaKind::Video)], declarations)
 }
 
 /// Joins without connecting media: enough for admission tests.
@@ -83,7 +112,7 @@ pub async fn join_only(
 ) -> Result<sfu::Joined, SfuError> {
     let mut rtc = Rtc::builder().set_rtp_mode(true).build(Instant::now());
     rtc.add_local_candidate(Candidate::host("127.0.0.1:9".parse().unwrap(), "udp").unwrap());
-    let (offer, _pending, _mids) = client_offer(&mut rtc);
+    let (offer, _pending, _mids, slots) = client_offer(&mut rtc, &SLOT_KINDS);
     handle
         .join(JoinRequest {
             room_id: room_id.clone(),
@@ -91,6 +120,7 @@ pub async fn join_only(
             participant: participant(user, role),
             offer_sdp: offer.to_sdp_string(),
             tracks: vec![],
+            slots,
         })
         .await
 }
@@ -139,7 +169,7 @@ impl Client {
     ) -> Client {
         let mut rtc = Rtc::builder().set_rtp_mode(true).build(Instant::now());
         rtc.add_local_candidate(candidate);
-        let (offer, pending, own_mids) = client_offer(&mut rtc);
+        let (offer, pending, own_mids, slots) = client_offer(&mut rtc, &SLOT_KINDS);
         let joined = handle
             .join(JoinRequest {
                 room_id: room_id.clone(),
@@ -147,6 +177,7 @@ impl Client {
                 participant: participant(user, role),
                 offer_sdp: offer.to_sdp_string(),
                 tracks: vec![],
+                slots,
             })
             .await
             .unwrap();
@@ -171,8 +202,17 @@ impl Client {
         Client { participant_id: joined.participant_id, state, control }
     }
 
+    /// Packets received from `publisher`, known by the SSRCs the slot maps gave for it.
     pub fn counts_from(&self, publisher: &ParticipantId) -> Counts {
-        self.state.lock().unwrap().received.get(publisher.as_str()).copied().unwrap_or_default()
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut total = Counts::default();
+        for (csrc, counts) in &state.received {
+            if state.publishers.get(csrc).map(String::as_str) == Some(publisher.as_str()) {
+                total.audio += counts.audio;
+                total.video += counts.video;
+            }
+        }
+        total
     }
 
     pub fn has_event(&self, matches: impl Fn(&ParticipantEvent) -> bool) -> bool {
@@ -299,10 +339,15 @@ impl Driver {
                 }
                 event = self.events.recv() => {
                     let Some(event) = event else { return };
-                    if let ParticipantEvent::Offer { sdp } = &event {
-                        self.on_offer(sdp).await;
+                    let mut state = self.state.lock().unwrap();
+                    if let ParticipantEvent::Slots(slots) = &event {
+                        for slot in slots {
+                            if let (Some(publisher), Some(csrc)) = (&slot.publisher, slot.csrc) {
+                                state.publishers.insert(csrc, publisher.to_string());
+                            }
+                        }
                     }
-                    self.state.lock().unwrap().events.push(event);
+                    state.events.push(event);
                 }
                 control = self.control.recv() => match control {
                     Some(Control::StopSendingVideo) => self.stop_video().await,
@@ -335,14 +380,6 @@ impl Driver {
         self.rtc.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap()).unwrap();
     }
 
-    async fn on_offer(&mut self, sdp: &str) {
-        let msids = parse_msids(sdp);
-        self.state.lock().unwrap().msids.extend(msids);
-        let offer = SdpOffer::from_sdp_string(sdp).unwrap();
-        let answer = self.rtc.sdp_api().accept_offer(offer).unwrap();
-        self.handle.answer(&self.room_id, &self.participant_id, answer.to_sdp_string()).await.unwrap();
-    }
-
     fn on_event(&mut self, event: Event, want_keyframe: &mut bool) {
         let mut state = self.state.lock().unwrap();
         match event {
@@ -356,14 +393,18 @@ impl Driver {
                     return;
                 };
                 let Some(kind) = self.rtc.media(mid).map(|m| m.kind()) else { return };
-                let publisher = state.msids.get(&mid).cloned().unwrap_or_default();
+                if packet.header.csrc_count == 0 {
+                    state.without_csrc += 1;
+                    return;
+                }
+                let publisher = packet.header.csrc[0];
                 let counts = state.received.entry(publisher).or_default();
                 match kind {
                     MediaKind::Audio => counts.audio += 1,
                     MediaKind::Video => {
                         counts.video += 1;
                         let keyframe = str0m::format::detect_vp8_keyframe(&packet.payload);
-                        state.first_video_was_keyframe.entry(mid).or_insert(keyframe);
+                        state.first_video_was_keyframe.entry((mid, publisher)).or_insert(keyframe);
                     }
                 }
             }
@@ -418,26 +459,4 @@ impl Driver {
             }
         }
     }
-}
-
-/// `a=mid` to the stream id of `a=msid` for each m-section of an SDP.
-fn parse_msids(sdp: &str) -> HashMap<Mid, String> {
-    let mut msids = HashMap::new();
-    for section in sdp.split("\nm=").skip(1) {
-        let mut mid = None;
-        let mut stream = None;
-        for line in section.lines() {
-            let line = line.trim();
-            if let Some(value) = line.strip_prefix("a=mid:") {
-                mid = Some(value.to_owned());
-            }
-            if let Some(value) = line.strip_prefix("a=msid:") {
-                stream = value.split_whitespace().next().map(str::to_owned);
-            }
-        }
-        if let (Some(mid), Some(stream)) = (mid, stream) {
-            msids.insert(Mid::from(mid.as_str()), stream);
-        }
-    }
-    msids
 }

@@ -1,10 +1,10 @@
 //! Integration tests: the real SFU on loopback sockets, with str0m peers as clients.
 
 mod client;
-mod last_n;
 mod media;
 mod perf;
 mod rules;
+mod slots;
 mod tcp;
 
 use sfu::{Sfu, SfuConfig};

@@ -30,10 +30,11 @@ async fn three_clients_receive_each_other_and_mute_stops_audio() {
             .await;
         }
     }
-    // Every subscriber's first video packet started a keyframe: nothing undecodable was sent.
+    // In every slot, each publisher's first video packet started a keyframe: nothing
+    // undecodable was sent, whichever slot a publisher moved to.
     for client in clients {
         let state = client.state.lock().unwrap();
-        assert_eq!(state.first_video_was_keyframe.len(), 2);
+        assert!(state.first_video_was_keyframe.len() >= 2, "{state:?}");
         assert!(state.first_video_was_keyframe.values().all(|keyframe| *keyframe), "{state:?}");
     }
 

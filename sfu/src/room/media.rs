@@ -1,0 +1,369 @@
+//! Media: str0m's events for one participant, its published tracks, and the path of one RTP
+//! packet from a publisher to the slots that carry it. A packet walks only the list of slots
+//! that listen to its track: no scan over participants or streams.
+
+use std::time::Instant;
+
+use str0m::format::Codec;
+use str0m::media::{Direction, KeyframeRequestKind, Mid};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
+use str0m::{Event, IceConnectionState};
+use tracing::{debug, info};
+
+use crate::forward::{is_keyframe_start, Buffer, DropReason, PacketView, SlotDecision, VideoCodec};
+use crate::proto::{
+    LeaveReason, MediaCounters, MediaKind, ParticipantEvent, TrackId, TrackInfo, TrackSource,
+};
+
+use super::participant::{PeerKey, PublishedTrack};
+use super::session::{MemberStatus, SessionInput};
+use super::Room;
+
+/// How soon the room ranks speakers again when someone without an audio slot starts speaking.
+const SPEECH_ONSET_RANKING: std::time::Duration = std::time::Duration::from_millis(40);
+
+impl Room {
+    pub(super) fn handle_rtc_event(&mut self, key: PeerKey, event: Event, now: Instant) {
+        match event {
+            Event::RtpPacket(packet) => self.forward_packet(key, packet, now),
+            Event::Connected => {
+                if let Some(idx) = self.index_of(key) {
+                    self.participants[idx].connected = true;
+                    // Its slots can now be filled.
+                    self.allocation_dirty = true;
+                }
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                if let Some(idx) = self.index_of(key) {
+                    let participant_id = self.participants[idx].id.clone();
+                    let _ = self.session.handle_input(SessionInput::Leave {
+                        now,
+                        participant_id,
+                        reason: LeaveReason::ConnectionLost,
+                    });
+                }
+            }
+            Event::MediaAdded(added) => {
+                let receiving = matches!(added.direction, Direction::RecvOnly | Direction::SendRecv);
+                let is_slot = self
+                    .index_of(key)
+                    .is_some_and(|idx| self.participants[idx].slot_by_mid(added.mid).is_some());
+                if receiving && !is_slot {
+                    self.publish(key, added.mid, added.kind);
+                }
+            }
+            Event::MediaChanged(changed) => {
+                // A client that stops sending on an m-line (screen share ended) unpublishes it;
+                // one that starts again publishes it anew.
+                let receiving = matches!(changed.direction, Direction::RecvOnly | Direction::SendRecv);
+                let Some(idx) = self.index_of(key) else { return };
+                if self.participants[idx].slot_by_mid(changed.mid).is_some() {
+                    return;
+                }
+                let published = self.participants[idx].tracks_in.contains_key(&changed.mid);
+                if receiving && !published {
+                    let kind = self.participants[idx].rtc.media(changed.mid).map(|media| media.kind());
+                    if let Some(kind) = kind {
+                        self.publish(key, changed.mid, kind);
+                    }
+                } else if !receiving && published {
+                    self.unpublish(key, changed.mid);
+                }
+            }
+            Event::KeyframeRequest(request) => {
+                self.stats.keyframe_requests_received += 1;
+                let Some(idx) = self.index_of(key) else { return };
+                let participant = &self.participants[idx];
+                let Some(slot) = participant.slot_by_mid(request.mid).map(|i| &participant.slots[i]) else {
+                    return;
+                };
+                if let Some((publisher, mid)) = slot.forwarder.target() {
+                    self.request_keyframe(publisher, mid, now);
+                }
+            }
+            Event::MediaEgressStats(egress) => {
+                let Some(idx) = self.index_of(key) else { return };
+                let participant = &mut self.participants[idx];
+                // str0m counts retransmissions in `packets`; what we wrote ourselves is in the
+                // slot. The difference over an interval is what str0m resent.
+                let Some(slot_idx) = participant.slot_by_mid(egress.mid) else { return };
+                let written = participant.slots[slot_idx].forwarder.packets_out;
+                let last =
+                    participant.last_egress.insert(egress.mid, (egress.packets, egress.nacks, written));
+                let (last_packets, last_nacks, last_written) = last.unwrap_or_default();
+                self.stats.nacks_received += egress.nacks.saturating_sub(last_nacks);
+                let sent = egress.packets.saturating_sub(last_packets);
+                self.stats.retransmissions += sent.saturating_sub(written.saturating_sub(last_written));
+                if let Some(loss) = egress.loss {
+                    self.loss_reports.0 += loss;
+                    self.loss_reports.1 += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn publish(&mut self, key: PeerKey, mid: Mid, str0m_kind: str0m::media::MediaKind) {
+        let Some(idx) = self.index_of(key) else { return };
+        let kind = match str0m_kind {
+            str0m::media::MediaKind::Audio => MediaKind::Audio,
+            str0m::media::MediaKind::Video => MediaKind::Video,
+        };
+        let participant = &self.participants[idx];
+        if participant.tracks_in.contains_key(&mid) {
+            return;
+        }
+        let default_source = match kind {
+            MediaKind::Audio => TrackSource::Microphone,
+            MediaKind::Video => TrackSource::Camera,
+        };
+        let source = participant.declared_sources.get(&mid).copied().unwrap_or(default_source);
+        let source_matches_kind = (source == TrackSource::Microphone) == (kind == MediaKind::Audio);
+        let already_has_source = participant.tracks_in.values().any(|t| t.buffer.source == source);
+        let allowed = self.session.may_publish(&participant.id, source);
+        if !source_matches_kind || already_has_source || allowed.is_err() {
+            // A modified client cannot get around the rules: the track is never forwarded.
+            info!(participant_id = %participant.id, ?source, "track refused");
+            return;
+        }
+        let track_id = TrackId::for_track(&participant.id, &mid.to_string());
+        let mut buffer = Buffer::new(kind, source, self.config.keyframe_request_interval);
+        buffer.set_forwarding(self.may_forward(idx, kind, source));
+        let participant = &mut self.participants[idx];
+        participant.tracks_in.insert(
+            mid,
+            PublishedTrack { track_id: track_id.clone(), buffer, subscribers: Vec::new(), ssrc: None },
+        );
+        if source == TrackSource::ScreenShare {
+            self.latest_screen = Some((key, mid));
+        }
+        if participant.active {
+            let info = TrackInfo { track_id, publisher: participant.id.clone(), kind, source };
+            self.broadcast_active(ParticipantEvent::TrackPublished(info), None);
+            self.allocation_dirty = true;
+        }
+    }
+
+    fn unpublish(&mut self, key: PeerKey, mid: Mid) {
+        let Some(idx) = self.index_of(key) else { return };
+        let Some(track) = self.participants[idx].tracks_in.remove(&mid) else { return };
+        if self.latest_screen == Some((key, mid)) {
+            self.latest_screen = None;
+        }
+        self.allocation_dirty = true;
+        if self.participants[idx].active {
+            self.broadcast_active(ParticipantEvent::TrackUnpublished { track_id: track.track_id }, None);
+        }
+    }
+
+    /// Whether a publisher's track of this kind may be forwarded now.
+    fn may_forward(&self, idx: usize, kind: MediaKind, source: TrackSource) -> bool {
+        let participant = &self.participants[idx];
+        let Some(member) = self.session.member(&participant.id) else { return false };
+        if member.status != MemberStatus::Active {
+            return false;
+        }
+        match source {
+            TrackSource::Microphone => !member.audio.muted,
+            TrackSource::Camera => !member.video.muted,
+            // Screen sharing stays on when the camera is turned off.
+            TrackSource::ScreenShare => kind == MediaKind::Video,
+        }
+    }
+
+    pub(super) fn refresh_forwarding(&mut self, key: PeerKey) {
+        let Some(idx) = self.index_of(key) else { return };
+        let mids: Vec<(Mid, MediaKind, TrackSource)> = self.participants[idx]
+            .tracks_in
+            .iter()
+            .map(|(mid, t)| (*mid, t.buffer.kind, t.buffer.source))
+            .collect();
+        for (mid, kind, source) in mids {
+            let forwarding = self.may_forward(idx, kind, source);
+            if let Some(track) = self.participants[idx].tracks_in.get_mut(&mid) {
+                track.buffer.set_forwarding(forwarding);
+            }
+            self.poll_keyframe_request(key, mid, self.last_now);
+        }
+    }
+
+    pub(super) fn request_keyframe(&mut self, publisher: PeerKey, mid: Mid, now: Instant) {
+        let Some(idx) = self.index_of(publisher) else { return };
+        if let Some(track) = self.participants[idx].tracks_in.get_mut(&mid) {
+            track.buffer.request_keyframe();
+        }
+        self.poll_keyframe_request(publisher, mid, now);
+    }
+
+    /// Sends the keyframe requests whose throttle allows them now.
+    pub(super) fn poll_keyframe_requests(&mut self, now: Instant) {
+        let due: Vec<(PeerKey, Mid)> = self
+            .participants
+            .iter()
+            .flat_map(|p| {
+                p.tracks_in
+                    .iter()
+                    .filter(|(_, t)| t.buffer.next_timeout().is_some_and(|at| at <= now))
+                    .map(move |(mid, _)| (p.key, *mid))
+            })
+            .collect();
+        for (publisher, mid) in due {
+            self.poll_keyframe_request(publisher, mid, now);
+        }
+    }
+
+    fn poll_keyframe_request(&mut self, publisher: PeerKey, mid: Mid, now: Instant) {
+        let Some(idx) = self.index_of(publisher) else { return };
+        let participant = &mut self.participants[idx];
+        let Some(track) = participant.tracks_in.get_mut(&mid) else { return };
+        if !track.buffer.poll_keyframe_request(now) {
+            return;
+        }
+        let mut direct = participant.rtc.direct_api();
+        let Some(stream) = direct.stream_rx_by_mid(mid, None) else {
+            // No RTP from this track yet: nothing to request a keyframe of.
+            return;
+        };
+        stream.request_keyframe(KeyframeRequestKind::Pli);
+        self.stats.keyframe_requests_sent += 1;
+        self.drain_participant(publisher);
+    }
+
+    fn forward_packet(&mut self, publisher: PeerKey, packet: RtpPacket, now: Instant) {
+        let Some(idx) = self.index_of(publisher) else { return };
+        let participant = &mut self.participants[idx];
+        let Some(mid) = participant.mid_of(packet.header.ssrc) else { return };
+        let pt = packet.header.payload_type;
+        let params = participant.params_of(pt);
+        let Some(track) = participant.tracks_in.get_mut(&mid) else { return };
+        let kind = track.buffer.kind;
+        let payload_len = packet.payload.len() as u64;
+        // A publisher's first packet, or a new SSRC: the slots showing it name it anew.
+        let ssrc_changed = track.ssrc.replace(*packet.header.ssrc) != Some(*packet.header.ssrc);
+        if kind == MediaKind::Audio && track.buffer.is_forwarding() {
+            let ext = &packet.header.ext_vals;
+            if self.speakers.heard(publisher, ext.audio_level, ext.voice_activity, now) {
+                self.next_allocation_at = self.next_allocation_at.min(now + SPEECH_ONSET_RANKING);
+            }
+        }
+        let incoming = counters(&mut self.stats, kind);
+        incoming.packets_in += 1;
+        incoming.bytes_in += payload_len;
+        if !track.buffer.is_forwarding() {
+            incoming.packets_dropped += track.subscribers.len() as u64;
+            return;
+        }
+        let Some(params) = params else { return };
+        if kind == MediaKind::Video && track.buffer.codec.is_none() {
+            track.buffer.codec = match params.spec().codec {
+                Codec::Vp8 => Some(VideoCodec::Vp8),
+                Codec::Vp9 => Some(VideoCodec::Vp9),
+                Codec::H264 => Some(VideoCodec::H264),
+                Codec::Av1 => Some(VideoCodec::Av1),
+                _ => None,
+            };
+        }
+        let keyframe_start =
+            track.buffer.codec.is_some_and(|codec| is_keyframe_start(codec, &packet.payload));
+        let view = PacketView {
+            seq_no: *packet.seq_no,
+            timestamp: packet.header.timestamp,
+            ssrc: *packet.header.ssrc,
+            marker: packet.header.marker,
+            keyframe_start,
+            arrival: packet.timestamp,
+        };
+        let generation = track.buffer.generation();
+        // Taken out for the walk (the receivers are borrowed mutably) and put back after.
+        let subscribers = std::mem::take(&mut track.subscribers);
+        let clock_rate = params.spec().clock_rate.get();
+        let mut ext_vals = ExtensionValues::default();
+        ext_vals.audio_level = packet.header.ext_vals.audio_level;
+        ext_vals.voice_activity = packet.header.ext_vals.voice_activity;
+        ext_vals.video_orientation = packet.header.ext_vals.video_orientation;
+        let csrc = [*packet.header.ssrc];
+
+        let mut wants_keyframe = false;
+        let mut switched = Vec::new();
+        for &(receiver, slot_idx) in &subscribers {
+            let Some(rx_idx) = self.index_of(receiver) else { continue };
+            let rx = &mut self.participants[rx_idx];
+            if !rx.active || !rx.connected {
+                continue;
+            }
+            let Some(slot) = rx.slots.get_mut(slot_idx) else { continue };
+            slot.forwarder.set_clock_rate(clock_rate);
+            let (seq_no, timestamp) = match slot.forwarder.forward((publisher, mid), &view, generation) {
+                SlotDecision::Forward { seq_no, timestamp, switched: true } => {
+                    switched.push((receiver, slot_idx));
+                    (seq_no, timestamp)
+                }
+                SlotDecision::Forward { seq_no, timestamp, switched: false } => (seq_no, timestamp),
+                SlotDecision::Drop(reason) => {
+                    wants_keyframe |= reason == DropReason::WaitingForKeyframe;
+                    counters(&mut self.stats, kind).packets_dropped += 1;
+                    continue;
+                }
+                SlotDecision::NotHere => continue,
+            };
+            let pt_out = match slot.pt_map.iter().find(|(p, pt_in, _)| *p == publisher && *pt_in == pt) {
+                Some((_, _, pt_out)) => *pt_out,
+                None => {
+                    let pt_out = rx.rtc.codec_config().match_params(params).map(|p| p.pt());
+                    slot.pt_map.push((publisher, pt, pt_out));
+                    pt_out
+                }
+            };
+            let Some(pt_out) = pt_out else {
+                debug!(%receiver, "receiver lacks the publisher's codec");
+                continue;
+            };
+            let out_mid = slot.mid;
+            slot.forwarder.packets_out += 1;
+            slot.forwarder.bytes_out += payload_len;
+            let mut direct = rx.rtc.direct_api();
+            let Some(stream) = direct.stream_tx_by_mid(out_mid, None) else { continue };
+            let write =
+                RtpWrite::new(pt_out, seq_no.into(), timestamp, packet.timestamp, packet.payload.clone())
+                    .marker(packet.header.marker)
+                    .ext_vals(ext_vals.clone())
+                    .csrc(&csrc)
+                    // Video is resent from str0m's cache on NACK; audio is not worth it.
+                    .nackable(kind == MediaKind::Video);
+            stream.write_rtp(write);
+            let outgoing = counters(&mut self.stats, kind);
+            outgoing.packets_out += 1;
+            outgoing.bytes_out += payload_len;
+            self.drain_participant(receiver);
+        }
+        if let Some(idx) = self.index_of(publisher) {
+            if let Some(track) = self.participants[idx].tracks_in.get_mut(&mid) {
+                // Nothing touches the list during the walk but `switched`, handled below.
+                track.subscribers = subscribers;
+            }
+        }
+        for (receiver, slot_idx) in switched {
+            self.slot_switched(receiver, slot_idx);
+        }
+        if ssrc_changed {
+            let receivers: Vec<PeerKey> = self
+                .index_of(publisher)
+                .and_then(|idx| self.participants[idx].tracks_in.get(&mid))
+                .map(|track| track.subscribers.iter().map(|(rx, _)| *rx).collect())
+                .unwrap_or_default();
+            for receiver in receivers {
+                self.announce_slots(receiver, false);
+            }
+        }
+        if wants_keyframe {
+            self.request_keyframe(publisher, mid, now);
+        }
+    }
+}
+
+fn counters(stats: &mut crate::proto::RoomStats, kind: MediaKind) -> &mut MediaCounters {
+    match kind {
+        MediaKind::Audio => &mut stats.audio,
+        MediaKind::Video => &mut stats.video,
+    }
+}
