@@ -23,6 +23,9 @@ fuzz_target!(|data: &[u8]| {
         | ClientMessage::Remove { target } => {
             let _ = ParticipantId::new(target.as_str());
         }
+        ClientMessage::Pin { participant_id: Some(target) } => {
+            let _ = ParticipantId::new(target.as_str());
+        }
         _ => {}
     }
     // Serializing a message that was just parsed cannot fail: it is strings, numbers and enums.

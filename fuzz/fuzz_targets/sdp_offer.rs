@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use libfuzzer_sys::fuzz_target;
 use models::{Role, Tier, TierPolicy, UserId};
 use sfu::room::{parse_offer, Room, RoomInput, RoomOutput, RoomParams, MAX_MEDIA_LINES};
-use sfu::{ParticipantId, ParticipantParams, RoomConfig, RoomId, TrackDeclaration, TrackSource};
+use sfu::{
+    ParticipantId, ParticipantParams, RoomConfig, RoomId, SlotDeclaration, SlotKind, TrackDeclaration, TrackSource,
+};
 use str0m::media::{Direction, MediaKind};
 use str0m::{Candidate, Rtc};
 
@@ -43,23 +45,28 @@ fn in_a_room(sdp: &str) {
     };
     let mut room = Room::new(params, t0);
     let teacher = ParticipantId::new("teacher").unwrap();
-    room.join(t0, teacher.clone(), participant("teacher", Role::Teacher), valid_offer(), &[])
+    room.join(t0, teacher.clone(), participant("teacher", Role::Teacher), valid_offer(), &[], &[])
         .expect("a str0m offer joins");
     drain(&mut room);
     let n_active = room.session().n_active();
 
-    // The mids the offer names, declared in order as microphone, camera and screen share.
+    // The mids the offer names, declared in order as microphone, camera and screen share, and
+    // the others as slots of each kind in turn.
     let sources = [TrackSource::Microphone, TrackSource::Camera, TrackSource::ScreenShare];
-    let tracks: Vec<TrackDeclaration> = sdp
-        .lines()
-        .filter_map(|line| line.trim().strip_prefix("a=mid:"))
-        .zip(sources)
-        .map(|(mid, source)| TrackDeclaration { mid: mid.to_owned(), source })
+    let mids: Vec<&str> = sdp.lines().filter_map(|line| line.trim().strip_prefix("a=mid:")).collect();
+    let tracks: Vec<TrackDeclaration> =
+        mids.iter().zip(sources).map(|(mid, source)| TrackDeclaration { mid: (*mid).to_owned(), source }).collect();
+    let kinds = [SlotKind::Audio, SlotKind::Stage, SlotKind::Thumbnail];
+    let slots: Vec<SlotDeclaration> = mids
+        .iter()
+        .skip(sources.len())
+        .zip(kinds.iter().cycle())
+        .map(|(mid, kind)| SlotDeclaration { mid: (*mid).to_owned(), kind: *kind })
         .collect();
 
     let t1 = t0 + Duration::from_millis(10);
     let parent = ParticipantId::new("parent").unwrap();
-    let joined = room.join(t1, parent.clone(), participant("parent", Role::Parent), sdp, &tracks);
+    let joined = room.join(t1, parent.clone(), participant("parent", Role::Parent), sdp, &tracks, &slots);
     if joined.is_err() {
         assert_eq!(room.session().n_active(), n_active, "a refused join changed the session");
         assert!(room.is_alive());

@@ -34,6 +34,8 @@ struct SfuMetrics {
     bytes: IntCounterVec,
     nacks: IntCounter,
     retransmissions: IntCounter,
+    renegotiations: IntCounterVec,
+    slot_switches: IntCounter,
     keyframe_requests: IntCounterVec,
     receiver_loss: Histogram,
     session_duration: Histogram,
@@ -73,6 +75,19 @@ impl SfuMetrics {
             bytes: counter_vec("sfu_rtp_bytes_total", "RTP payload bytes, by direction and kind.", &["direction", "kind"]),
             nacks: counter("sfu_nacks_received_total", "NACKs received from subscribers."),
             retransmissions: counter("sfu_retransmissions_total", "Packets resent in answer to NACKs."),
+            renegotiations: {
+                let vec = counter_vec(
+                    "sfu_renegotiations_total",
+                    "SDP renegotiations after a join, by who offered: `client` (its own publishing \
+                     changed) or `server` (never: joins and departures renegotiate nobody).",
+                    &["initiator"],
+                );
+                // Both series exist from the start, so that `server` reads 0 rather than absent.
+                vec.with_label_values(&["client"]);
+                vec.with_label_values(&["server"]);
+                vec
+            },
+            slot_switches: counter("sfu_slot_switches_total", "Times a receive slot changed publisher."),
             keyframe_requests: counter_vec(
                 "sfu_keyframe_requests_total",
                 "Keyframe requests (PLI/FIR): received from subscribers, sent to publishers after throttling.",
@@ -273,6 +288,8 @@ impl Metrics {
                 }
                 sfu.nacks.inc_by(stats.nacks_received);
                 sfu.retransmissions.inc_by(stats.retransmissions);
+                sfu.renegotiations.with_label_values(&["client"]).inc_by(stats.client_offers);
+                sfu.slot_switches.inc_by(stats.slot_switches);
                 sfu.keyframe_requests
                     .with_label_values(&["received"])
                     .inc_by(stats.keyframe_requests_received);

@@ -6,7 +6,7 @@
 //!   receiver's own voice.
 //! - The stage carries the participant the receiver pinned (their screen share if they share,
 //!   else their camera), else the latest screen share, else a teacher's or admin's camera, else
-//!   the latest speaker's camera.
+//!   the latest speaker's camera, held for [`STAGE_HOLD`] after they last spoke.
 //! - Thumbnails carry cameras ranked teachers and admins first, then by most recent speech, then
 //!   by arrival; the stage's camera is not repeated there.
 //!
@@ -14,12 +14,16 @@
 //! the slots that were freed, so a change of one speaker moves one slot, not all of them.
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use models::visio::SlotKind;
 use str0m::media::Mid;
 
 use super::participant::PeerKey;
+
+/// A speaker on the stage (when no pin, screen share or teacher takes it) keeps it while they
+/// spoke within this time, so that two people talking in turn do not make it swap every second.
+pub(crate) const STAGE_HOLD: Duration = Duration::from_secs(3);
 
 /// A publisher's track: participant and mid.
 pub(crate) type TrackKey = (PeerKey, Mid);
@@ -36,7 +40,7 @@ pub(crate) struct VideoPublisher {
 }
 
 /// What every receiver's allocation reads.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct RoomView {
     /// From [`super::speakers::Speakers::audible`]: speakers first.
     pub speakers: Vec<PeerKey>,
@@ -46,6 +50,8 @@ pub(crate) struct RoomView {
     pub video: Vec<VideoPublisher>,
     /// The screen share that started last.
     pub latest_screen: Option<TrackKey>,
+    /// When the allocation runs: how long ago publishers spoke.
+    pub now: Instant,
 }
 
 impl RoomView {
@@ -54,6 +60,7 @@ impl RoomView {
         microphones: HashMap<PeerKey, Mid>,
         mut video: Vec<VideoPublisher>,
         latest_screen: Option<TrackKey>,
+        now: Instant,
     ) -> RoomView {
         video.sort_by(|a, b| {
             b.moderator
@@ -62,7 +69,7 @@ impl RoomView {
                 .then_with(|| a.joined_at.cmp(&b.joined_at))
                 .then_with(|| a.key.cmp(&b.key))
         });
-        RoomView { speakers, microphones, video, latest_screen }
+        RoomView { speakers, microphones, video, latest_screen, now }
     }
 
     fn publisher(&self, key: PeerKey) -> Option<&VideoPublisher> {
@@ -112,9 +119,23 @@ pub(crate) fn allocate(
         .and_then(|key| view.publisher(key))
         .and_then(|p| p.screen.or(p.camera).map(|mid| (p.key, mid)));
     let screen = view.latest_screen.filter(|(key, _)| not_mine(key));
-    let first_camera =
-        view.video.iter().filter(|p| not_mine(&p.key)).find_map(|p| p.camera.map(|mid| (p.key, mid)));
-    let stage = if has_stage { pinned.or(screen).or(first_camera) } else { None };
+    let others = || view.video.iter().filter(|p| not_mine(&p.key));
+    let moderator = others().filter(|p| p.moderator).find_map(|p| p.camera.map(|mid| (p.key, mid)));
+    // The latest speaker, unless the one on the stage now spoke recently enough to stay.
+    let stage_now = receiver
+        .kinds
+        .iter()
+        .position(|k| *k == SlotKind::Stage)
+        .and_then(|i| receiver.current.get(i).copied().flatten());
+    let held = stage_now.filter(|(key, mid)| {
+        others().any(|p| {
+            p.key == *key
+                && p.camera == Some(*mid)
+                && p.last_spoke.is_some_and(|at| view.now.saturating_duration_since(at) < STAGE_HOLD)
+        })
+    });
+    let speaker = held.or_else(|| others().find_map(|p| p.camera.map(|mid| (p.key, mid))));
+    let stage = if has_stage { pinned.or(screen).or(moderator).or(speaker) } else { None };
     place(&mut result, receiver, SlotKind::Stage, 1, &stage.into_iter().collect::<Vec<_>>());
 
     // Thumbnails.

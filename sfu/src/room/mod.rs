@@ -27,6 +27,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use str0m::change::SdpOffer;
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::{Candidate, Event, Input, Output};
 use tracing::{debug, info};
@@ -167,11 +168,26 @@ impl Room {
         tracks: &[TrackDeclaration],
         slots: &[SlotDeclaration],
     ) -> Result<JoinAccepted, SfuError> {
+        let offer = parse_offer(offer_sdp, MAX_JOIN_MEDIA_LINES)?;
+        self.join_parsed(now, participant_id, params, offer, tracks, slots)
+    }
+
+    /// [`Room::join`] with an offer already through [`parse_offer`] (with
+    /// [`MAX_JOIN_MEDIA_LINES`]): the shell parses on the caller's task, not on the room's,
+    /// which answers every STUN and DTLS packet of the room.
+    pub fn join_parsed(
+        &mut self,
+        now: Instant,
+        participant_id: ParticipantId,
+        params: ParticipantParams,
+        offer: SdpOffer,
+        tracks: &[TrackDeclaration],
+        slots: &[SlotDeclaration],
+    ) -> Result<JoinAccepted, SfuError> {
         self.last_now = now;
         if self.closed {
             return Err(SfuError::RoomClosed);
         }
-        let offer = parse_offer(offer_sdp, MAX_JOIN_MEDIA_LINES)?;
         let declared_sources = sdp::declared_sources(tracks)?;
         let mut rtc = sdp::new_rtc(&self.config, now);
         for candidate in &self.local_candidates {
@@ -224,8 +240,20 @@ impl Room {
         offer_sdp: &str,
         tracks: &[TrackDeclaration],
     ) -> Result<String, SfuError> {
-        self.last_now = now;
         let offer = parse_offer(offer_sdp, MAX_MEDIA_LINES)?;
+        self.handle_parsed_offer(now, participant_id, offer, tracks)
+    }
+
+    /// [`Room::handle_offer`] with an offer already through [`parse_offer`] (with
+    /// [`MAX_MEDIA_LINES`]).
+    pub fn handle_parsed_offer(
+        &mut self,
+        now: Instant,
+        participant_id: &ParticipantId,
+        offer: SdpOffer,
+        tracks: &[TrackDeclaration],
+    ) -> Result<String, SfuError> {
+        self.last_now = now;
         let declared = sdp::declared_sources(tracks)?;
         let idx = self.index_of_id(participant_id).ok_or(SfuError::ParticipantNotFound)?;
         let participant = &mut self.participants[idx];

@@ -116,7 +116,7 @@ impl Room {
         let latest_screen = self
             .latest_screen
             .filter(|track| video.iter().any(|p| p.key == track.0 && p.screen == Some(track.1)));
-        RoomView::new(self.speakers.audible(), microphones, video, latest_screen)
+        RoomView::new(self.speakers.audible(), microphones, video, latest_screen, now)
     }
 
     fn track_generation(&self, (key, mid): TrackKey) -> Option<u32> {

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use str0m::change::SdpOffer;
 use str0m::net::TcpType;
 use str0m::Candidate;
 use tokio::net::{TcpListener, UdpSocket};
@@ -31,6 +32,7 @@ use crate::proto::{
     CloseReason, Command, ParticipantEvent, ParticipantId, ParticipantParams, RoomId, SfuEvent,
     SlotDeclaration, TrackDeclaration,
 };
+use crate::room::{parse_offer, MAX_JOIN_MEDIA_LINES, MAX_MEDIA_LINES};
 use crate::room::{Room, RoomParams};
 use room_task::{RoomMsg, RoomTask};
 use router::Router;
@@ -192,21 +194,32 @@ impl SfuHandle {
         // Unwrap: "p" and digits are inside the id alphabet and far below its length limit.
         let participant_id = ParticipantId::new(format!("p{n}")).expect("valid generated id");
         let (events_tx, events) = mpsc::channel(PARTICIPANT_EVENT_QUEUE);
-        let join = |reply| RoomMsg::Join {
-            participant_id: participant_id.clone(),
-            params: request.participant.clone(),
-            offer_sdp: request.offer_sdp.clone(),
-            tracks: request.tracks.clone(),
-            slots: request.slots.clone(),
-            events: events_tx.clone(),
-            reply,
+        // Parsed here, on the caller's task: the room's task answers STUN and DTLS meanwhile.
+        let parse = || parse_offer(&request.offer_sdp, MAX_JOIN_MEDIA_LINES);
+        let join = |offer: SdpOffer| {
+            |reply| RoomMsg::Join {
+                participant_id: participant_id.clone(),
+                params: request.participant.clone(),
+                offer,
+                tracks: request.tracks.clone(),
+                slots: request.slots.clone(),
+                events: events_tx.clone(),
+                reply,
+            }
         };
-        let mut result = self.room_call(&request.room_id, Some(policy), &join).await;
+        let mut result = match parse() {
+            Ok(offer) => self.room_call(&request.room_id, Some(policy), join(offer)).await,
+            Err(err) => Err(err),
+        };
         if result == Err(SfuError::RoomClosed) {
             // The room's session just ended and its task is winding down: this join starts (or
-            // waits for) the next session, in a fresh room.
+            // waits for) the next session, in a fresh room. The offer went with the refused
+            // message: parsed again.
             self.inner.lock_rooms().remove(&request.room_id);
-            result = self.room_call(&request.room_id, Some(policy), &join).await;
+            result = match parse() {
+                Ok(offer) => self.room_call(&request.room_id, Some(policy), join(offer)).await,
+                Err(err) => Err(err),
+            };
         }
         match result {
             Ok(accepted) => Ok(Joined { participant_id, answer_sdp: accepted.answer_sdp, events }),
@@ -225,9 +238,9 @@ impl SfuHandle {
         offer_sdp: String,
         tracks: Vec<TrackDeclaration>,
     ) -> Result<String, SfuError> {
+        let offer = parse_offer(&offer_sdp, MAX_MEDIA_LINES)?;
         let participant_id = participant_id.clone();
-        self.room_call(room_id, None, |reply| RoomMsg::Offer { participant_id, offer_sdp, tracks, reply })
-            .await
+        self.room_call(room_id, None, |reply| RoomMsg::Offer { participant_id, offer, tracks, reply }).await
     }
 
     /// What every room of this SFU is configured with (slot counts, timeouts).

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use str0m::change::SdpOffer;
 use str0m::net::Protocol;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
@@ -46,7 +47,7 @@ pub enum RoomMsg {
     Join {
         participant_id: ParticipantId,
         params: ParticipantParams,
-        offer_sdp: String,
+        offer: SdpOffer,
         tracks: Vec<TrackDeclaration>,
         slots: Vec<SlotDeclaration>,
         events: mpsc::Sender<ParticipantEvent>,
@@ -54,7 +55,7 @@ pub enum RoomMsg {
     },
     Offer {
         participant_id: ParticipantId,
-        offer_sdp: String,
+        offer: SdpOffer,
         tracks: Vec<TrackDeclaration>,
         reply: Reply<String>,
     },
@@ -227,10 +228,10 @@ fn handle_command(
 ) {
     let now = Instant::now();
     match msg {
-        RoomMsg::Join { participant_id, params, offer_sdp, tracks, slots, events, reply } => {
+        RoomMsg::Join { participant_id, params, offer, tracks, slots, events, reply } => {
             // Registered first: the join itself emits events (waiting, admitted, offers).
             peers.insert(participant_id.clone(), Peer { events, ice_ufrag: String::new() });
-            let result = room.join(now, participant_id.clone(), params, &offer_sdp, &tracks, &slots);
+            let result = room.join_parsed(now, participant_id.clone(), params, offer, &tracks, &slots);
             match &result {
                 Ok(accepted) => {
                     router.register(accepted.ice_ufrag.clone(), net_tx.clone());
@@ -245,8 +246,8 @@ fn handle_command(
             }
             let _ = reply.send(result);
         }
-        RoomMsg::Offer { participant_id, offer_sdp, tracks, reply } => {
-            let _ = reply.send(room.handle_offer(now, &participant_id, &offer_sdp, &tracks));
+        RoomMsg::Offer { participant_id, offer, tracks, reply } => {
+            let _ = reply.send(room.handle_parsed_offer(now, &participant_id, offer, &tracks));
         }
         RoomMsg::Candidate { participant_id, candidate, reply } => {
             let _ = reply.send(room.add_remote_candidate(&participant_id, &candidate));

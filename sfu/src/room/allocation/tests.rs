@@ -34,7 +34,7 @@ fn room(t0: Instant, n: u64, spoke: &[(PeerKey, u64)], speakers: Vec<PeerKey>) -
         })
         .collect();
     let microphones = (1..=n).map(|key| (key, mic())).collect();
-    RoomView::new(speakers, microphones, video, None)
+    RoomView::new(speakers, microphones, video, None, t0 + Duration::from_secs(100))
 }
 
 const LIMITS: SlotLimits = SlotLimits { audio: 2, thumbnails: 3 };
@@ -126,4 +126,22 @@ fn a_speaker_ranked_before_a_silent_one_takes_its_audio_slot() {
     let after = room(t0, 5, &[(5, 0)], vec![1, 5, 2]);
     let second = allocate(&after, &Receiver { key: 4, pin: None, kinds: &kinds, current: &first }, LIMITS);
     assert_eq!(keys(&second), [Some(1), Some(5)]);
+}
+
+#[test]
+fn a_speaker_on_the_teachers_stage_holds_it_while_speaking_in_turns() {
+    let t0 = Instant::now();
+    let kinds = [S, T, T];
+    // The teacher's stage: 3 spoke last (100 ms ago), 2 a second ago.
+    let view = room(t0, 3, &[(3, 100), (2, 1000)], vec![]);
+    let first = allocate(&view, &Receiver { key: 1, pin: None, kinds: &kinds, current: &[None; 3] }, LIMITS);
+    assert_eq!(first[0], Some((3, cam())));
+    // 2 speaks again now: 3, who spoke 1 s ago, keeps the stage.
+    let view = room(t0, 3, &[(3, 1000), (2, 0)], vec![]);
+    let second = allocate(&view, &Receiver { key: 1, pin: None, kinds: &kinds, current: &first }, LIMITS);
+    assert_eq!(second[0], Some((3, cam())), "held");
+    // 3 has been silent past the hold: the stage goes to 2.
+    let view = room(t0, 3, &[(3, STAGE_HOLD.as_millis() as u64 + 1), (2, 0)], vec![]);
+    let third = allocate(&view, &Receiver { key: 1, pin: None, kinds: &kinds, current: &second }, LIMITS);
+    assert_eq!(third[0], Some((2, cam())));
 }
