@@ -1,12 +1,29 @@
 //! The browser call page, compiled into the binary: no build step, no other file to deploy.
+//!
+//! The page is split into ES modules by job (`call.js` wires them: `connection.js`, `tiles.js`,
+//! `roster.js`, `moderation.js`, `strings.js`, `state.js`); they load from this same origin, which
+//! the Content-Security-Policy allows and nothing else.
 
 use axum::extract::Path;
 use axum::http::{header, HeaderName, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 
 const CALL_HTML: &str = include_str!("../web/call.html");
-const CALL_JS: &str = include_str!("../web/call.js");
-const CALL_CSS: &str = include_str!("../web/call.css");
+
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+
+/// Every file under `/web/`: name, content type, body.
+const ASSETS: [(&str, &str, &str); 8] = [
+    ("call.js", JAVASCRIPT, include_str!("../web/call.js")),
+    ("state.js", JAVASCRIPT, include_str!("../web/state.js")),
+    ("strings.js", JAVASCRIPT, include_str!("../web/strings.js")),
+    ("connection.js", JAVASCRIPT, include_str!("../web/connection.js")),
+    ("tiles.js", JAVASCRIPT, include_str!("../web/tiles.js")),
+    ("roster.js", JAVASCRIPT, include_str!("../web/roster.js")),
+    ("moderation.js", JAVASCRIPT, include_str!("../web/moderation.js")),
+    ("call.css", CSS, include_str!("../web/call.css")),
+];
 
 /// The page loads nothing but itself: no third-party script can read the token in the fragment,
 /// and no referrer carries the page's URL elsewhere.
@@ -27,10 +44,8 @@ pub async fn call_page(Path(_class_id): Path<String>) -> Response {
 }
 
 pub async fn asset(Path(file): Path<String>) -> Response {
-    let (content_type, body) = match file.as_str() {
-        "call.js" => ("text/javascript; charset=utf-8", CALL_JS),
-        "call.css" => ("text/css; charset=utf-8", CALL_CSS),
-        _ => return (StatusCode::NOT_FOUND, "no such file").into_response(),
+    let Some((_, content_type, body)) = ASSETS.iter().find(|(name, _, _)| *name == file) else {
+        return (StatusCode::NOT_FOUND, "no such file").into_response();
     };
-    (SECURITY_HEADERS, [(header::CONTENT_TYPE, content_type)], body).into_response()
+    (SECURITY_HEADERS, [(header::CONTENT_TYPE, *content_type)], *body).into_response()
 }

@@ -60,6 +60,14 @@ const PARENT_B2 = { user: 'parent-b2', name: 'Jules Roux', role: 'parent' };
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** KLASS_SCREENSHOTS=dir: a debugging aid, pictures of the pages at a few moments. */
+async function screenshot(entry, what) {
+  const dir = process.env.KLASS_SCREENSHOTS;
+  if (!dir) return;
+  fs.mkdirSync(dir, { recursive: true });
+  await entry.page.screenshot({ path: path.join(dir, `${what}-${entry.user}.png`), fullPage: true });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Server
 
@@ -244,6 +252,8 @@ async function launchBrowser() {
     headless: false, // --headless=new is in the args, as given
     args: CHROMIUM_ARGS,
     viewport: { width: 800, height: 600 },
+    // The page speaks French unless the browser prefers English.
+    locale: 'fr-FR',
   });
 }
 
@@ -252,16 +262,17 @@ async function launchBrowser() {
 // the page keeps a real http://localhost origin.
 async function startWebFromDiskProxy(targetPort) {
   const web = path.resolve(HERE, '../../web');
-  const files = { '/web/call.js': 'text/javascript; charset=utf-8', '/web/call.css': 'text/css; charset=utf-8' };
+  const types = { '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8' };
   const proxy = http.createServer((req, res) => {
     const { pathname } = new URL(req.url, 'http://localhost');
     if (pathname.startsWith('/call/')) {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
       return res.end(fs.readFileSync(path.join(web, 'call.html')));
     }
-    if (files[pathname]) {
-      res.writeHead(200, { 'content-type': files[pathname] });
-      return res.end(fs.readFileSync(path.join(web, path.basename(pathname))));
+    const file = /^\/web\/([a-z]+\.(js|css))$/.exec(pathname);
+    if (file && fs.existsSync(path.join(web, file[1]))) {
+      res.writeHead(200, { 'content-type': types[path.extname(file[1])] });
+      return res.end(fs.readFileSync(path.join(web, file[1])));
     }
     const upstream = http.request(
       { host: '127.0.0.1', port: targetPort, path: req.url, method: req.method, headers: req.headers },
@@ -288,9 +299,16 @@ async function startWebFromDiskProxy(targetPort) {
   return proxy;
 }
 
-async function openPage(classId, member, { audioOnly = false, token = null } = {}) {
+// A browser that prefers English (the context's locale is French).
+function englishInitScript() {
+  Object.defineProperty(navigator, 'languages', { get: () => ['en-GB', 'en'] });
+}
+
+async function openPage(classId, member, { audioOnly = false, token = null, viewport = null, english = false } = {}) {
   const page = await browser.newPage();
+  if (viewport) await page.setViewportSize(viewport);
   await page.addInitScript(mediaInitScript, { audioOnly });
+  if (english) await page.addInitScript(englishInitScript);
   page.on('pageerror', (err) => console.log(`[${member.user}] page error: ${err.message}`));
   page.on('console', (msg) => {
     if (msg.type() === 'error') console.log(`[${member.user}] console: ${msg.text()}`);
@@ -347,23 +365,25 @@ async function waitForState(entry, wanted, timeoutMs = 60_000) {
 
 /**
  * Per remote participant, from pc.getStats() inbound-rtp: audio packetsReceived, video
- * framesDecoded and packetsReceived. A received track is mapped to its publisher by the
- * MediaStream id (the publisher's participant_id) the page recorded in ontrack.
+ * framesDecoded and packetsReceived. Each inbound stream is a receive slot (by its mid), mapped to
+ * the participant the server last said is in it (`slots`): a slot's counters go on across changes
+ * of participant, so figures are per participant only while slots are stable, as in these calls.
  */
 async function inboundByParticipant(entry) {
   return entry.page.evaluate(async () => {
     const c = window.klassCall;
     if (!c || !c.pc || c.pc.connectionState === 'closed') return {};
-    const byMid = {};
-    for (const info of Object.values(c.remoteTracks)) if (info.mid !== null) byMid[info.mid] = info;
+    const midOfTrack = {};
+    for (const t of c.pc.getTransceivers()) if (t.mid !== null) midOfTrack[t.receiver.track.id] = t.mid;
     const out = {};
     const report = await c.pc.getStats();
     report.forEach((s) => {
       if (s.type !== 'inbound-rtp') return;
-      const info = c.remoteTracks[s.trackIdentifier] || (s.mid !== undefined ? byMid[s.mid] : undefined);
-      if (!info) return;
+      const mid = s.mid !== undefined ? s.mid : midOfTrack[s.trackIdentifier];
+      const slot = c.slots[mid];
+      if (!slot || !slot.participant_id) return;
       const kind = s.kind || s.mediaType;
-      const p = (out[info.participantId] ||= {});
+      const p = (out[slot.participant_id] ||= {});
       const k = (p[kind] ||= { packetsReceived: 0, framesDecoded: 0 });
       k.packetsReceived += s.packetsReceived || 0;
       k.framesDecoded += s.framesDecoded || 0;
@@ -477,11 +497,11 @@ test('(a) three pages in one Standard session decode video and receive audio fro
     }
   });
 
-  // Names in the grid: each page shows the two others by display name.
+  // Names in the tiles: each page shows the two others by display name.
   for (const r of trio) {
     for (const p of trio) {
       if (p === r) continue;
-      const tile = r.page.locator(`.tile[data-participant="${ids[p.user]}"] .name`).first();
+      const tile = r.page.locator(`.tile[data-participant-id="${ids[p.user]}"]:not([data-slot-kind="self"]) .tile-name`).first();
       assert.equal(await tile.textContent(), p.name, `${r.user} shows ${p.user}'s name`);
     }
   }
@@ -498,6 +518,108 @@ test('(a) three pages in one Standard session decode video and receive audio fro
   console.log(`server (signaling + SFU) CPU with 3 participants (3 cameras 320x240@15 + 3 microphones): ${cpu.toFixed(1)}% of one core over 10 s`);
 });
 
+/** What a page shows of the others: its visible slot tiles, with their video's decoding figures. */
+async function visibleTiles(entry) {
+  return entry.page.evaluate(() =>
+    [...document.querySelectorAll('.tile[data-slot-kind="stage"], .tile[data-slot-kind="thumbnail"]')]
+      .filter((tile) => !tile.hidden)
+      .map((tile) => {
+        const video = tile.querySelector('video');
+        const quality = video.getVideoPlaybackQuality();
+        return {
+          mid: tile.dataset.slotMid,
+          slotKind: tile.dataset.slotKind,
+          participantId: tile.dataset.participantId,
+          source: tile.dataset.source,
+          name: tile.querySelector('.tile-name').textContent,
+          label: tile.getAttribute('aria-label'),
+          videoWidth: video.videoWidth,
+          frames: quality.totalVideoFrames,
+        };
+      }));
+}
+
+test('(a2) each page shows the two others in decoding tiles, the teacher on the parents\' stage, and a roster of 3', { timeout: 120_000 }, async () => {
+  const trio = pA();
+  assert.ok(trio.every(Boolean), 'pages of (a)');
+  const ids = {};
+  for (const e of trio) ids[e.user] = (await callState(e)).participantId;
+  const teacherId = ids[TEACHER.user];
+
+  // The video elements' own figures: the picture has a size and its frame count goes up. On the
+  // teacher's page the stage follows the latest speaker, so the parents may swap between the
+  // stage and a thumbnail: frames are compared per tile, names checked in every sample.
+  const nameOf = Object.fromEntries(trio.map((e) => [ids[e.user], e.name]));
+  const checkNames = (r, tiles) => {
+    for (const t of tiles) {
+      assert.notEqual(t.participantId, ids[r.user], `${r.user} sees itself in slot ${t.mid}`);
+      assert.equal(t.name, nameOf[t.participantId], `${r.user}: name on slot ${t.mid} (${t.participantId})`);
+      assert.ok(t.label.startsWith(t.name), `${r.user}: accessible name of slot ${t.mid}: ${t.label}`);
+    }
+  };
+  const showsAll = (r, tiles) => trio.every((p) => p === r
+    || tiles.some((t) => t.participantId === ids[p.user] && t.videoWidth > 0 && t.frames > 0));
+  let first = [];
+  await waitForCondition(async () => {
+    first = await Promise.all(trio.map(visibleTiles));
+    return trio.every((r, i) => showsAll(r, first[i]));
+  }, 30_000, 'every page has a decoding tile for each other');
+  await sleep(2000);
+  const second = await Promise.all(trio.map(visibleTiles));
+  trio.forEach((r, i) => {
+    checkNames(r, first[i]);
+    checkNames(r, second[i]);
+    assert.ok(showsAll(r, second[i]), `${r.user} shows both others: ${JSON.stringify(second[i])}`);
+    for (const b of second[i]) {
+      const a = first[i].find((t) => t.mid === b.mid);
+      if (a) assert.ok(b.frames > a.frames, `${r.user}: slot ${b.mid} does not decode (${a.frames} -> ${b.frames} frames)`);
+    }
+  });
+
+  const nSlots = await Promise.all(trio.map((e) => e.page.evaluate(() => window.klassCall.nSlotsMessages)));
+  console.log(`slots messages received so far: ${trio.map((e, i) => `${e.user} ${nSlots[i]}`).join(', ')}`);
+
+  // A parent's stage shows the teacher's camera (no pin, no screen share).
+  for (const parent of trio.slice(1)) {
+    const stage = second[trio.indexOf(parent)].find((t) => t.slotKind === 'stage');
+    assert.ok(stage, `${parent.user} has a stage`);
+    assert.equal(stage.participantId, teacherId, `${parent.user}'s stage shows the teacher`);
+    assert.equal(stage.name, TEACHER.name);
+    assert.equal(stage.source, 'camera');
+  }
+
+  // The roster lists the three, with their roles, oneself first.
+  for (const r of trio) {
+    assert.equal(await r.page.locator('#roster > li').count(), 3, `${r.user}'s roster`);
+    assert.equal(await r.page.locator('#roster-count').textContent(), '3');
+    const names = await r.page.locator('#roster .roster-name').allTextContents();
+    assert.equal(names[0], 'Vous');
+    for (const p of trio) {
+      if (p === r) continue;
+      const li = r.page.locator(`#roster > li[data-participant-id="${ids[p.user]}"]`);
+      assert.equal(await li.locator('.roster-name').textContent(), p.name);
+      assert.equal(await li.getAttribute('data-role'), p.role);
+    }
+  }
+
+  for (const r of trio) await screenshot(r, 'a2');
+
+  // Pin from the roster: the teacher puts a parent on its stage, then goes back to the default.
+  const teacher = trio[0];
+  const pinned = trio[2];
+  await teacher.page.locator(`#roster > li[data-participant-id="${ids[pinned.user]}"] button[data-action="pin"]`).click();
+  const tStage = teacher.page.locator('#stage .tile[data-slot-kind="stage"]');
+  await waitForCondition(async () => (await tStage.getAttribute('data-participant-id')) === ids[pinned.user], 20_000,
+    `the teacher's stage shows the pinned ${pinned.user}`);
+  assert.equal(await tStage.locator('.tile-name').textContent(), pinned.name);
+  await teacher.page.locator('#btn-unpin').click();
+  assert.equal(await teacher.page.locator('#btn-unpin').isVisible(), false);
+
+  // Someone speaks, someone is highlighted: the fake microphones beep.
+  await waitForCondition(async () => (await teacher.page.locator('#roster > li[data-speaking="true"]').count()) > 0, 20_000,
+    'a speaker is highlighted in the teacher\'s roster');
+});
+
 test('(b) a parent muted by the teacher stops reaching the others, video goes on', { timeout: 180_000 }, async () => {
   const [teacher, muted, other] = pA();
   assert.ok(teacher && muted && other, 'pages of (a)');
@@ -506,7 +628,7 @@ test('(b) a parent muted by the teacher stops reaching the others, video goes on
   const mutedId = ids[muted.user];
 
   // The teacher clicks "Couper le micro" on the parent's tile.
-  await teacher.page.locator(`.tile[data-participant="${mutedId}"] button[data-action="mute"]`).click();
+  await teacher.page.locator(`#roster li[data-participant-id="${mutedId}"] button[data-action="mute"]`).click();
   await waitForCondition(async () => (await callState(other)).participants[mutedId]?.audio_muted === true, 20_000,
     `${other.user} sees ${muted.user} muted (mute_changed)`);
 
@@ -546,7 +668,7 @@ test('(b2) asked by the teacher, the muted parent unmutes and is heard again', {
   const [teacher, muted, other] = pA();
   assert.ok(teacher && muted && other, 'pages of (a)');
   const mutedId = (await callState(muted)).participantId;
-  await teacher.page.locator(`.tile[data-participant="${mutedId}"] button[data-action="request_unmute"]`).click();
+  await teacher.page.locator(`#roster li[data-participant-id="${mutedId}"] button[data-action="request_unmute"]`).click();
   const prompt = muted.page.locator('#unmute-prompt');
   await prompt.waitFor({ state: 'visible', timeout: 20_000 });
   await muted.page.locator('#unmute-accept').click();
@@ -582,10 +704,14 @@ test('(c) with 8 in the Standard session, a 9th is refused with room_full', { ti
     return Object.keys(s.participants).filter((id) => id !== s.participantId).length === 7;
   }, 30_000, 'the teacher sees 7 others');
   const last = pages[extra[extra.length - 1].user];
-  // Video from the three cameras; audio from those nobody muted.
-  const [teacher, , parent2] = pA();
-  await waitForMediaEverywhere([last], pA(), { audioFrom: [teacher, parent2], timeoutMs: 120_000 });
-  console.log(`timing ${last.user} (8th, audio-only): open->first decoded frame ${last.firstFrameMs} ms, from all 3 cameras ${last.allFramesMs} ms (500 ms polling)`);
+  // Video from the three cameras (stage and thumbnails); audio from the teacher, who always has an
+  // audio slot (the others' take turns in the slots as they speak).
+  const [teacher] = pA();
+  await waitForMediaEverywhere([last], pA(), { audioFrom: [teacher], timeoutMs: 120_000 });
+  const ls = await callState(last);
+  console.log(`timing ${last.user} (8th, audio-only): open->admitted ${Math.round(ls.timings.admitted)} ms, ` +
+    `open->first slots ${Math.round(ls.timings.slots)} ms, open->first remote frame rendered ${Math.round(ls.timings.firstFrame)} ms; ` +
+    `polling from the test: first decoded frame ${last.firstFrameMs} ms, from all 3 cameras ${last.allFramesMs} ms (500 ms polling)`);
   const cpu = await measureServerCpu(10_000);
   console.log(`server (signaling + SFU) CPU with 8 participants (3 cameras 320x240@15 + 8 microphones, 21 video and 56 audio forwards): ${cpu.toFixed(1)}% of one core over 10 s`);
 
@@ -604,11 +730,16 @@ test('(d) a parent who arrives before the teacher waits, then is admitted when t
   // Free the machine: class A's pages leave.
   for (const user of Object.keys(pages)) await closePage(user);
 
-  const parent = await openPage(CLASS_B, PARENT_B);
+  // The parent is on a phone, in portrait: fewer thumbnails, one column, nothing off the side.
+  const parent = await openPage(CLASS_B, PARENT_B, { viewport: { width: 390, height: 844 } });
   await waitForState(parent, 'waiting', 60_000);
   const status = parent.page.locator('#status');
   assert.match(await status.textContent(), /pas encore démarré/);
   assert.equal(await status.isVisible(), true);
+  const declared = await parent.page.evaluate(() => window.klassCall.declaredSlots.map((slot) => slot.kind));
+  assert.deepEqual(declared.filter((k) => k === 'thumbnail').length, 4, `a phone declares 4 thumbnails: ${declared}`);
+  assert.equal(declared.filter((k) => k === 'audio').length, 3);
+  assert.equal(declared.filter((k) => k === 'stage').length, 1);
   await sleep(2000);
   assert.equal((await callState(parent)).state, 'waiting', 'still waiting without a teacher');
 
@@ -619,27 +750,49 @@ test('(d) a parent who arrives before the teacher waits, then is admitted when t
   const admittedAfter = Date.now() - teacherOpened;
   assert.ok(Object.values(ps.participants).some((p) => p.display_name === TEACHER_B.name), 'the parent sees the teacher');
   await waitForMediaEverywhere([parent, teacher], [parent, teacher]);
+  await screenshot(parent, 'd-phone');
+  const offenders = await parent.page.evaluate(() => {
+    const width = document.documentElement.clientWidth;
+    return [...document.querySelectorAll('body *')]
+      .filter((el) => el.getClientRects().length && el.getBoundingClientRect().right > width + 0.5)
+      .map((el) => `${el.tagName.toLowerCase()}${el.id ? '#' + el.id : ''}.${el.className} right ${el.getBoundingClientRect().right} > ${width}`);
+  });
+  assert.deepEqual(offenders, [], 'elements wider than the phone screen');
+  assert.equal(await parent.page.locator('#stage .tile[data-slot-kind="stage"] .tile-name').textContent(), TEACHER_B.name);
+  assert.equal(await parent.page.locator('#btn-mic').isVisible(), true);
+  // Keyboard: Tab reaches the controls, each with an accessible name.
+  const unnamed = await parent.page.evaluate(() => [...document.querySelectorAll('button')]
+    .filter((b) => !b.hidden && b.offsetParent !== null && !(b.getAttribute('aria-label') || b.textContent).trim())
+    .map((b) => b.outerHTML));
+  assert.deepEqual(unnamed, [], 'buttons without a name');
+  await parent.page.locator('#btn-mic').focus();
+  await parent.page.keyboard.press('Enter');
+  await waitForCondition(async () => (await parent.page.locator('#btn-mic').textContent()) === 'Réactiver mon micro', 10_000,
+    'Enter on the microphone button mutes');
+  await parent.page.keyboard.press('Enter');
+  await waitForCondition(async () => (await parent.page.locator('#btn-mic').textContent()) === 'Couper mon micro', 10_000,
+    'Enter again unmutes');
   const ts = await callState(teacher);
   console.log(`timing waiting room: parent admitted ${admittedAfter} ms after the teacher's page opened; ` +
     `teacher open->admitted ${Math.round(ts.timings.admitted)} ms, open->first remote frame rendered ${Math.round(ts.timings.firstFrame)} ms`);
 });
 
-/** Per received track: its publisher, source (from the server's track list) and counters. */
-async function inboundByTrack(entry) {
+/** Per receive slot: who the server says is in it, what it shows, and its counters. */
+async function inboundBySlot(entry) {
   return entry.page.evaluate(async () => {
     const c = window.klassCall;
     const out = [];
     if (!c || !c.pc || c.pc.connectionState === 'closed') return out;
     (await c.pc.getStats()).forEach((s) => {
       if (s.type !== 'inbound-rtp') return;
-      const info = c.remoteTracks[s.trackIdentifier];
-      if (!info) return;
-      const announced = c.tracks[info.trackId];
+      const slot = c.slots[s.mid];
+      if (!slot) return;
       out.push({
-        participantId: info.participantId,
-        trackId: info.trackId,
+        participantId: slot.participant_id,
+        mid: s.mid,
+        slotKind: slot.kind,
         kind: s.kind,
-        source: announced ? announced.source : null,
+        source: slot.source,
         packetsReceived: s.packetsReceived || 0,
         framesDecoded: s.framesDecoded || 0,
       });
@@ -655,20 +808,24 @@ test('(e) teacher controls: screen share, camera off, lock, remove, end session'
   const tid = (await callState(teacher)).participantId;
   const pid = (await callState(parent)).participantId;
 
-  // Screen share: the teacher offers a new track (source screen_share); the parent receives it.
+  // Screen share: the teacher offers a new track (source screen_share); it takes the parent's
+  // stage, whose frames go on being decoded.
   await teacher.page.locator('#btn-share').click();
+  const stage = parent.page.locator('#stage .tile[data-slot-kind="stage"]');
   await waitForCondition(async () => {
-    const tracks = await inboundByTrack(parent);
-    return tracks.some((t) => t.participantId === tid && t.source === 'screen_share' && t.framesDecoded > 0);
-  }, 60_000, 'the parent decodes the teacher\'s screen share');
-  assert.equal(await parent.page.locator(`.tile.screen[data-participant="${tid}"] video`).isVisible(), true,
-    'screen share tile shown');
+    const slots = await inboundBySlot(parent);
+    return slots.some((t) => t.participantId === tid && t.slotKind === 'stage' && t.source === 'screen_share' && t.framesDecoded > 0)
+      && (await stage.getAttribute('data-source')) === 'screen_share';
+  }, 60_000, 'the parent\'s stage shows the teacher\'s screen share');
+  assert.equal(await stage.getAttribute('data-participant-id'), tid);
+  assert.equal(await stage.locator('video').isVisible(), true, 'screen share on the stage');
+  assert.equal(await stage.locator('.tile-name').textContent(), `Écran de ${TEACHER_B.name}`);
   await teacher.page.locator('#btn-share').click(); // stop sharing
-  await waitForCondition(async () => (await parent.page.locator('.tile.screen').count()) === 0, 30_000,
-    'the screen share tile goes away');
+  await waitForCondition(async () => (await stage.getAttribute('data-source')) === 'camera', 30_000,
+    'the stage goes back to the teacher\'s camera');
 
   // Camera off by the teacher: the SFU stops forwarding the parent's video.
-  await teacher.page.locator(`.tile[data-participant="${pid}"] button[data-action="disable_camera"]`).click();
+  await teacher.page.locator(`#roster li[data-participant-id="${pid}"] button[data-action="disable_camera"]`).click();
   await waitForCondition(async () => (await parent.page.locator('#btn-cam').textContent()) === 'Réactiver ma caméra',
     20_000, 'the parent is told its camera is off');
   await sleep(1500);
@@ -691,11 +848,11 @@ test('(e) teacher controls: screen share, camera off, lock, remove, end session'
   const joined = await waitForState(again, 'admitted', 60_000);
 
   // Remove.
-  await teacher.page.locator(`.tile[data-participant="${joined.participantId}"] button[data-action="remove"]`).click();
+  await teacher.page.locator(`#roster li[data-participant-id="${joined.participantId}"] button[data-action="remove"]`).click();
   const removed = await waitForState(again, 'left', 30_000);
   assert.equal(removed.leftReason, 'removed_by_moderator');
-  await waitForCondition(async () => (await teacher.page.locator(`.tile[data-participant="${joined.participantId}"]`).count()) === 0,
-    20_000, 'the removed parent\'s tile goes away');
+  await waitForCondition(async () => (await teacher.page.locator(`#roster li[data-participant-id="${joined.participantId}"]`).count()) === 0,
+    20_000, 'the removed parent\'s roster entry goes away');
 
   // End the session (two clicks: the button asks for confirmation).
   await teacher.page.locator('#btn-end').click();
@@ -711,9 +868,11 @@ test('(f) refused joins are explained on the page: tier, not a member, bad token
     { classId: CLASS_FREE, member: TEACHER_B, token: null, code: 'tier_forbids_visio', text: /formule/ },
     { classId: CLASS_B, member: { user: 'stranger', name: 'Inconnu' }, token: null, code: 'not_a_member', text: /membre/ },
     { classId: CLASS_B, member: PARENT_B, token: mintJwt(PARENT_B.user, -3600), code: 'unauthorized', text: /expiré/ },
+    // In English for a browser that prefers it.
+    { classId: CLASS_B, member: PARENT_B, token: mintJwt(PARENT_B.user, -3600), code: 'unauthorized', text: /has expired/, english: true },
   ];
   for (const c of cases) {
-    const entry = await openPage(c.classId, c.member, { audioOnly: true, token: c.token });
+    const entry = await openPage(c.classId, c.member, { audioOnly: true, token: c.token, english: c.english });
     const s = await waitForState(entry, 'refused', 30_000);
     assert.equal(s.errorCode, c.code, `${c.member.user} in ${c.classId}`);
     const status = entry.page.locator('#status');

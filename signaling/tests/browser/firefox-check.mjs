@@ -99,11 +99,16 @@ const inbound = async () => {
   const c = window.klassCall;
   const out = {};
   if (!c || !c.pc) return { state: c && c.state, out };
+  // Protocol v2: each inbound stream is a receive slot; `slots` says who is in it.
+  const midOfTrack = {};
+  for (const t of c.pc.getTransceivers()) if (t.mid !== null) midOfTrack[t.receiver.track.id] = t.mid;
   (await c.pc.getStats()).forEach((s) => {
     if (s.type !== 'inbound-rtp') return;
-    const info = c.remoteTracks[s.trackIdentifier];
-    if (!info) return;
-    out[`${info.participantId}/${s.kind}`] = { packets: s.packetsReceived || 0, frames: s.framesDecoded || 0 };
+    const slot = c.slots[s.mid !== undefined ? s.mid : midOfTrack[s.trackIdentifier]];
+    if (!slot || !slot.participant_id) return;
+    const key = `${slot.participant_id}/${s.kind}`;
+    const prev = out[key] || { packets: 0, frames: 0 };
+    out[key] = { packets: prev.packets + (s.packetsReceived || 0), frames: prev.frames + (s.framesDecoded || 0) };
   });
   return { state: c.state, participantId: c.participantId, out };
 };

@@ -1,0 +1,209 @@
+// The WebSocket to the signaling server and the one RTCPeerConnection to the SFU.
+//
+// Protocol version 2 (docs/protocol.md): we negotiate once, at join: our microphone and camera
+// (sendonly) and a fixed set of receive slots (recvonly): audio slots, one stage, thumbnails. The
+// server switches other participants' media into those slots and says who is in which (`slots`);
+// it never offers. Our only later offers are our own (a screen share), answered by the server.
+
+import { call, local, trace } from './state.js';
+
+export const PROTOCOL_VERSION = 2;
+/** Audio slots we declare; the server fills at most `max_audio_slots` of them (3 by default). */
+export const AUDIO_SLOTS = 3;
+/** Thumbnails on a wide screen, and on a narrow one (a phone in portrait). */
+export const THUMBNAILS_WIDE = 9;
+export const THUMBNAILS_NARROW = 4;
+// Ideal, not exact: any camera works; a class call does not need more than this.
+const VIDEO_CONSTRAINTS = { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 24, max: 30 } };
+
+let candidateQueue = [];
+let joinedAck = false;
+let chain = Promise.resolve();
+let wantLocalOffer = false;
+let localOfferInFlight = false;
+
+/** Runs tasks one after the other, in the order messages arrived. */
+export function enqueue(task) {
+  chain = chain.then(task).catch((err) => {
+    trace(`error: ${err && (err.stack || err)}`);
+    console.error('klass call:', err);
+  });
+  return chain;
+}
+
+export function thumbnailCount() {
+  const narrow = window.matchMedia && window.matchMedia('(max-width: 600px)').matches;
+  return narrow ? THUMBNAILS_NARROW : THUMBNAILS_WIDE;
+}
+
+// ---------- local media ----------
+
+export async function getLocalMedia() {
+  const md = navigator.mediaDevices;
+  if (!md || !md.getUserMedia) return null;
+  const attempts = [
+    { audio: true, video: VIDEO_CONSTRAINTS },
+    { audio: true, video: false },
+    { audio: false, video: VIDEO_CONSTRAINTS },
+  ];
+  for (const constraints of attempts) {
+    try {
+      return await md.getUserMedia(constraints);
+    } catch (err) {
+      trace(`getUserMedia ${JSON.stringify(constraints)} failed: ${err && err.name}`);
+    }
+  }
+  return null;
+}
+
+export function stopLocalMedia() {
+  if (local.stream) local.stream.getTracks().forEach((t) => t.stop());
+  if (local.share) local.share.track.stop();
+}
+
+// ---------- peer connection ----------
+
+function declarations() {
+  return local.senders
+    .filter((s) => s.transceiver.mid !== null && s.active)
+    .map((s) => ({ mid: s.transceiver.mid, source: s.source }));
+}
+
+export function addSender(track, source, stream) {
+  const transceiver = call.pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+  const entry = { transceiver, source, active: true };
+  local.senders.push(entry);
+  return entry;
+}
+
+/**
+ * Creates the peer connection with our own tracks and the receive slots, and sets our offer.
+ * Returns the `join` message's `sdp`, `tracks` and `slots`, and the slots' transceivers
+ * ([{kind, transceiver}], in declaration order) for the views to attach their receivers.
+ */
+export async function createPeer({ onConnectionState }) {
+  const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+  call.pc = pc;
+  pc.addEventListener('icecandidate', onLocalCandidate);
+  pc.addEventListener('connectionstatechange', () => {
+    trace(`pc ${pc.connectionState}`);
+    if (pc.connectionState === 'connected' && call.timings.connected === undefined) {
+      call.timings.connected = performance.now();
+    }
+    onConnectionState(pc.connectionState);
+  });
+  if (local.audioTrack) addSender(local.audioTrack, 'microphone', local.stream);
+  if (local.videoTrack) addSender(local.videoTrack, 'camera', local.stream);
+
+  const slots = [];
+  const addSlot = (kind) => {
+    const transceiver = pc.addTransceiver(kind === 'audio' ? 'audio' : 'video', { direction: 'recvonly' });
+    slots.push({ kind, transceiver });
+  };
+  for (let i = 0; i < AUDIO_SLOTS; i++) addSlot('audio');
+  addSlot('stage');
+  const nThumbnails = thumbnailCount();
+  for (let i = 0; i < nThumbnails; i++) addSlot('thumbnail');
+
+  const offer = await pc.createOffer();
+  await pc.setLocalDescription(offer);
+  // Mids are assigned by setLocalDescription.
+  return {
+    sdp: pc.localDescription.sdp,
+    tracks: declarations(),
+    slots: slots.map((s) => ({ mid: s.transceiver.mid, kind: s.kind })),
+    transceivers: slots,
+  };
+}
+
+/** `joined`: the server's answer to our join offer. */
+export async function applyJoinAnswer(sdp, send) {
+  await call.pc.setRemoteDescription({ type: 'answer', sdp });
+  joinedAck = true;
+  for (const c of candidateQueue) send({ type: 'candidate', candidate: c });
+  candidateQueue = [];
+}
+
+function onLocalCandidate(ev) {
+  // A null candidate or an empty one is the end of candidates: the server needs no signal for it.
+  if (!ev.candidate || !ev.candidate.candidate) return;
+  if (joinedAck) call.send({ type: 'candidate', candidate: ev.candidate.candidate });
+  else candidateQueue.push(ev.candidate.candidate);
+}
+
+// ---------- our own renegotiation (screen share) ----------
+
+/** Our publishing changed: offer again once the connection is stable and we are admitted. */
+export function requestLocalOffer() {
+  wantLocalOffer = true;
+  enqueue(maybeSendLocalOffer);
+}
+
+export async function maybeSendLocalOffer() {
+  const pc = call.pc;
+  if (!wantLocalOffer || !pc || localOfferInFlight || pc.signalingState !== 'stable') return;
+  if (call.state !== 'admitted') return;
+  wantLocalOffer = false;
+  localOfferInFlight = true;
+  // The slot transceivers are left as they are: recvonly, same mids.
+  const offer = await pc.createOffer();
+  await pc.setLocalDescription(offer);
+  call.send({ type: 'offer', sdp: pc.localDescription.sdp, tracks: declarations() });
+}
+
+export async function onServerAnswer(sdp) {
+  const pc = call.pc;
+  if (!pc || pc.signalingState !== 'have-local-offer') return;
+  await pc.setRemoteDescription({ type: 'answer', sdp });
+  localOfferInFlight = false;
+  await maybeSendLocalOffer();
+}
+
+export function isLocalOfferInFlight() {
+  return localOfferInFlight;
+}
+
+/** Our offer was refused: back to the last agreed state. */
+export async function rollbackLocalOffer() {
+  const pc = call.pc;
+  localOfferInFlight = false;
+  if (pc && pc.signalingState === 'have-local-offer') {
+    await pc.setLocalDescription({ type: 'rollback' });
+  }
+}
+
+export function closePeer() {
+  if (call.pc) {
+    try { call.pc.close(); } catch (_) { /* already closed */ }
+  }
+}
+
+// ---------- WebSocket ----------
+
+/** Opens the call WebSocket; `onOpen`, `onMessage(msg)` and `onClose(opened)` are the page's. */
+export function openSocket(classId, { onOpen, onMessage, onClose }) {
+  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+  const ws = new WebSocket(`${scheme}://${location.host}/v1/classes/${encodeURIComponent(classId)}/visio/ws`);
+  call.ws = ws;
+  let opened = false;
+  ws.addEventListener('open', () => {
+    opened = true;
+    onOpen();
+  });
+  ws.addEventListener('message', (ev) => {
+    let msg;
+    try {
+      msg = JSON.parse(ev.data);
+    } catch (_) {
+      trace('unparsable message');
+      return;
+    }
+    if (msg.type !== 'speakers') trace(`<- ${msg.type}`);
+    enqueue(() => onMessage(msg));
+  });
+  ws.addEventListener('close', (ev) => {
+    trace(`ws closed ${ev.code}`);
+    enqueue(() => onClose(opened));
+  });
+  return ws;
+}

@@ -1,0 +1,243 @@
+// Every text the page shows or speaks (screen readers), in French and English. French is the
+// default; English when the browser prefers it to French (navigator.languages).
+
+const FR = {
+  title: 'Visio de la classe',
+  preparing: 'Préparation de la caméra et du micro…',
+  timeLeft: 'Temps restant :',
+  locked: 'Session verrouillée',
+  ignore: 'Ignorer',
+  participantsRegion: 'Participants',
+  stageRegion: 'Vue principale',
+  thumbnailsRegion: 'Vignettes',
+  rosterTitle: 'Dans la visio',
+  myControls: 'Mon micro et ma caméra',
+  teacherControls: "Contrôles de l'enseignant",
+  muteMe: 'Couper mon micro',
+  unmuteMe: 'Réactiver mon micro',
+  noMic: 'Pas de micro',
+  camOffMe: 'Couper ma caméra',
+  camOnMe: 'Réactiver ma caméra',
+  noCam: 'Pas de caméra',
+  enableSound: 'Activer le son',
+  muteAll: 'Couper tous les micros',
+  lock: 'Verrouiller la session',
+  unlock: 'Déverrouiller la session',
+  share: 'Partager mon écran',
+  stopShare: "Arrêter le partage d'écran",
+  end: 'Terminer la session',
+  endConfirm: 'Confirmer : terminer pour tout le monde',
+  leave: 'Quitter',
+  unpin: "Revenir à l'affichage automatique",
+  pin: 'Afficher en grand',
+  pinned: 'Affiché en grand',
+  pinOf: (name) => `Afficher ${name} en grand`,
+  unpinOf: (name) => `Ne plus afficher ${name} en grand`,
+  you: 'Vous',
+  youNamed: (name) => `Vous (${name})`,
+  someone: 'Participant',
+  screenOf: (name) => `Écran de ${name}`,
+  myScreen: 'Votre écran partagé',
+  role: { teacher: 'Enseignant·e', admin: 'Administrateur·rice', parent: 'Parent' },
+  micOff: 'micro coupé',
+  camOff: 'caméra coupée',
+  noMicBadge: 'sans micro',
+  noCamBadge: 'sans caméra',
+  speaking: 'parle',
+  speakingNow: (names) => `${names} parle${names.includes(', ') ? 'nt' : ''}.`,
+  count: (n) => `${n} personne${n > 1 ? 's' : ''}`,
+  actionMute: 'Couper le micro',
+  actionRequestUnmute: 'Demander de réactiver le micro',
+  actionDisableCamera: 'Couper la caméra',
+  actionRemove: 'Retirer',
+  actionFor: (action, name) => `${action} : ${name}`,
+  connectingServer: 'Connexion au serveur…',
+  connectingReceiveOnly: 'Connexion au serveur (sans caméra ni micro : vous pourrez voir et entendre les autres)…',
+  connectingCall: 'Connexion à la visio…',
+  waiting: "L'enseignant n'a pas encore démarré la visio. Vous la rejoindrez automatiquement dès qu'elle commencera.",
+  alone: "Vous êtes dans la visio. Personne d'autre pour le moment.",
+  withOthers: (n) => `Vous êtes dans la visio avec ${n} autre${n > 1 ? 's' : ''} participant${n > 1 ? 's' : ''}.`,
+  promotedToTeacher: "La classe vous a donné le rôle d'enseignant : vous pouvez maintenant animer la visio.",
+  demoted: 'La classe a changé votre rôle : vous ne pouvez plus animer la visio.',
+  mutedByModerator: "L'enseignant a coupé votre micro.",
+  cameraDisabledByModerator: "L'enseignant a coupé votre caméra.",
+  askUnmuteAudio: "L'enseignant vous demande de réactiver votre micro.",
+  askUnmuteVideo: "L'enseignant vous demande de réactiver votre caméra.",
+  endsIn: (what) => `La session se termine dans ${what}.`,
+  minutes: (m) => `${m} minute${m > 1 ? 's' : ''}`,
+  seconds: (s) => `${s} secondes`,
+  noShare: "Ce navigateur ne permet pas de partager l'écran.",
+  mediaFailed: "Le son et la vidéo ne passent pas : la connexion au serveur média n'a pas pu s'établir "
+    + '(réseau ou pare-feu). Essayez un autre réseau ou rechargez la page.',
+  linkIncomplete: "Lien incomplet : ouvrez la visio depuis l'application de la classe.",
+  noWebrtc: 'Ce navigateur ne permet pas la visio. Utilisez une version récente de Firefox ou de Chromium.',
+  lostConnection: 'La connexion au serveur a été perdue. Rechargez la page pour revenir dans la visio.',
+  notAccepted: "Le serveur n'a pas accepté la connexion : il est peut-être très sollicité. Réessayez dans quelques secondes en rechargeant la page.",
+  startFailed: (why) => `La visio n'a pas pu démarrer : ${why}`,
+  unknownError: (code, message) => `Erreur (${code || 'inconnue'}) : ${message || ''}`,
+  unknownLeft: (reason) => `La visio s'est arrêtée (${reason}).`,
+  errors: {
+    tier_forbids_visio: 'La formule de cette classe ne comprend pas la visio. Un administrateur de la classe peut changer de formule.',
+    room_full: "La visio est complète : le nombre maximum de participants est atteint. Réessayez quand quelqu'un sera parti.",
+    not_a_member: "Vous n'êtes pas membre approuvé de cette classe : vous ne pouvez pas rejoindre sa visio.",
+    unauthorized: "Votre lien de connexion n'est pas valide ou a expiré. Rouvrez la visio depuis l'application de la classe.",
+    session_locked: "L'enseignant a verrouillé la session : personne ne peut la rejoindre pour le moment.",
+    muted_by_moderator: "L'enseignant a coupé votre micro. Vous pourrez le réactiver quand il vous le demandera.",
+    removed_from_session: "L'enseignant vous a retiré de cette session : vous ne pouvez pas la rejoindre à nouveau.",
+    invalid_request: 'Le serveur a refusé une demande invalide. Rechargez la page si le problème continue.',
+    unavailable: 'Le service est momentanément indisponible. Réessayez dans un instant.',
+    rate_limited: 'Trop de tentatives en peu de temps. Patientez quelques secondes avant de réessayer.',
+    too_many_connections: 'La visio est déjà ouverte dans plusieurs onglets ou appareils. Fermez-en un pour rejoindre depuis celui-ci.',
+    server_busy: 'Le serveur est très sollicité en ce moment. Réessayez dans quelques secondes.',
+    forbidden_role: 'Votre rôle dans la classe ne permet pas cette action.',
+  },
+  left: {
+    left: 'Vous avez quitté la visio.',
+    removed_by_moderator: "L'enseignant vous a retiré de la visio.",
+    removed_from_class: "Vous ne faites plus partie de cette classe : la visio s'est arrêtée pour vous.",
+    duplicate_identity: 'Vous avez rejoint la visio depuis une autre fenêtre ou un autre appareil ; celle-ci est déconnectée.',
+    room_full: 'La visio est complète : le nombre maximum de participants était atteint au démarrage de la session.',
+    connection_lost: 'La connexion audio et vidéo a été perdue. Rechargez la page pour revenir.',
+    session_max_duration: "La session a atteint sa durée maximale et s'est terminée.",
+    session_ended_by_moderator: "L'enseignant a terminé la session.",
+    session_empty: "La session s'est terminée : plus personne n'y participait.",
+    server_shutdown: "Le serveur redémarre : la session s'est interrompue. Réessayez dans un instant.",
+  },
+};
+
+const EN = {
+  title: 'Class video call',
+  preparing: 'Getting the camera and microphone ready…',
+  timeLeft: 'Time left:',
+  locked: 'Session locked',
+  ignore: 'Ignore',
+  participantsRegion: 'Participants',
+  stageRegion: 'Main view',
+  thumbnailsRegion: 'Thumbnails',
+  rosterTitle: 'In the call',
+  myControls: 'My microphone and camera',
+  teacherControls: 'Teacher controls',
+  muteMe: 'Mute my microphone',
+  unmuteMe: 'Unmute my microphone',
+  noMic: 'No microphone',
+  camOffMe: 'Turn my camera off',
+  camOnMe: 'Turn my camera on',
+  noCam: 'No camera',
+  enableSound: 'Turn sound on',
+  muteAll: 'Mute everyone',
+  lock: 'Lock the session',
+  unlock: 'Unlock the session',
+  share: 'Share my screen',
+  stopShare: 'Stop sharing my screen',
+  end: 'End the session',
+  endConfirm: 'Confirm: end it for everyone',
+  leave: 'Leave',
+  unpin: 'Back to the automatic view',
+  pin: 'Show large',
+  pinned: 'Shown large',
+  pinOf: (name) => `Show ${name} large`,
+  unpinOf: (name) => `Stop showing ${name} large`,
+  you: 'You',
+  youNamed: (name) => `You (${name})`,
+  someone: 'Participant',
+  screenOf: (name) => `${name}'s screen`,
+  myScreen: 'Your shared screen',
+  role: { teacher: 'Teacher', admin: 'Administrator', parent: 'Parent' },
+  micOff: 'microphone off',
+  camOff: 'camera off',
+  noMicBadge: 'no microphone',
+  noCamBadge: 'no camera',
+  speaking: 'speaking',
+  speakingNow: (names) => `${names} ${names.includes(', ') ? 'are' : 'is'} speaking.`,
+  count: (n) => `${n} ${n > 1 ? 'people' : 'person'}`,
+  actionMute: 'Mute microphone',
+  actionRequestUnmute: 'Ask to unmute',
+  actionDisableCamera: 'Turn camera off',
+  actionRemove: 'Remove',
+  actionFor: (action, name) => `${action}: ${name}`,
+  connectingServer: 'Connecting to the server…',
+  connectingReceiveOnly: 'Connecting to the server (no camera or microphone: you will see and hear the others)…',
+  connectingCall: 'Joining the call…',
+  waiting: 'The teacher has not started the call yet. You will join as soon as it starts.',
+  alone: 'You are in the call. Nobody else yet.',
+  withOthers: (n) => `You are in the call with ${n} other participant${n > 1 ? 's' : ''}.`,
+  promotedToTeacher: 'The class made you a teacher: you can now run the call.',
+  demoted: 'The class changed your role: you can no longer run the call.',
+  mutedByModerator: 'The teacher muted your microphone.',
+  cameraDisabledByModerator: 'The teacher turned your camera off.',
+  askUnmuteAudio: 'The teacher asks you to unmute your microphone.',
+  askUnmuteVideo: 'The teacher asks you to turn your camera back on.',
+  endsIn: (what) => `The session ends in ${what}.`,
+  minutes: (m) => `${m} minute${m > 1 ? 's' : ''}`,
+  seconds: (s) => `${s} seconds`,
+  noShare: 'This browser cannot share the screen.',
+  mediaFailed: 'Sound and video do not get through: the connection to the media server failed '
+    + '(network or firewall). Try another network or reload the page.',
+  linkIncomplete: "Incomplete link: open the call from the class's app.",
+  noWebrtc: 'This browser cannot do video calls. Use a recent Firefox or Chromium.',
+  lostConnection: 'The connection to the server was lost. Reload the page to get back into the call.',
+  notAccepted: 'The server did not accept the connection: it may be very busy. Reload the page in a few seconds to try again.',
+  startFailed: (why) => `The call could not start: ${why}`,
+  unknownError: (code, message) => `Error (${code || 'unknown'}): ${message || ''}`,
+  unknownLeft: (reason) => `The call stopped (${reason}).`,
+  errors: {
+    tier_forbids_visio: "This class's plan has no video calls. A class administrator can change the plan.",
+    room_full: 'The call is full: the maximum number of participants is reached. Try again when someone has left.',
+    not_a_member: 'You are not an approved member of this class: you cannot join its call.',
+    unauthorized: "Your sign-in link is not valid or has expired. Open the call again from the class's app.",
+    session_locked: 'The teacher locked the session: nobody can join it for now.',
+    muted_by_moderator: 'The teacher muted your microphone. You can unmute when asked to.',
+    removed_from_session: 'The teacher removed you from this session: you cannot join it again.',
+    invalid_request: 'The server refused an invalid request. Reload the page if this goes on.',
+    unavailable: 'The service is unavailable for a moment. Try again shortly.',
+    rate_limited: 'Too many attempts in a short time. Wait a few seconds before trying again.',
+    too_many_connections: 'The call is already open in several tabs or devices. Close one to join from this one.',
+    server_busy: 'The server is very busy right now. Try again in a few seconds.',
+    forbidden_role: 'Your role in the class does not allow this.',
+  },
+  left: {
+    left: 'You left the call.',
+    removed_by_moderator: 'The teacher removed you from the call.',
+    removed_from_class: 'You are no longer in this class: the call stopped for you.',
+    duplicate_identity: 'You joined the call from another window or device; this one is disconnected.',
+    room_full: 'The call is full: the maximum number of participants was reached when the session started.',
+    connection_lost: 'The audio and video connection was lost. Reload the page to get back.',
+    session_max_duration: 'The session reached its maximum length and ended.',
+    session_ended_by_moderator: 'The teacher ended the session.',
+    session_empty: 'The session ended: nobody was in it any more.',
+    server_shutdown: 'The server is restarting: the session was interrupted. Try again shortly.',
+  },
+};
+
+function preferredLanguage() {
+  const wanted = (navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language || 'fr']);
+  for (const tag of wanted) {
+    const base = String(tag).toLowerCase().split('-')[0];
+    if (base === 'fr') return 'fr';
+    if (base === 'en') return 'en';
+  }
+  return 'fr';
+}
+
+export const lang = preferredLanguage();
+export const S = lang === 'en' ? EN : FR;
+
+export function errorText(code, message) {
+  return S.errors[code] || S.unknownError(code, message);
+}
+
+export function leftText(reason) {
+  return S.left[reason] || S.unknownLeft(reason);
+}
+
+export function roleText(role) {
+  return S.role[role] || role;
+}
+
+/** Fills the page's static texts: elements with `data-text="key"` (and `data-label="key"` for aria-label). */
+export function applyStaticStrings(root) {
+  document.documentElement.lang = lang;
+  document.title = S.title;
+  for (const el of root.querySelectorAll('[data-text]')) el.textContent = S[el.dataset.text];
+  for (const el of root.querySelectorAll('[data-label]')) el.setAttribute('aria-label', S[el.dataset.label]);
+}
