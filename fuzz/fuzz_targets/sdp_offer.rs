@@ -55,7 +55,7 @@ fn in_a_room(sdp: &str) {
     let sources = [TrackSource::Microphone, TrackSource::Camera, TrackSource::ScreenShare];
     let mids: Vec<&str> = sdp.lines().filter_map(|line| line.trim().strip_prefix("a=mid:")).collect();
     let tracks: Vec<TrackDeclaration> =
-        mids.iter().zip(sources).map(|(mid, source)| TrackDeclaration { mid: (*mid).to_owned(), source }).collect();
+        mids.iter().zip(sources).map(|(mid, source)| TrackDeclaration { mid: (*mid).to_owned(), source, layers: vec![] }).collect();
     let kinds = [SlotKind::Audio, SlotKind::Stage, SlotKind::Thumbnail];
     let slots: Vec<SlotDeclaration> = mids
         .iter()

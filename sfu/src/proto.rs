@@ -79,11 +79,13 @@ pub struct ParticipantParams {
     pub role: Role,
 }
 
-/// A track the client announces with an offer: which m-line carries what.
+/// A track the client announces with an offer: which m-line carries what, and for a simulcast
+/// camera the RIDs of its encodings, lowest quality first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrackDeclaration {
     pub mid: String,
     pub source: TrackSource,
+    pub layers: Vec<String>,
 }
 
 /// A receive-only m-line of the client's first offer that the room fills with others' media.

@@ -48,12 +48,14 @@ impl KeyframeThrottle {
         self.pending = true;
     }
 
+    /// Whether a request waits and may go now.
+    pub fn is_due(&self, now: Instant) -> bool {
+        self.pending && !self.last_sent.is_some_and(|last| now < last + self.interval)
+    }
+
     /// Whether a request should go to the publisher now. Marks it sent.
     pub fn poll(&mut self, now: Instant) -> bool {
-        if !self.pending {
-            return false;
-        }
-        if self.last_sent.is_some_and(|last| now < last + self.interval) {
+        if !self.is_due(now) {
             return false;
         }
         self.pending = false;

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use str0m::format::Codec;
-use str0m::media::{Direction, KeyframeRequestKind, Mid};
+use str0m::media::{Direction, KeyframeRequestKind, Mid, Rid};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 use str0m::{Event, IceConnectionState};
 use tracing::{debug, info};
@@ -15,7 +15,7 @@ use crate::proto::{
     LeaveReason, MediaCounters, MediaKind, ParticipantEvent, TrackId, TrackInfo, TrackSource,
 };
 
-use super::participant::{PeerKey, PublishedTrack};
+use super::participant::{Layer, LayerKey, PeerKey, PublishedTrack};
 use super::session::{MemberStatus, SessionInput};
 use super::Room;
 
@@ -77,8 +77,8 @@ impl Room {
                 let Some(slot) = participant.slot_by_mid(request.mid).map(|i| &participant.slots[i]) else {
                     return;
                 };
-                if let Some((publisher, mid)) = slot.forwarder.target() {
-                    self.request_keyframe(publisher, mid, now);
+                if let Some((publisher, mid, layer)) = slot.forwarder.target() {
+                    self.request_keyframe((publisher, mid, layer), now);
                 }
             }
             Event::MediaEgressStats(egress) => {
@@ -127,13 +127,15 @@ impl Room {
             return;
         }
         let track_id = TrackId::for_track(&participant.id, &mid.to_string());
-        let mut buffer = Buffer::new(kind, source, self.config.keyframe_request_interval);
+        let rids: Vec<Option<Rid>> = match participant.declared_layers.get(&mid) {
+            Some(rids) if kind == MediaKind::Video => rids.iter().copied().map(Some).collect(),
+            _ => vec![None],
+        };
+        let mut buffer = Buffer::new(kind, source, self.config.keyframe_request_interval, rids.len());
         buffer.set_forwarding(self.may_forward(idx, kind, source));
+        let layers = rids.into_iter().map(Layer::new).collect();
         let participant = &mut self.participants[idx];
-        participant.tracks_in.insert(
-            mid,
-            PublishedTrack { track_id: track_id.clone(), buffer, subscribers: Vec::new(), ssrc: None },
-        );
+        participant.tracks_in.insert(mid, PublishedTrack { track_id: track_id.clone(), buffer, layers });
         if source == TrackSource::ScreenShare {
             self.latest_screen = Some((key, mid));
         }
@@ -180,48 +182,49 @@ impl Room {
             .collect();
         for (mid, kind, source) in mids {
             let forwarding = self.may_forward(idx, kind, source);
-            if let Some(track) = self.participants[idx].tracks_in.get_mut(&mid) {
-                track.buffer.set_forwarding(forwarding);
+            let Some(track) = self.participants[idx].tracks_in.get_mut(&mid) else { continue };
+            track.buffer.set_forwarding(forwarding);
+            for layer in 0..track.layers.len() {
+                self.poll_keyframe_request((key, mid, layer), self.last_now);
             }
-            self.poll_keyframe_request(key, mid, self.last_now);
         }
     }
 
-    pub(super) fn request_keyframe(&mut self, publisher: PeerKey, mid: Mid, now: Instant) {
+    pub(super) fn request_keyframe(&mut self, (publisher, mid, layer): LayerKey, now: Instant) {
         let Some(idx) = self.index_of(publisher) else { return };
         if let Some(track) = self.participants[idx].tracks_in.get_mut(&mid) {
-            track.buffer.request_keyframe();
+            track.buffer.request_keyframe(layer);
         }
-        self.poll_keyframe_request(publisher, mid, now);
+        self.poll_keyframe_request((publisher, mid, layer), now);
     }
 
     /// Sends the keyframe requests whose throttle allows them now.
     pub(super) fn poll_keyframe_requests(&mut self, now: Instant) {
-        let due: Vec<(PeerKey, Mid)> = self
+        let due: Vec<LayerKey> = self
             .participants
             .iter()
             .flat_map(|p| {
-                p.tracks_in
-                    .iter()
-                    .filter(|(_, t)| t.buffer.next_timeout().is_some_and(|at| at <= now))
-                    .map(move |(mid, _)| (p.key, *mid))
+                p.tracks_in.iter().flat_map(move |(mid, t)| {
+                    t.buffer.due_keyframe_requests(now).map(move |layer| (p.key, *mid, layer))
+                })
             })
             .collect();
-        for (publisher, mid) in due {
-            self.poll_keyframe_request(publisher, mid, now);
+        for layer in due {
+            self.poll_keyframe_request(layer, now);
         }
     }
 
-    fn poll_keyframe_request(&mut self, publisher: PeerKey, mid: Mid, now: Instant) {
+    fn poll_keyframe_request(&mut self, (publisher, mid, layer): LayerKey, now: Instant) {
         let Some(idx) = self.index_of(publisher) else { return };
         let participant = &mut self.participants[idx];
         let Some(track) = participant.tracks_in.get_mut(&mid) else { return };
-        if !track.buffer.poll_keyframe_request(now) {
+        if !track.buffer.poll_keyframe_request(layer, now) {
             return;
         }
+        let rid = track.layers.get(layer).and_then(|l| l.rid);
         let mut direct = participant.rtc.direct_api();
-        let Some(stream) = direct.stream_rx_by_mid(mid, None) else {
-            // No RTP from this track yet: nothing to request a keyframe of.
+        let Some(stream) = direct.stream_rx_by_mid(mid, rid) else {
+            // No RTP from this layer yet: nothing to request a keyframe of.
             return;
         };
         stream.request_keyframe(KeyframeRequestKind::Pli);
@@ -232,14 +235,18 @@ impl Room {
     fn forward_packet(&mut self, publisher: PeerKey, packet: RtpPacket, now: Instant) {
         let Some(idx) = self.index_of(publisher) else { return };
         let participant = &mut self.participants[idx];
-        let Some(mid) = participant.mid_of(packet.header.ssrc) else { return };
+        let Some((mid, rid)) = participant.mid_of(packet.header.ssrc) else { return };
         let pt = packet.header.payload_type;
         let params = participant.params_of(pt);
         let Some(track) = participant.tracks_in.get_mut(&mid) else { return };
         let kind = track.buffer.kind;
         let payload_len = packet.payload.len() as u64;
+        let layer = track.layer_index(rid);
+        let layer_key = (publisher, mid, layer);
+        track.layers[layer].last_packet = Some(now);
         // A publisher's first packet, or a new SSRC: the slots showing it name it anew.
-        let ssrc_changed = track.ssrc.replace(*packet.header.ssrc) != Some(*packet.header.ssrc);
+        let ssrc = *packet.header.ssrc;
+        let ssrc_changed = track.layers[layer].ssrc.replace(ssrc) != Some(ssrc);
         if kind == MediaKind::Audio && track.buffer.is_forwarding() {
             let ext = &packet.header.ext_vals;
             if self.speakers.heard(publisher, ext.audio_level, ext.voice_activity, now) {
@@ -250,7 +257,7 @@ impl Room {
         incoming.packets_in += 1;
         incoming.bytes_in += payload_len;
         if !track.buffer.is_forwarding() {
-            incoming.packets_dropped += track.subscribers.len() as u64;
+            incoming.packets_dropped += track.layers[layer].subscribers.len() as u64;
             return;
         }
         let Some(params) = params else { return };
@@ -275,7 +282,7 @@ impl Room {
         };
         let generation = track.buffer.generation();
         // Taken out for the walk (the receivers are borrowed mutably) and put back after.
-        let subscribers = std::mem::take(&mut track.subscribers);
+        let subscribers = std::mem::take(&mut track.layers[layer].subscribers);
         let clock_rate = params.spec().clock_rate.get();
         let mut ext_vals = ExtensionValues::default();
         ext_vals.audio_level = packet.header.ext_vals.audio_level;
@@ -293,7 +300,7 @@ impl Room {
             }
             let Some(slot) = rx.slots.get_mut(slot_idx) else { continue };
             slot.forwarder.set_clock_rate(clock_rate);
-            let (seq_no, timestamp) = match slot.forwarder.forward((publisher, mid), &view, generation) {
+            let (seq_no, timestamp) = match slot.forwarder.forward(layer_key, &view, generation) {
                 SlotDecision::Forward { seq_no, timestamp, switched: true } => {
                     switched.push((receiver, slot_idx));
                     (seq_no, timestamp)
@@ -339,7 +346,7 @@ impl Room {
         if let Some(idx) = self.index_of(publisher) {
             if let Some(track) = self.participants[idx].tracks_in.get_mut(&mid) {
                 // Nothing touches the list during the walk but `switched`, handled below.
-                track.subscribers = subscribers;
+                track.layers[layer].subscribers = subscribers;
             }
         }
         for (receiver, slot_idx) in switched {
@@ -349,14 +356,14 @@ impl Room {
             let receivers: Vec<PeerKey> = self
                 .index_of(publisher)
                 .and_then(|idx| self.participants[idx].tracks_in.get(&mid))
-                .map(|track| track.subscribers.iter().map(|(rx, _)| *rx).collect())
+                .map(|track| track.layers[layer].subscribers.iter().map(|(rx, _)| *rx).collect())
                 .unwrap_or_default();
             for receiver in receivers {
                 self.announce_slots(receiver, false);
             }
         }
         if wants_keyframe {
-            self.request_keyframe(publisher, mid, now);
+            self.request_keyframe(layer_key, now);
         }
     }
 }

@@ -189,6 +189,7 @@ impl Room {
             return Err(SfuError::RoomClosed);
         }
         let declared_sources = sdp::declared_sources(tracks)?;
+        let declared_layers = sdp::declared_layers(tracks)?;
         let mut rtc = sdp::new_rtc(&self.config, now);
         for candidate in &self.local_candidates {
             rtc.add_local_candidate(candidate.clone());
@@ -216,6 +217,7 @@ impl Room {
             active: false,
             connected: false,
             declared_sources,
+            declared_layers,
             tracks_in: HashMap::new(),
             slots: slots.into_iter().map(|(mid, kind)| Slot::new(mid, kind)).collect(),
             pin: None,
@@ -255,6 +257,7 @@ impl Room {
     ) -> Result<String, SfuError> {
         self.last_now = now;
         let declared = sdp::declared_sources(tracks)?;
+        let layers = sdp::declared_layers(tracks)?;
         let idx = self.index_of_id(participant_id).ok_or(SfuError::ParticipantNotFound)?;
         let participant = &mut self.participants[idx];
         if let Some(slot) = participant.slots.iter().find(|slot| declared.contains_key(&slot.mid)) {
@@ -267,6 +270,7 @@ impl Room {
             return Err(SfuError::InvalidTrack(format!("more than {MAX_MEDIA_LINES} tracks declared")));
         }
         participant.declared_sources.extend(declared);
+        participant.declared_layers.extend(layers);
         let result = participant.rtc.sdp_api().accept_offer(offer);
         let key = participant.key;
         self.drain_participant(key);

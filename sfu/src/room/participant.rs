@@ -4,14 +4,15 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use str0m::format::PayloadParams;
-use str0m::media::{Mid, Pt};
+use str0m::media::{Mid, Pt, Rid};
 use str0m::rtp::Ssrc;
 use str0m::Rtc;
 
 use crate::forward::{Buffer, SlotForwarder};
 use crate::proto::{MediaKind, ParticipantId, SlotKind, TrackId, TrackSource};
 
-use super::allocation::TrackKey;
+/// A layer of a publisher's track: participant, mid and layer index. What a slot forwards.
+pub(crate) type LayerKey = (PeerKey, Mid, usize);
 
 /// A small internal key, cheaper than comparing `ParticipantId` strings per packet.
 pub(crate) type PeerKey = u64;
@@ -20,11 +21,40 @@ pub(crate) type PeerKey = u64;
 pub(crate) struct PublishedTrack {
     pub track_id: TrackId,
     pub buffer: Buffer,
-    /// The receivers' slots that carry this track or wait to: (receiver, slot index). The only
-    /// list a packet walks.
+    /// One per simulcast encoding, lowest quality first (the declared ones, then any other the
+    /// publisher sends); a single one without simulcast. Index for index with the buffer's.
+    pub layers: Vec<Layer>,
+}
+
+/// One encoding of a published track.
+#[derive(Debug)]
+pub(crate) struct Layer {
+    pub rid: Option<Rid>,
+    /// The receivers' slots that carry this layer or wait to: (receiver, slot index). The only
+    /// list a packet walks; a layer nobody receives has none, and its packets stop here.
     pub subscribers: Vec<(PeerKey, usize)>,
     /// The publisher's SSRC of the latest packet: the CSRC of what the slots send.
     pub ssrc: Option<u32>,
+    /// When its latest packet came: a layer the publisher stopped sending is not chosen.
+    pub last_packet: Option<Instant>,
+}
+
+impl Layer {
+    pub fn new(rid: Option<Rid>) -> Layer {
+        Layer { rid, subscribers: Vec::new(), ssrc: None, last_packet: None }
+    }
+}
+
+impl PublishedTrack {
+    /// The index of the layer with `rid`, added if the publisher sends one it did not declare.
+    pub fn layer_index(&mut self, rid: Option<Rid>) -> usize {
+        if let Some(index) = self.layers.iter().position(|l| l.rid == rid) {
+            return index;
+        }
+        let index = self.buffer.add_layer();
+        self.layers.push(Layer::new(rid));
+        index
+    }
 }
 
 /// One receive slot: an m-line of the participant's first offer that the room fills.
@@ -32,12 +62,12 @@ pub(crate) struct PublishedTrack {
 pub(crate) struct Slot {
     pub mid: Mid,
     pub kind: SlotKind,
-    pub forwarder: SlotForwarder<TrackKey>,
-    /// The tracks whose `subscribers` list this slot (its current and pending ones).
-    pub listening: Vec<TrackKey>,
+    pub forwarder: SlotForwarder<LayerKey>,
+    /// The layers whose `subscribers` list this slot (its current and pending ones).
+    pub listening: Vec<LayerKey>,
     /// What the latest `Slots` event told the client this slot carries, with the publisher's
     /// SSRC when it was known.
-    pub announced: Option<(TrackKey, Option<u32>)>,
+    pub announced: Option<(LayerKey, Option<u32>)>,
     /// Incoming payload type to outgoing one; `None` when the receiver lacks the codec.
     pub pt_map: Vec<(PeerKey, Pt, Option<Pt>)>,
 }
@@ -68,15 +98,16 @@ pub(crate) struct Participant {
     /// Admitted by the session: only then are its tracks forwarded and does it receive others'.
     pub active: bool,
     pub connected: bool,
-    /// What the client said each of its m-lines carries.
+    /// What the client said each of its m-lines carries, and the simulcast layers of some.
     pub declared_sources: HashMap<Mid, TrackSource>,
+    pub declared_layers: HashMap<Mid, Vec<Rid>>,
     pub tracks_in: HashMap<Mid, PublishedTrack>,
     pub slots: Vec<Slot>,
     /// Whom this participant wants on its stage.
     pub pin: Option<PeerKey>,
     pub next_timeout: Instant,
-    /// Caches str0m's SSRC to mid lookup and the codec of each incoming payload type.
-    pub ssrc_mids: HashMap<Ssrc, Mid>,
+    /// Caches str0m's SSRC to mid and RID lookup and the codec of each incoming payload type.
+    pub ssrc_mids: HashMap<Ssrc, (Mid, Option<Rid>)>,
     pub pt_params: HashMap<Pt, Option<PayloadParams>>,
     /// At the previous stats event, per mid: str0m's packets sent and NACKs received, and the
     /// packets we wrote.
@@ -91,13 +122,13 @@ pub(crate) struct Participant {
 pub const MAX_REMOTE_CANDIDATES: usize = 32;
 
 impl Participant {
-    pub fn mid_of(&mut self, ssrc: Ssrc) -> Option<Mid> {
-        if let Some(mid) = self.ssrc_mids.get(&ssrc) {
-            return Some(*mid);
+    pub fn mid_of(&mut self, ssrc: Ssrc) -> Option<(Mid, Option<Rid>)> {
+        if let Some(found) = self.ssrc_mids.get(&ssrc) {
+            return Some(*found);
         }
-        let mid = self.rtc.direct_api().stream_rx(&ssrc)?.mid();
-        self.ssrc_mids.insert(ssrc, mid);
-        Some(mid)
+        let stream = self.rtc.direct_api().stream_rx(&ssrc).map(|s| (s.mid(), s.rid()))?;
+        self.ssrc_mids.insert(ssrc, stream);
+        Some(stream)
     }
 
     pub fn params_of(&mut self, pt: Pt) -> Option<PayloadParams> {

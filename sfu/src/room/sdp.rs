@@ -8,7 +8,7 @@ use std::time::Instant;
 use str0m::change::SdpOffer;
 use str0m::config::DtlsCert;
 use str0m::format::{Codec, FormatParams};
-use str0m::media::{Frequency, Mid, Pt};
+use str0m::media::{Frequency, Mid, Pt, Rid};
 use str0m::Rtc;
 
 use crate::config::RoomConfig;
@@ -142,6 +142,38 @@ pub(super) fn declared_slots(
         checked.push((mid, slot.kind));
     }
     Ok(checked)
+}
+
+/// Simulcast encodings one track may declare.
+pub const MAX_LAYERS: usize = 4;
+
+/// The simulcast layers of each declared track, lowest quality first (none: one layer).
+pub(super) fn declared_layers(tracks: &[TrackDeclaration]) -> Result<HashMap<Mid, Vec<Rid>>, SfuError> {
+    let mut layers = HashMap::new();
+    for track in tracks.iter().filter(|t| !t.layers.is_empty()) {
+        if track.source == TrackSource::Microphone || track.layers.len() > MAX_LAYERS {
+            return Err(SfuError::InvalidTrack(format!(
+                "track {}: simulcast is for video, with at most {MAX_LAYERS} layers",
+                track.mid
+            )));
+        }
+        let mut rids: Vec<Rid> = Vec::with_capacity(track.layers.len());
+        for rid in &track.layers {
+            let valid = !rid.is_empty()
+                && rid.len() <= 16
+                && rid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            let rid_value = Rid::from(rid.as_str());
+            if !valid || rids.contains(&rid_value) {
+                return Err(SfuError::InvalidTrack(format!(
+                    "track {}: bad or repeated layer {rid:?}",
+                    track.mid
+                )));
+            }
+            rids.push(rid_value);
+        }
+        layers.insert(valid_mid(&track.mid)?, rids);
+    }
+    Ok(layers)
 }
 
 fn valid_mid(mid: &str) -> Result<Mid, SfuError> {

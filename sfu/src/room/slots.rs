@@ -10,7 +10,11 @@ use models::visio::SlotKind;
 use crate::proto::{ParticipantEvent, ParticipantId, SlotInfo, TrackSource};
 
 use super::allocation::{self, Receiver, RoomView, SlotLimits, TrackKey, VideoPublisher};
-use super::participant::PeerKey;
+use super::participant::{LayerKey, PeerKey};
+
+/// A simulcast layer with no packet for this long is taken as stopped (the browser drops its
+/// top layers when its CPU or uplink cannot keep up).
+const LAYER_SILENCE: std::time::Duration = std::time::Duration::from_secs(1);
 use super::session::MemberStatus;
 use super::speakers::AudioCandidate;
 use super::{Room, RoomOutput};
@@ -22,7 +26,7 @@ impl Room {
         self.next_allocation_at = now + self.config.allocation_interval;
         let view = self.room_view(now);
         let limits = SlotLimits { audio: self.config.audio_slots, thumbnails: self.config.thumbnail_slots };
-        let mut keyframes: Vec<TrackKey> = Vec::new();
+        let mut keyframes: Vec<LayerKey> = Vec::new();
         for rx_idx in 0..self.participants.len() {
             let rx = &self.participants[rx_idx];
             if !rx.active || rx.slots.is_empty() {
@@ -30,15 +34,18 @@ impl Room {
             }
             let rx_key = rx.key;
             let kinds: Vec<SlotKind> = rx.slots.iter().map(|s| s.kind).collect();
-            let current: Vec<Option<TrackKey>> = rx.slots.iter().map(|s| s.forwarder.target()).collect();
+            let current: Vec<Option<TrackKey>> =
+                rx.slots.iter().map(|s| s.forwarder.target().map(|(key, mid, _)| (key, mid))).collect();
             let wanted = allocation::allocate(
                 &view,
                 &Receiver { key: rx_key, pin: rx.pin, kinds: &kinds, current: &current },
                 limits,
             );
             let mut changed = false;
-            for (slot_idx, target) in wanted.into_iter().enumerate() {
-                let generation = target.and_then(|track| self.track_generation(track)).unwrap_or(0);
+            for (slot_idx, wanted_track) in wanted.into_iter().enumerate() {
+                let kind = kinds[slot_idx];
+                let target = wanted_track.and_then(|track| self.pick_layer(track, kind, now));
+                let generation = target.and_then(|layer| self.track_generation(layer)).unwrap_or(0);
                 // A publisher that is gone cannot send the keyframe a switch waits for: the slot
                 // lets go of it at once.
                 let current = self.participants[rx_idx].slots[slot_idx].forwarder.current();
@@ -51,7 +58,7 @@ impl Room {
                     changed |= slot.forwarder.assign(target, generation);
                 }
                 let slot = &self.participants[rx_idx].slots[slot_idx];
-                let listening: Vec<TrackKey> =
+                let listening: Vec<LayerKey> =
                     slot.forwarder.current().into_iter().chain(slot.forwarder.pending()).collect();
                 if let Some(track) = target.filter(|t| slot.forwarder.waits_for_keyframe_of(*t)) {
                     keyframes.push(track);
@@ -65,8 +72,8 @@ impl Room {
         }
         keyframes.sort();
         keyframes.dedup();
-        for (publisher, mid) in keyframes {
-            self.request_keyframe(publisher, mid, now);
+        for layer in keyframes {
+            self.request_keyframe(layer, now);
         }
         let speaking = self.speaker_keys(now);
         if speaking != self.announced_speakers {
@@ -119,38 +126,63 @@ impl Room {
         RoomView::new(self.speakers.audible(), microphones, video, latest_screen, now)
     }
 
-    fn track_generation(&self, (key, mid): TrackKey) -> Option<u32> {
+    /// Which layer of `track` a slot of `kind` gets: the stage the best one the publisher sends
+    /// now, a thumbnail the least (simulcast); the one layer otherwise. A layer that sent nothing
+    /// for a second is not chosen while another one flows.
+    fn pick_layer(&self, (key, mid): TrackKey, kind: SlotKind, now: Instant) -> Option<LayerKey> {
+        let track = self.participants[self.index_of(key)?].tracks_in.get(&mid)?;
+        let flowing = |i: &usize| {
+            track.layers[*i].last_packet.is_some_and(|at| now.saturating_duration_since(at) < LAYER_SILENCE)
+        };
+        let mut candidates: Vec<usize> = (0..track.layers.len()).filter(flowing).collect();
+        if candidates.is_empty() {
+            candidates = (0..track.layers.len()).collect();
+        }
+        let layer = match kind {
+            SlotKind::Stage => candidates.last(),
+            SlotKind::Thumbnail | SlotKind::Audio => candidates.first(),
+        };
+        layer.map(|layer| (key, mid, *layer))
+    }
+
+    fn track_generation(&self, (key, mid, _): LayerKey) -> Option<u32> {
         let idx = self.index_of(key)?;
         self.participants[idx].tracks_in.get(&mid).map(|t| t.buffer.generation())
     }
 
-    fn track_ssrc(&self, (key, mid): TrackKey) -> Option<u32> {
+    fn track_ssrc(&self, (key, mid, layer): LayerKey) -> Option<u32> {
         let idx = self.index_of(key)?;
-        self.participants[idx].tracks_in.get(&mid)?.ssrc
+        self.participants[idx].tracks_in.get(&mid)?.layers.get(layer)?.ssrc
     }
 
-    fn tracks_exist(&self, (key, mid): TrackKey) -> bool {
-        self.index_of(key).is_some_and(|idx| self.participants[idx].tracks_in.contains_key(&mid))
+    fn tracks_exist(&self, (key, mid, layer): LayerKey) -> bool {
+        self.index_of(key)
+            .and_then(|idx| self.participants[idx].tracks_in.get(&mid))
+            .is_some_and(|track| layer < track.layers.len())
     }
 
     /// Makes the publishers' lists of listening slots match what the slot listens to now.
-    pub(super) fn set_listening(&mut self, rx_key: PeerKey, slot_idx: usize, listening: Vec<TrackKey>) {
+    pub(super) fn set_listening(&mut self, rx_key: PeerKey, slot_idx: usize, listening: Vec<LayerKey>) {
         let Some(rx_idx) = self.index_of(rx_key) else { return };
         let old =
             std::mem::replace(&mut self.participants[rx_idx].slots[slot_idx].listening, listening.clone());
         if old == listening {
             return;
         }
-        for (key, mid) in old.iter().filter(|t| !listening.contains(t)) {
+        for (key, mid, layer) in old.iter().filter(|t| !listening.contains(t)) {
             let Some(idx) = self.index_of(*key) else { continue };
-            if let Some(track) = self.participants[idx].tracks_in.get_mut(mid) {
-                track.subscribers.retain(|s| *s != (rx_key, slot_idx));
+            if let Some(layer) =
+                self.participants[idx].tracks_in.get_mut(mid).and_then(|t| t.layers.get_mut(*layer))
+            {
+                layer.subscribers.retain(|s| *s != (rx_key, slot_idx));
             }
         }
-        for (key, mid) in listening.iter().filter(|t| !old.contains(t)) {
+        for (key, mid, layer) in listening.iter().filter(|t| !old.contains(t)) {
             let Some(idx) = self.index_of(*key) else { continue };
-            if let Some(track) = self.participants[idx].tracks_in.get_mut(mid) {
-                track.subscribers.push((rx_key, slot_idx));
+            if let Some(layer) =
+                self.participants[idx].tracks_in.get_mut(mid).and_then(|t| t.layers.get_mut(*layer))
+            {
+                layer.subscribers.push((rx_key, slot_idx));
             }
         }
     }
@@ -160,7 +192,7 @@ impl Room {
     pub(super) fn slot_switched(&mut self, rx_key: PeerKey, slot_idx: usize) {
         let Some(rx_idx) = self.index_of(rx_key) else { return };
         let slot = &self.participants[rx_idx].slots[slot_idx];
-        let listening: Vec<TrackKey> =
+        let listening: Vec<LayerKey> =
             slot.forwarder.current().into_iter().chain(slot.forwarder.pending()).collect();
         self.set_listening(rx_key, slot_idx, listening);
         self.stats.slot_switches += 1;
@@ -170,7 +202,7 @@ impl Room {
     /// Sends the receiver its slot map if what it sees changed since the last one (or always).
     pub(super) fn announce_slots(&mut self, rx_key: PeerKey, always: bool) {
         let Some(rx_idx) = self.index_of(rx_key) else { return };
-        let now_showing: Vec<Option<(TrackKey, Option<u32>)>> = self.participants[rx_idx]
+        let now_showing: Vec<Option<(LayerKey, Option<u32>)>> = self.participants[rx_idx]
             .slots
             .iter()
             .map(|slot| slot.forwarder.current().map(|track| (track, self.track_ssrc(track))))
@@ -182,7 +214,7 @@ impl Room {
         }
         let mut infos = Vec::with_capacity(rx.slots.len());
         for (slot, showing) in rx.slots.iter().zip(&now_showing) {
-            let publisher = showing.and_then(|((key, mid), ssrc)| {
+            let publisher = showing.and_then(|((key, mid, _), ssrc)| {
                 let p = &self.participants[self.index_of(key)?];
                 Some((p.id.clone(), p.tracks_in.get(&mid)?.buffer.source, ssrc))
             });

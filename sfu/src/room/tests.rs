@@ -139,7 +139,8 @@ fn parent_cannot_publish_a_screen_share() {
     let mut changes = rtc.sdp_api();
     let screen = changes.add_media(Str0mKind::Video, Direction::SendOnly, None, None, None);
     let (offer, _pending) = changes.apply().unwrap();
-    let tracks = [TrackDeclaration { mid: screen.to_string(), source: TrackSource::ScreenShare }];
+    let tracks =
+        [TrackDeclaration { mid: screen.to_string(), source: TrackSource::ScreenShare, layers: vec![] }];
     room.join(t0, ParticipantId::new("p").unwrap(), params, &offer.to_sdp_string(), &tracks, &[]).unwrap();
     drain(&mut room);
     // The m-line is accepted (SDP has no notion of roles) but nothing is published or forwarded.
@@ -193,7 +194,11 @@ fn track_declarations_are_bounded_over_offers() {
     join(&mut room, t0, "teacher", Role::Teacher).unwrap();
     let declarations = |from: usize, n: usize| -> Vec<TrackDeclaration> {
         (from..from + n)
-            .map(|idx| TrackDeclaration { mid: format!("m{idx}"), source: TrackSource::Camera })
+            .map(|idx| TrackDeclaration {
+                mid: format!("m{idx}"),
+                source: TrackSource::Camera,
+                layers: vec![],
+            })
             .collect()
     };
     let (id, params) = parent("p");

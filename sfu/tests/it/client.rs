@@ -43,6 +43,8 @@ pub struct ClientState {
     pub speaking: bool,
     /// Publishers' SSRCs to their participant id, from every slot map so far.
     pub publishers: HashMap<u32, String>,
+    /// Our camera's simulcast layers and their SSRCs.
+    pub layer_ssrcs: Vec<(String, u32)>,
 }
 
 pub struct Client {
@@ -87,9 +89,22 @@ pub fn client_offer(
     rtc: &mut Rtc,
     slots: &[SlotKind],
 ) -> (SdpOffer, SdpPendingOffer, Vec<(Mid, MediaKind)>, Vec<SlotDeclaration>) {
+    client_offer_with(rtc, slots, &[])
+}
+
+/// [`client_offer`] with a camera that sends these simulcast layers (none: no simulcast).
+pub fn client_offer_with(
+    rtc: &mut Rtc,
+    slots: &[SlotKind],
+    layers: &[&str],
+) -> (SdpOffer, SdpPendingOffer, Vec<(Mid, MediaKind)>, Vec<SlotDeclaration>) {
     let mut changes = rtc.sdp_api();
     let audio = changes.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-    let video = changes.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+    let simulcast = (!layers.is_empty()).then(|| str0m::media::Simulcast {
+        send: layers.iter().map(|rid| str0m::media::SimulcastLayer::new(rid)).collect(),
+        recv: vec![],
+    });
+    let video = changes.add_media(MediaKind::Video, Direction::SendOnly, None, None, simulcast);
     let declarations = slots
         .iter()
         .map(|kind| {
@@ -129,10 +144,23 @@ impl Client {
     /// Joins, connects over UDP and publishes Opus-like audio every 20 ms and VP8 video at 30
     /// frames per second (one packet per frame, a keyframe every two seconds or on request).
     pub async fn connect(handle: &SfuHandle, room_id: &RoomId, user: &str, role: Role) -> Client {
+        Client::connect_simulcast(handle, room_id, user, role, &[]).await
+    }
+
+    /// Like `connect`, with a camera that sends simulcast `layers` (lowest first): each frame in
+    /// each layer, the higher ones larger.
+    pub async fn connect_simulcast(
+        handle: &SfuHandle,
+        room_id: &RoomId,
+        user: &str,
+        role: Role,
+        layers: &[&str],
+    ) -> Client {
         let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let local_addr = socket.local_addr().unwrap();
         let candidate = Candidate::host(local_addr, "udp").unwrap();
-        Client::connect_over(handle, room_id, user, role, Link::Udp(socket), local_addr, candidate).await
+        Client::connect_over(handle, room_id, user, role, Link::Udp(socket), local_addr, candidate, layers)
+            .await
     }
 
     /// Like `connect`, over ICE-TCP only (RFC 4571 framing), as behind a UDP-blocking firewall.
@@ -155,7 +183,7 @@ impl Client {
             }
         });
         let link = Link::Tcp { frames, writer, server };
-        Client::connect_over(handle, room_id, user, role, link, local_addr, candidate).await
+        Client::connect_over(handle, room_id, user, role, link, local_addr, candidate, &[]).await
     }
 
     async fn connect_over(
@@ -166,17 +194,28 @@ impl Client {
         link: Link,
         local_addr: SocketAddr,
         candidate: Candidate,
+        layers: &[&str],
     ) -> Client {
         let mut rtc = Rtc::builder().set_rtp_mode(true).build(Instant::now());
         rtc.add_local_candidate(candidate);
-        let (offer, pending, own_mids, slots) = client_offer(&mut rtc, &SLOT_KINDS);
+        let (offer, pending, own_mids, slots) = client_offer_with(&mut rtc, &SLOT_KINDS, layers);
+        let tracks = if layers.is_empty() {
+            vec![]
+        } else {
+            let camera = own_mids.iter().find(|(_, kind)| *kind == MediaKind::Video).unwrap().0;
+            vec![sfu::TrackDeclaration {
+                mid: camera.to_string(),
+                source: sfu::TrackSource::Camera,
+                layers: layers.iter().map(|rid| rid.to_string()).collect(),
+            }]
+        };
         let joined = handle
             .join(JoinRequest {
                 room_id: room_id.clone(),
                 policy: standard_policy(),
                 participant: participant(user, role),
                 offer_sdp: offer.to_sdp_string(),
-                tracks: vec![],
+                tracks,
                 slots,
             })
             .await
@@ -185,10 +224,17 @@ impl Client {
         rtc.sdp_api().accept_answer(pending, answer).unwrap();
 
         let state = Arc::new(Mutex::new(ClientState::default()));
+        if let Some((camera, _)) = own_mids.iter().find(|(_, kind)| *kind == MediaKind::Video) {
+            for rid in layers {
+                let ssrc = rtc.direct_api().stream_tx_by_mid(*camera, Some((*rid).into())).map(|s| *s.ssrc());
+                state.lock().unwrap().layer_ssrcs.extend(ssrc.map(|ssrc| (rid.to_string(), ssrc)));
+            }
+        }
         let (control, control_rx) = mpsc::channel(4);
         let driver = Driver {
             rtc,
             own_mids,
+            layers: layers.iter().map(|rid| str0m::media::Rid::from(*rid)).collect(),
             link,
             local_addr,
             handle: handle.clone(),
@@ -223,6 +269,11 @@ impl Client {
         self.state.lock().unwrap().speaking = speaking;
     }
 
+    /// The SSRC of each simulcast layer this client's camera sends, by RID.
+    pub fn layer_ssrcs(&self) -> Vec<(String, u32)> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).layer_ssrcs.clone()
+    }
+
     pub async fn stop(&self) {
         let _ = self.control.send(Control::Stop).await;
     }
@@ -246,6 +297,8 @@ pub async fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut()
 struct Driver {
     rtc: Rtc,
     own_mids: Vec<(Mid, MediaKind)>,
+    /// Simulcast layers of the camera, lowest first; empty without simulcast.
+    layers: Vec<str0m::media::Rid>,
     link: Link,
     local_addr: SocketAddr,
     handle: SfuHandle,
@@ -421,12 +474,14 @@ impl Driver {
         };
         let opus = self.rtc.codec_config().find(|p| p.spec().codec == Codec::Opus).map(|p| p.pt());
         let vp8 = self.rtc.codec_config().find(|p| p.spec().codec == Codec::Vp8).map(|p| p.pt());
+        let rids: Vec<Option<str0m::media::Rid>> =
+            if self.layers.is_empty() { vec![None] } else { self.layers.iter().copied().map(Some).collect() };
         for (mid, kind) in self.own_mids.clone() {
-            let mut direct = self.rtc.direct_api();
-            let Some(stream) = direct.stream_tx_by_mid(mid, None) else { continue };
             match kind {
                 MediaKind::Audio if now >= audio.next_at => {
                     let Some(pt) = opus else { continue };
+                    let mut direct = self.rtc.direct_api();
+                    let Some(stream) = direct.stream_tx_by_mid(mid, None) else { continue };
                     let payload = vec![0xfc; 60];
                     stream.write_rtp(
                         RtpWrite::new(pt, audio.seq_no.into(), audio.timestamp, now, payload)
@@ -441,15 +496,20 @@ impl Driver {
                     let Some(pt) = vp8 else { continue };
                     let keyframe = *want_keyframe || video.n_frames.is_multiple_of(60);
                     *want_keyframe = false;
-                    // VP8 payload descriptor (S=1, PID=0), then the payload header whose low bit
-                    // is 0 for a keyframe; the rest is filler no decoder will ever see.
-                    let mut payload = vec![0x10, if keyframe { 0x00 } else { 0x01 }, 0x9d, 0x01, 0x2a];
-                    payload.resize(300, 0xaa);
-                    stream.write_rtp(
-                        RtpWrite::new(pt, video.seq_no.into(), video.timestamp, now, payload)
-                            .marker(true)
-                            .nackable(true),
-                    );
+                    // Each layer its own SSRC and sequence space, the higher ones larger.
+                    for (index, rid) in rids.iter().enumerate() {
+                        let mut direct = self.rtc.direct_api();
+                        let Some(stream) = direct.stream_tx_by_mid(mid, *rid) else { continue };
+                        // VP8 payload descriptor (S=1, PID=0), then the payload header whose low
+                        // bit is 0 for a keyframe; the rest is filler no decoder will ever see.
+                        let mut payload = vec![0x10, if keyframe { 0x00 } else { 0x01 }, 0x9d, 0x01, 0x2a];
+                        payload.resize(300 * (index + 1), 0xaa);
+                        stream.write_rtp(
+                            RtpWrite::new(pt, video.seq_no.into(), video.timestamp, now, payload)
+                                .marker(true)
+                                .nackable(true),
+                        );
+                    }
                     video.seq_no += 1;
                     video.n_frames += 1;
                     video.timestamp = video.timestamp.wrapping_add(3000);

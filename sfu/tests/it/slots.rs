@@ -78,3 +78,38 @@ async fn a_new_speaker_takes_a_thumbnail_and_an_audio_slot_without_renegotiation
         .iter()
         .any(|s| s.kind == SlotKind::Stage && s.publisher.as_ref() == Some(&teacher.participant_id)));
 }
+
+/// The SSRC `client` sends its camera's `rid` layer with.
+fn layer_ssrc(client: &Client, rid: &str) -> u32 {
+    client.layer_ssrcs().into_iter().find(|(r, _)| r == rid).map(|(_, ssrc)| ssrc).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stage_gets_the_high_simulcast_layer_and_a_thumbnail_the_low_one() {
+    let sfu = start_sfu_with(SfuConfig::loopback()).await;
+    let handle = sfu.handle.clone();
+    let room_id = room("class-simulcast");
+    let teacher = Client::connect_simulcast(&handle, &room_id, "teacher", Role::Teacher, &["l", "h"]).await;
+    let alice = Client::connect(&handle, &room_id, "alice", Role::Parent).await;
+    let bob = Client::connect(&handle, &room_id, "bob", Role::Parent).await;
+    // Bob pins alice: the teacher moves to one of his thumbnails.
+    handle
+        .command(
+            &room_id,
+            &bob.participant_id,
+            sfu::Command::Pin { participant: Some(alice.participant_id.clone()) },
+        )
+        .await
+        .unwrap();
+    let (low, high) = (layer_ssrc(&teacher, "l"), layer_ssrc(&teacher, "h"));
+    let video =
+        |client: &Client, ssrc: u32| client.state.lock().unwrap().received.get(&ssrc).map_or(0, |c| c.video);
+    wait_until("alice's stage shows the teacher's high layer", LIMIT, || video(&alice, high) > 30).await;
+    wait_until("bob's thumbnail shows the teacher's low layer", LIMIT, || video(&bob, low) > 30).await;
+    let (alice_low, bob_high) = (video(&alice, low), video(&bob, high));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(video(&alice, low) <= alice_low + 2, "the stage does not get the low layer too");
+    assert!(video(&bob, high) <= bob_high + 2, "a thumbnail does not get the high layer");
+    // Both names came with the SSRC of the layer each slot shows.
+    assert_eq!(alice.counts_from(&teacher.participant_id).video, video(&alice, high) + video(&alice, low));
+}
