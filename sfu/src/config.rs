@@ -14,6 +14,9 @@ pub struct SfuConfig {
     pub advertised_ip: IpAddr,
     pub room: RoomConfig,
     pub tcp_limits: TcpLimits,
+    /// Send a room's datagrams of one wake-up with one `sendmmsg(2)` (Linux) rather than one
+    /// `send_to` each. docs/benchmarks.md has the figures.
+    pub batch_sends: bool,
 }
 
 /// What an ICE-TCP connection may hold: a connection that says nothing, or stops talking, is
@@ -47,6 +50,7 @@ impl Default for SfuConfig {
             advertised_ip: Ipv4Addr::LOCALHOST.into(),
             room: RoomConfig::default(),
             tcp_limits: TcpLimits::default(),
+            batch_sends: true,
         }
     }
 }
@@ -60,6 +64,7 @@ impl SfuConfig {
             advertised_ip: Ipv4Addr::LOCALHOST.into(),
             room: RoomConfig::default(),
             tcp_limits: TcpLimits::default(),
+            batch_sends: true,
         }
     }
 }

@@ -160,6 +160,8 @@ pub struct SfuSection {
     /// Camera thumbnails the SFU fills per participant (teachers and the latest speakers first),
     /// besides the stage. A client may declare fewer.
     pub thumbnail_slots: usize,
+    /// Send each room's datagrams in batches with `sendmmsg(2)` (Linux).
+    pub batch_sends: bool,
 }
 
 impl Default for SfuSection {
@@ -171,6 +173,7 @@ impl Default for SfuSection {
             advertised_ip: std::net::IpAddr::from([127, 0, 0, 1]),
             audio_slots: sfu::RoomConfig::default().audio_slots,
             thumbnail_slots: sfu::RoomConfig::default().thumbnail_slots,
+            batch_sends: sfu::SfuConfig::default().batch_sends,
         }
     }
 }
@@ -320,6 +323,12 @@ impl Config {
             self.sfu.advertised_ip = ip.parse().map_err(|err| ConfigError::Env {
                 var: "KLASS_SFU_ADVERTISED_IP",
                 message: format!("{err}"),
+            })?;
+        }
+        if let Some(batch) = env("KLASS_SFU_BATCH_SENDS") {
+            self.sfu.batch_sends = batch.parse().map_err(|err| ConfigError::Env {
+                var: "KLASS_SFU_BATCH_SENDS",
+                message: format!("{err} (true or false)"),
             })?;
         }
         if let Some(url) = env("KLASS_WEBHOOK_URL") {

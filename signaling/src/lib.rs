@@ -165,6 +165,7 @@ impl AppState {
                 ..sfu::RoomConfig::default()
             },
             tcp_limits: sfu::TcpLimits::default(),
+            batch_sends: config.sfu.batch_sends,
         })
         .await
         .context("cannot start the SFU")?;

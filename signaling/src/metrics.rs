@@ -112,7 +112,8 @@ impl SfuMetrics {
             queue_drops: counter_vec(
                 "sfu_queue_drops_total",
                 "What the SFU dropped rather than queue without bound: datagrams (a room's queue full), \
-                 ice_tcp_frames (a TCP peer's write queue full), ice_tcp_connections (connection limit).",
+                 ice_tcp_frames (a TCP peer's write queue full), ice_tcp_connections (connection limit), \
+                 udp_sends (the media socket's send buffer full).",
                 &["queue"],
             ),
             event_backlog: gauge(
@@ -190,6 +191,7 @@ impl Metrics {
             ("datagrams", drops.datagrams),
             ("ice_tcp_frames", drops.tcp_frames),
             ("ice_tcp_connections", drops.tcp_connections),
+            ("udp_sends", drops.udp_sends),
         ] {
             let counter = metrics.queue_drops.with_label_values(&[queue]);
             counter.inc_by(total.saturating_sub(counter.get()));

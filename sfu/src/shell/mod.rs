@@ -1,5 +1,6 @@
 //! The IO shell: sockets, one tokio task per room, and the handle the signaling server calls.
 
+mod batch;
 mod event_queue;
 mod net;
 mod room_task;
@@ -51,6 +52,8 @@ pub struct Drops {
     pub tcp_frames: AtomicU64,
     /// ICE-TCP connections closed at once because `TcpLimits::max_connections` were open.
     pub tcp_connections: AtomicU64,
+    /// Datagrams we could not send because the socket's send buffer was full.
+    pub udp_sends: AtomicU64,
 }
 
 /// A snapshot of [`Drops`].
@@ -59,6 +62,7 @@ pub struct DropCounts {
     pub datagrams: u64,
     pub tcp_frames: u64,
     pub tcp_connections: u64,
+    pub udp_sends: u64,
 }
 
 /// A running SFU: its handle and the stream of server events (sessions, attendance, stats).
@@ -317,6 +321,7 @@ impl SfuHandle {
             datagrams: drops.datagrams.load(Ordering::Relaxed),
             tcp_frames: drops.tcp_frames.load(Ordering::Relaxed),
             tcp_connections: drops.tcp_connections.load(Ordering::Relaxed),
+            udp_sends: drops.udp_sends.load(Ordering::Relaxed),
         }
     }
 
@@ -400,6 +405,7 @@ impl SfuHandle {
             router: self.inner.router.clone(),
             server_events: self.inner.server_events.clone(),
             drops: self.inner.drops.clone(),
+            batch_sends: self.inner.config.batch_sends,
             on_exit: Box::new(move || {
                 if let Some(inner) = weak.upgrade() {
                     let mut rooms = inner.lock_rooms();

@@ -40,6 +40,9 @@ pub enum NetMsg {
     },
 }
 
+/// How often the room task looks for participants whose signaling side went away.
+const GONE_CHECK: std::time::Duration = std::time::Duration::from_millis(250);
+
 type Reply<T> = oneshot::Sender<Result<T, SfuError>>;
 
 /// From the handle to a room.
@@ -93,6 +96,8 @@ pub struct RoomTask {
     pub router: Arc<Router>,
     pub server_events: super::EventSender,
     pub drops: Arc<super::Drops>,
+    /// Whether UDP datagrams go out with `sendmmsg(2)` ([`super::batch`]).
+    pub batch_sends: bool,
     /// Called with the room id when the task ends, so the registry forgets it.
     pub on_exit: Box<dyn FnOnce() + Send>,
 }
@@ -118,12 +123,15 @@ impl RoomTask {
             router,
             server_events,
             drops,
+            batch_sends,
             on_exit,
         } = self;
         let mut peers: HashMap<ParticipantId, Peer> = HashMap::new();
         let mut too_slow: Vec<ParticipantId> = Vec::new();
         let mut tcp_writers: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
         let room_id: RoomId = room.room_id().clone();
+        let mut next_gone_check = Instant::now();
+        let mut batch = super::batch::UdpBatch::default();
         loop {
             let timeout = loop {
                 match room.poll_output() {
@@ -131,8 +139,9 @@ impl RoomTask {
                     RoomOutput::Transmit(transmit) => match transmit.proto {
                         Protocol::Udp => {
                             // UDP semantics: a full socket buffer loses the datagram, like the network.
-                            if let Err(err) = udp.try_send_to(&transmit.contents, transmit.destination) {
-                                debug!(cause = %err, "udp send failed");
+                            batch.push(transmit.destination, transmit.contents.into());
+                            if batch.is_full() {
+                                batch.flush(&udp, batch_sends, &drops);
                             }
                         }
                         _ => {
@@ -164,6 +173,7 @@ impl RoomTask {
                     }
                 }
             };
+            batch.flush(&udp, batch_sends, &drops);
             if !room.is_alive() {
                 break;
             }
@@ -179,15 +189,23 @@ impl RoomTask {
                 }
                 continue;
             }
-            // A participant whose signaling side went away leaves.
-            let gone: Vec<ParticipantId> =
-                peers.iter().filter(|(_, peer)| peer.events.is_closed()).map(|(id, _)| id.clone()).collect();
-            if !gone.is_empty() {
-                for participant_id in gone {
-                    room.leave(Instant::now(), &participant_id, LeaveReason::Left);
+            // A participant whose signaling side went away leaves. Looked for a few times a
+            // second, not after every datagram: that would be a walk over everyone per packet.
+            if Instant::now() >= next_gone_check {
+                next_gone_check = Instant::now() + GONE_CHECK;
+                let gone: Vec<ParticipantId> = peers
+                    .iter()
+                    .filter(|(_, peer)| peer.events.is_closed())
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                if !gone.is_empty() {
+                    for participant_id in gone {
+                        room.leave(Instant::now(), &participant_id, LeaveReason::Left);
+                    }
+                    continue;
                 }
-                continue;
             }
+            let timeout = timeout.min(next_gone_check);
 
             tokio::select! {
                 Some(msg) = net_rx.recv() => match msg {
