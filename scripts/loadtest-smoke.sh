@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Starts the signaling server built in BIN_DIR on free loopback ports and runs a load test against
-# it through the public protocol (real str0m participants over UDP), exiting with its status.
-#   scripts/loadtest-smoke.sh BIN_DIR [call options...]   one call: 0 when every participant got
-#                                                          at least 90 % of the media it should have
+# it through the public protocol (real str0m participants over UDP, protocol v2: one offer with
+# fixed receive slots each), exiting with its status.
+#   scripts/loadtest-smoke.sh BIN_DIR [call options...]   one call: 0 when everyone was admitted
+#                                                          and each participant's slots delivered
+#                                                          at least --min-delivery (default 98 %)
+#                                                          of what their announced publishers sent
 #   scripts/loadtest-smoke.sh BIN_DIR soak [options...]   churn, API calls and uploads for
 #                                                          --seconds: 0 when no attendance row or
 #                                                          webhook was lost and memory stayed flat

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::client::{self, ClientConfig, Progress};
+use crate::client::{self, ClientConfig, Progress, SlotPlan};
+use crate::media::SpeakerSchedule;
 use crate::mint;
 
 #[derive(clap::Args)]
@@ -215,19 +216,21 @@ impl User {
         let ws_url = format!("{}/v1/classes/{}/visio/ws", self.url.replacen("http", "ws", 1), self.class_id);
         tokio::time::sleep(jitter.between(0, 2000)).await;
         while Instant::now() < end {
-            // A call: a few seconds in, microphone on, camera off (the soak is about churn).
-            let progress = Arc::new(Mutex::new(Progress::default()));
+            // A call: a few seconds in, microphone on, camera off (the soak is about churn). The
+            // teacher speaks; everyone declares the usual slots.
             let config = ClientConfig {
+                participant_idx: usize::from(!self.teacher),
                 ws_url: ws_url.clone(),
                 token: self.token.clone(),
                 camera: false,
-                speaking: self.teacher,
+                slots: SlotPlan { audio: 3, stage: true, thumbnails: 9 },
+                speakers: Arc::new(SpeakerSchedule::fixed(1, 2)),
                 bind_ip: self.bind_ip,
+                epoch: Instant::now(),
             };
             let stay = jitter.between(2000, 8000);
-            client::run(config, progress.clone(), Instant::now(), Instant::now() + stay).await;
-            let admitted = progress.lock().unwrap_or_else(|p| p.into_inner()).admitted.is_some();
-            if admitted {
+            let report = client::run(config, Arc::new(Progress::default()), tokio::time::sleep(stay)).await;
+            if report.admitted.is_some() {
                 tally.joins_seen.fetch_add(1, Ordering::Relaxed);
             } else if !self.teacher {
                 // A parent may wait for the teacher all along: not a failure.

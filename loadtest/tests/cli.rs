@@ -8,7 +8,30 @@ fn call_explains_its_options() {
     let output = Command::new(env!("CARGO_BIN_EXE_loadtest")).args(["call", "--help"]).output().unwrap();
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
-    for option in ["--participants", "--cameras", "--seconds", "--server-pid", "--min-delivery"] {
+    for option in [
+        "--participants",
+        "--cameras",
+        "--speakers",
+        "--speaker-period",
+        "--audio-slots",
+        "--thumbnails",
+        "--warmup",
+        "--seconds",
+        "--server-pid",
+        "--min-delivery",
+    ] {
+        assert!(help.contains(option), "{option} missing from:\n{help}");
+    }
+    // Protocol v2 has no last-N: receive slots replaced it.
+    assert!(!help.contains("--last-n"), "--last-n is gone from the server:\n{help}");
+}
+
+#[test]
+fn soak_explains_its_options() {
+    let output = Command::new(env!("CARGO_BIN_EXE_loadtest")).args(["soak", "--help"]).output().unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for option in ["--classes", "--people", "--seconds", "--webhook-port"] {
         assert!(help.contains(option), "{option} missing from:\n{help}");
     }
 }
