@@ -43,8 +43,9 @@ pub struct CallArgs {
     /// (the teacher speaks in the first turn).
     #[arg(long, default_value_t = 4)]
     speaker_period: u64,
-    /// Audio slots each participant declares.
-    #[arg(long, default_value_t = 3)]
+    /// Audio slots each participant declares (the server fills 4 by default: the teacher and
+    /// three others).
+    #[arg(long, default_value_t = 4)]
     audio_slots: usize,
     /// Thumbnail slots each participant declares (plus one stage).
     #[arg(long, default_value_t = 9)]

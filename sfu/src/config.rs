@@ -83,6 +83,7 @@ pub struct RoomConfig {
     /// A participant whose media is not connected this long after joining is dropped.
     pub connect_timeout: Duration,
     /// Audio slots filled per participant: the loudest speakers (teachers always) but oneself.
+    /// Four: the teacher and three others speaking at once.
     pub audio_slots: usize,
     /// Camera thumbnails filled per participant, teachers and the latest speakers first. A
     /// client may declare fewer; the stage (one slot) comes on top.
@@ -100,7 +101,7 @@ impl Default for RoomConfig {
             keyframe_request_interval: Duration::from_secs(1),
             stats_interval: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(30),
-            audio_slots: 3,
+            audio_slots: 4,
             thumbnail_slots: 9,
             allocation_interval: Duration::from_millis(200),
         }

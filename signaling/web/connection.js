@@ -8,8 +8,8 @@
 import { call, local, trace } from './state.js';
 
 export const PROTOCOL_VERSION = 2;
-/** Audio slots we declare; the server fills at most `max_audio_slots` of them (3 by default). */
-export const AUDIO_SLOTS = 3;
+/** Audio slots we declare; the server fills at most `max_audio_slots` of them (4 by default). */
+export const AUDIO_SLOTS = 4;
 /** Thumbnails on a wide screen, and on a narrow one (a phone in portrait). */
 export const THUMBNAILS_WIDE = 9;
 export const THUMBNAILS_NARROW = 4;

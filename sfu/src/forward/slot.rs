@@ -74,16 +74,17 @@ impl<K: Copy + Eq> SlotForwarder<K> {
         self.downtrack.set_clock_rate(clock_rate);
     }
 
-    /// Points the slot at `track`. Returns whether what the receiver sees changed now (a
-    /// video switch between two publishers happens later, at the new one's keyframe).
+    /// Points the slot at `track`. Returns whether what the receiver sees changed now (a video
+    /// slot changes to a publisher later, at its keyframe).
     pub fn assign(&mut self, track: Option<K>, generation: u32) -> bool {
         if track == self.current {
             self.pending = None;
             return false;
         }
-        match (self.kind, self.current, track) {
-            // Video from one publisher to another: keep the old one until the new one's keyframe.
-            (MediaKind::Video, Some(_), Some(_)) => {
+        match (self.kind, track) {
+            // Video to a publisher: keep what the slot shows (a picture, or nothing) until the
+            // new one's keyframe, when the switch happens and is announced.
+            (MediaKind::Video, Some(_)) => {
                 self.pending = track;
                 false
             }

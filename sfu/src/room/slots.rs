@@ -75,7 +75,7 @@ impl Room {
         for layer in keyframes {
             self.request_keyframe(layer, now);
         }
-        let speaking = self.speaker_keys(now);
+        let speaking = self.speakers.speaking_now(view.microphones.keys().copied(), now);
         if speaking != self.announced_speakers {
             self.announced_speakers = speaking;
             let ids = self.speaker_ids();
@@ -234,11 +234,6 @@ impl Room {
             let id = rx.id.clone();
             self.outputs.push_back(RoomOutput::ToParticipant(id, ParticipantEvent::Slots(infos)));
         }
-    }
-
-    /// The chosen speakers who spoke within the speaking window, in order.
-    fn speaker_keys(&self, now: Instant) -> Vec<PeerKey> {
-        self.speakers.chosen().iter().copied().filter(|key| self.speakers.is_speaking(*key, now)).collect()
     }
 
     pub(super) fn speaker_ids(&self) -> Vec<ParticipantId> {

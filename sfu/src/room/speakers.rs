@@ -83,6 +83,14 @@ impl Speakers {
             .is_some_and(|at| now.saturating_duration_since(at) < SPEAKING_WINDOW)
     }
 
+    /// Everyone among `keys` who speaks now (voiced within [`SPEAKING_WINDOW`]), loudest first,
+    /// whether or not an audio slot carries them yet: for the speaker highlight.
+    pub fn speaking_now(&self, keys: impl Iterator<Item = PeerKey>, now: Instant) -> Vec<PeerKey> {
+        let mut speaking: Vec<PeerKey> = keys.filter(|key| self.is_speaking(*key, now)).collect();
+        speaking.sort_by(|a, b| self.smoothed(*b).total_cmp(&self.smoothed(*a)).then(a.cmp(b)));
+        speaking
+    }
+
     /// The speakers the audio slots carry, in slot priority order, at most `n`.
     pub fn chosen(&self) -> &[PeerKey] {
         &self.chosen

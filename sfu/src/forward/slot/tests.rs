@@ -25,14 +25,16 @@ fn forwarded(decision: SlotDecision) -> (u64, u32, bool) {
 fn a_video_slot_switches_publisher_only_at_the_new_ones_keyframe() {
     let t0 = Instant::now();
     let mut slot: SlotForwarder<u32> = SlotForwarder::new(MediaKind::Video);
-    // Empty slot, first publisher: shown from its first keyframe.
-    assert!(slot.assign(Some(1), 0));
+    // Empty slot, first publisher: shown (and announced) from its first keyframe.
+    assert!(!slot.assign(Some(1), 0), "nothing to show before a keyframe");
+    assert_eq!(slot.current(), None);
     assert_eq!(
         slot.forward(1, &packet(t0, 11, 500, 0, false), 0),
         SlotDecision::Drop(DropReason::WaitingForKeyframe)
     );
     assert!(slot.waits_for_keyframe_of(1));
-    let (first, _, _) = forwarded(slot.forward(1, &packet(t0, 11, 501, 33, true), 0));
+    let (first, _, switched) = forwarded(slot.forward(1, &packet(t0, 11, 501, 33, true), 0));
+    assert!(switched, "the slot shows publisher 1 from this packet");
     assert_eq!(forwarded(slot.forward(1, &packet(t0, 11, 502, 66, false), 0)).0, first + 1);
 
     // The allocation moves the slot to publisher 2: 1 goes on until 2 sends a keyframe.
@@ -95,7 +97,7 @@ fn emptying_a_slot_stops_it_and_refilling_waits_for_a_keyframe() {
     forwarded(slot.forward(1, &packet(t0, 11, 1, 0, true), 0));
     assert!(slot.assign(None, 0));
     assert_eq!(slot.forward(1, &packet(t0, 11, 2, 33, false), 0), SlotDecision::NotHere);
-    assert!(slot.assign(Some(1), 0));
+    assert!(!slot.assign(Some(1), 0));
     assert_eq!(
         slot.forward(1, &packet(t0, 11, 3, 66, false), 0),
         SlotDecision::Drop(DropReason::WaitingForKeyframe)

@@ -48,6 +48,8 @@ fn a_new_speaker_replaces_the_longest_silent_one_only_after_the_hold() {
     speak(&mut speakers, 1, -30, t0, 1000, 3000);
     speak(&mut speakers, 3, -30, t0, 1000, 1300);
     assert!(!speakers.rank(&everyone, 2, ms(t0, 1300)), "no flap within the hold");
+    // ...though the highlight shows at once who speaks now.
+    assert_eq!(speakers.speaking_now([1, 2, 3].into_iter(), ms(t0, 1390)), [1, 3]);
     // ...and loses it after.
     speak(&mut speakers, 3, -30, t0, 1300, 1600);
     assert!(speakers.rank(&everyone, 2, ms(t0, 1600)));
