@@ -123,7 +123,7 @@ impl Room {
         let latest_screen = self
             .latest_screen
             .filter(|track| video.iter().any(|p| p.key == track.0 && p.screen == Some(track.1)));
-        RoomView::new(self.speakers.audible(), microphones, video, latest_screen, now)
+        RoomView::new(self.speakers.audible(now), microphones, video, latest_screen, now)
     }
 
     /// Which layer of `track` a slot of `kind` gets: the stage the best one the publisher sends

@@ -43,6 +43,8 @@ pub(crate) struct Speakers {
     chosen: Vec<PeerKey>,
     /// Silent candidates for the places the speakers leave free, after them.
     fillers: Vec<PeerKey>,
+    /// The teachers and admins among the last ranking's candidates.
+    moderators: Vec<PeerKey>,
     /// Every voiced packet, in order: the video ranking uses it ("latest speakers first").
     last_spoke: HashMap<PeerKey, Instant>,
 }
@@ -96,14 +98,28 @@ impl Speakers {
         &self.chosen
     }
 
-    /// What the audio slots carry: the speakers, then silent participants where places are free.
-    pub fn audible(&self) -> Vec<PeerKey> {
-        self.chosen.iter().chain(&self.fillers).copied().collect()
+    /// What the audio slots carry, in priority: teachers and admins, then the chosen who spoke
+    /// within [`HOLD`], then the other chosen, then silent participants where places are free.
+    /// A receiver takes the first of these that are not itself, so a chosen speaker who fell
+    /// silent makes way for one who speaks; among those who speak the order stays that of
+    /// their places, so that two people talking at once do not swap.
+    pub fn audible(&self, now: Instant) -> Vec<PeerKey> {
+        let recent = |key: &PeerKey| {
+            self.moderators.contains(key)
+                || self
+                    .levels
+                    .get(key)
+                    .and_then(|l| l.last_voice)
+                    .is_some_and(|at| now.saturating_duration_since(at) < HOLD)
+        };
+        let (front, back): (Vec<PeerKey>, Vec<PeerKey>) = self.chosen.iter().partition(|key| recent(key));
+        front.into_iter().chain(back).chain(self.fillers.iter().copied()).collect()
     }
 
     /// Recomputes the list among `candidates`; returns whether it changed.
     pub fn rank(&mut self, candidates: &[AudioCandidate], n: usize, now: Instant) -> bool {
         let before = self.chosen.clone();
+        self.moderators = candidates.iter().filter(|c| c.moderator).map(|c| c.key).collect();
         // Gone, muted or no longer publishing: out at once.
         self.chosen.retain(|key| candidates.iter().any(|c| c.key == *key));
         // Teachers and admins first, always.

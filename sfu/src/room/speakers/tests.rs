@@ -24,12 +24,12 @@ fn the_teacher_always_has_a_place_and_speakers_take_the_free_ones() {
     // Nobody speaks: the teacher, then silent participants in the places nobody needs.
     assert!(speakers.rank(&everyone, 3, t0));
     assert_eq!(speakers.chosen(), &[1]);
-    assert_eq!(speakers.audible(), [1, 2, 3]);
+    assert_eq!(speakers.audible(t0), [1, 2, 3]);
     // 4 speaks: it comes before the silent ones at once.
     speak(&mut speakers, 4, -30, t0, 0, 200);
     assert!(speakers.rank(&everyone, 3, ms(t0, 200)));
     assert_eq!(speakers.chosen(), &[1, 4]);
-    assert_eq!(speakers.audible(), [1, 4, 2]);
+    assert_eq!(speakers.audible(ms(t0, 200)), [1, 4, 2]);
     // Silence (-127, or DTX's few packets) is not speech.
     speak(&mut speakers, 2, -127, t0, 200, 400);
     assert!(!speakers.rank(&everyone, 3, ms(t0, 400)));
@@ -87,4 +87,30 @@ fn muted_and_departed_participants_lose_their_place() {
     speakers.forget(3);
     assert_eq!(speakers.chosen(), &[1]);
     assert!(!speakers.is_speaking(3, ms(t0, 600)));
+}
+
+#[test]
+fn speakers_who_fell_silent_make_way_in_what_receivers_hear_first() {
+    let t0 = Instant::now();
+    let mut speakers = Speakers::default();
+    let teacher = AudioCandidate { key: 1, moderator: true };
+    let everyone: Vec<AudioCandidate> = std::iter::once(teacher).chain((2..=8).map(pupil)).collect();
+    // 2, 3, 4 and 5 speak: with room for 5 (four slots and one spare), all are chosen.
+    for key in 2..=5 {
+        speak(&mut speakers, key, -30, t0, 0, 1000);
+    }
+    speakers.rank(&everyone, 5, ms(t0, 1000));
+    assert_eq!(speakers.chosen(), &[1, 2, 3, 4, 5]);
+    // 2, 3 and 4 stop; 6, 7 and 8 start. After the hold, the three newcomers take the places of
+    // the three who stopped first; 5 stays chosen but, silent, comes after the three speaking,
+    // so that a receiver with four audio slots hears the teacher and 6, 7, 8.
+    speak(&mut speakers, 5, -30, t0, 1000, 1300);
+    for key in 6..=8 {
+        speak(&mut speakers, key, -30, t0, 1200, 2500);
+    }
+    speakers.rank(&everyone, 5, ms(t0, 2000));
+    let audible = speakers.audible(ms(t0, 2000));
+    let mut first_four = audible[..4].to_vec();
+    first_four.sort();
+    assert_eq!((audible[0], first_four), (1, vec![1, 6, 7, 8]), "{audible:?}");
 }
