@@ -289,6 +289,8 @@ impl Room {
         ext_vals.voice_activity = packet.header.ext_vals.voice_activity;
         ext_vals.video_orientation = packet.header.ext_vals.video_orientation;
         let csrc = [*packet.header.ssrc];
+        // One copy of the payload, shared by every receiver's send queue and RTX cache.
+        let payload: std::sync::Arc<[u8]> = packet.payload.into();
 
         let mut wants_keyframe = false;
         let mut switched = Vec::new();
@@ -330,18 +332,21 @@ impl Room {
             slot.forwarder.bytes_out += payload_len;
             let mut direct = rx.rtc.direct_api();
             let Some(stream) = direct.stream_tx_by_mid(out_mid, None) else { continue };
-            let write =
-                RtpWrite::new(pt_out, seq_no.into(), timestamp, packet.timestamp, packet.payload.clone())
-                    .marker(packet.header.marker)
-                    .ext_vals(ext_vals.clone())
-                    .csrc(&csrc)
-                    // Video is resent from str0m's cache on NACK; audio is not worth it.
-                    .nackable(kind == MediaKind::Video);
+            let write = RtpWrite::new(pt_out, seq_no.into(), timestamp, packet.timestamp, payload.clone())
+                .marker(packet.header.marker)
+                .ext_vals(ext_vals.clone())
+                .csrc(&csrc)
+                // Video is resent from str0m's cache on NACK; audio is not worth it.
+                .nackable(kind == MediaKind::Video);
             stream.write_rtp(write);
             let outgoing = counters(&mut self.stats, kind);
             outgoing.packets_out += 1;
             outgoing.bytes_out += payload_len;
-            self.drain_participant(receiver);
+            // Drained once for everything written to it in this wake-up, not once per packet.
+            if !rx.dirty {
+                rx.dirty = true;
+                self.dirty.push(receiver);
+            }
         }
         if let Some(idx) = self.index_of(publisher) {
             if let Some(track) = self.participants[idx].tracks_in.get_mut(&mid) {

@@ -105,6 +105,9 @@ pub struct Room {
     /// Set by whatever changes who may fill a slot; the allocation runs before the next output.
     allocation_dirty: bool,
     next_allocation_at: Instant,
+    /// Participants whose `Rtc` got packets to send since it was last drained: drained together
+    /// before the room outputs anything, so that each is drained once per wake-up.
+    dirty: Vec<PeerKey>,
     /// Set when an `Rtc` may have died: `process` then looks for the dead, instead of asking
     /// every participant after every packet.
     maybe_dead: bool,
@@ -140,6 +143,7 @@ impl Room {
             latest_screen: None,
             allocation_dirty: false,
             maybe_dead: false,
+            dirty: Vec::new(),
         }
     }
 
@@ -185,6 +189,7 @@ impl Room {
         slots: &[SlotDeclaration],
     ) -> Result<JoinAccepted, SfuError> {
         self.last_now = now;
+        self.drain_dirty();
         if self.closed {
             return Err(SfuError::RoomClosed);
         }
@@ -222,6 +227,7 @@ impl Room {
             slots: slots.into_iter().map(|(mid, kind)| Slot::new(mid, kind)).collect(),
             pin: None,
             next_timeout: now,
+            dirty: false,
             ssrc_mids: HashMap::new(),
             pt_params: HashMap::new(),
             last_egress: HashMap::new(),
@@ -256,6 +262,7 @@ impl Room {
         tracks: &[TrackDeclaration],
     ) -> Result<String, SfuError> {
         self.last_now = now;
+        self.drain_dirty();
         let declared = sdp::declared_sources(tracks)?;
         let layers = sdp::declared_layers(tracks)?;
         let idx = self.index_of_id(participant_id).ok_or(SfuError::ParticipantNotFound)?;
@@ -372,8 +379,12 @@ impl Room {
                     debug!(%source, "no participant accepts datagram");
                     return;
                 };
+                let key = self.participants[idx].key;
+                if self.participants[idx].dirty {
+                    // What was written to it goes out before it takes new input.
+                    self.drain_participant(key);
+                }
                 let participant = &mut self.participants[idx];
-                let key = participant.key;
                 if let Err(err) = participant.rtc.handle_input(input) {
                     debug!(cause = %err, participant_id = %participant.id, "rtc input failed");
                     participant.rtc.disconnect();
@@ -402,6 +413,9 @@ impl Room {
         if self.allocation_dirty && !self.closed {
             self.refresh_allocation(self.last_now);
         }
+        if !self.dirty.is_empty() {
+            self.drain_dirty();
+        }
         if let Some(output) = self.outputs.pop_front() {
             return output;
         }
@@ -428,6 +442,7 @@ impl Room {
 
     fn handle_timeout(&mut self, now: Instant) {
         self.last_now = now.max(self.last_now);
+        self.drain_dirty();
         let _ = self.session.handle_input(SessionInput::Timeout(now));
         let keys: Vec<PeerKey> = self.participants.iter().map(|p| p.key).collect();
         for key in keys {
@@ -479,11 +494,23 @@ impl Room {
         self.participants.iter().position(|p| &p.id == participant_id)
     }
 
+    /// Drains every participant that got packets to send since its last drain.
+    fn drain_dirty(&mut self) {
+        while !self.dirty.is_empty() {
+            for key in std::mem::take(&mut self.dirty) {
+                self.drain_participant(key);
+            }
+            // Draining hands str0m's events over; handling them may write more packets.
+            self.process(self.last_now);
+        }
+    }
+
     /// Drains one `Rtc` until its timeout. str0m wants a full drain after every mutation; events
     /// are queued rather than handled here, since handling them mutates other `Rtc`s.
     fn drain_participant(&mut self, key: PeerKey) {
         let Some(idx) = self.index_of(key) else { return };
         let participant = &mut self.participants[idx];
+        participant.dirty = false;
         loop {
             if !participant.rtc.is_alive() {
                 participant.next_timeout = self.last_now;

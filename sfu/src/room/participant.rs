@@ -106,6 +106,8 @@ pub(crate) struct Participant {
     /// Whom this participant wants on its stage.
     pub pin: Option<PeerKey>,
     pub next_timeout: Instant,
+    /// Packets were written to its `Rtc` and it was not drained since (`Room::dirty`).
+    pub dirty: bool,
     /// Caches str0m's SSRC to mid and RID lookup and the codec of each incoming payload type.
     pub ssrc_mids: HashMap<Ssrc, (Mid, Option<Rid>)>,
     pub pt_params: HashMap<Pt, Option<PayloadParams>>,

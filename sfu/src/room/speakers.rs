@@ -94,6 +94,7 @@ impl Speakers {
     }
 
     /// The speakers the audio slots carry, in slot priority order, at most `n`.
+    #[cfg(test)]
     pub fn chosen(&self) -> &[PeerKey] {
         &self.chosen
     }

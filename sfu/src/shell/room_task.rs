@@ -208,17 +208,15 @@ impl RoomTask {
             let timeout = timeout.min(next_gone_check);
 
             tokio::select! {
-                Some(msg) = net_rx.recv() => match msg {
-                    NetMsg::Datagram { at, proto, source, destination, data } => {
-                        room.handle_input(RoomInput::Receive { now: at, proto, source, destination, contents: &data });
+                Some(msg) = net_rx.recv() => {
+                    handle_net(&mut room, msg, &mut tcp_writers);
+                    // What else already waits goes in the same wake-up: each receiver is then
+                    // drained, and the datagrams sent, once for all of it.
+                    for _ in 1..NET_BATCH {
+                        let Ok(msg) = net_rx.try_recv() else { break };
+                        handle_net(&mut room, msg, &mut tcp_writers);
                     }
-                    NetMsg::TcpOpened { addr, writer } => {
-                        tcp_writers.insert(addr, writer);
-                    }
-                    NetMsg::TcpClosed { addr } => {
-                        tcp_writers.remove(&addr);
-                    }
-                },
+                }
                 msg = commands.recv() => match msg {
                     Some(msg) => handle_command(&mut room, msg, &mut peers, &router, &net_tx),
                     // Every handle is gone: the SFU is dropped.
@@ -234,6 +232,23 @@ impl RoomTask {
         }
         debug!(%room_id, "room task ends");
         on_exit();
+    }
+}
+
+/// Datagrams (and ICE-TCP changes) handled per wake-up of the room task at most.
+const NET_BATCH: usize = 64;
+
+fn handle_net(room: &mut Room, msg: NetMsg, tcp_writers: &mut HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>) {
+    match msg {
+        NetMsg::Datagram { at, proto, source, destination, data } => {
+            room.handle_input(RoomInput::Receive { now: at, proto, source, destination, contents: &data });
+        }
+        NetMsg::TcpOpened { addr, writer } => {
+            tcp_writers.insert(addr, writer);
+        }
+        NetMsg::TcpClosed { addr } => {
+            tcp_writers.remove(&addr);
+        }
     }
 }
 
