@@ -17,6 +17,9 @@ pub struct SfuConfig {
     /// Send a room's datagrams of one wake-up with one `sendmmsg(2)` (Linux) rather than one
     /// `send_to` each. docs/benchmarks.md has the figures.
     pub batch_sends: bool,
+    /// Run the socket readers and the rooms on the SFU's own single-threaded runtime, on its
+    /// own thread (`shell/media_thread.rs`), rather than on the caller's runtime.
+    pub media_thread: bool,
 }
 
 /// What an ICE-TCP connection may hold: a connection that says nothing, or stops talking, is
@@ -51,6 +54,7 @@ impl Default for SfuConfig {
             room: RoomConfig::default(),
             tcp_limits: TcpLimits::default(),
             batch_sends: true,
+            media_thread: true,
         }
     }
 }
@@ -65,6 +69,7 @@ impl SfuConfig {
             room: RoomConfig::default(),
             tcp_limits: TcpLimits::default(),
             batch_sends: true,
+            media_thread: true,
         }
     }
 }

@@ -162,6 +162,8 @@ pub struct SfuSection {
     pub thumbnail_slots: usize,
     /// Send each room's datagrams in batches with `sendmmsg(2)` (Linux).
     pub batch_sends: bool,
+    /// Run the media plane on its own thread and single-threaded runtime.
+    pub media_thread: bool,
 }
 
 impl Default for SfuSection {
@@ -174,6 +176,7 @@ impl Default for SfuSection {
             audio_slots: sfu::RoomConfig::default().audio_slots,
             thumbnail_slots: sfu::RoomConfig::default().thumbnail_slots,
             batch_sends: sfu::SfuConfig::default().batch_sends,
+            media_thread: sfu::SfuConfig::default().media_thread,
         }
     }
 }
@@ -328,6 +331,12 @@ impl Config {
         if let Some(batch) = env("KLASS_SFU_BATCH_SENDS") {
             self.sfu.batch_sends = batch.parse().map_err(|err| ConfigError::Env {
                 var: "KLASS_SFU_BATCH_SENDS",
+                message: format!("{err} (true or false)"),
+            })?;
+        }
+        if let Some(dedicated) = env("KLASS_SFU_MEDIA_THREAD") {
+            self.sfu.media_thread = dedicated.parse().map_err(|err| ConfigError::Env {
+                var: "KLASS_SFU_MEDIA_THREAD",
                 message: format!("{err} (true or false)"),
             })?;
         }

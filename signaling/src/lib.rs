@@ -166,6 +166,7 @@ impl AppState {
             },
             tcp_limits: sfu::TcpLimits::default(),
             batch_sends: config.sfu.batch_sends,
+            media_thread: config.sfu.media_thread,
         })
         .await
         .context("cannot start the SFU")?;

@@ -330,8 +330,20 @@ impl Room {
             let out_mid = slot.mid;
             slot.forwarder.packets_out += 1;
             slot.forwarder.bytes_out += payload_len;
+            let cached = slot.tx_ssrc;
             let mut direct = rx.rtc.direct_api();
-            let Some(stream) = direct.stream_tx_by_mid(out_mid, None) else { continue };
+            let stream = match cached {
+                Some(ssrc) => direct.stream_tx(&ssrc),
+                None => None,
+            };
+            let stream = match stream {
+                Some(stream) => stream,
+                None => {
+                    let Some(stream) = direct.stream_tx_by_mid(out_mid, None) else { continue };
+                    slot.tx_ssrc = Some(stream.ssrc());
+                    stream
+                }
+            };
             let write = RtpWrite::new(pt_out, seq_no.into(), timestamp, packet.timestamp, payload.clone())
                 .marker(packet.header.marker)
                 .ext_vals(ext_vals.clone())

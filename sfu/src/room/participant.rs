@@ -70,6 +70,9 @@ pub(crate) struct Slot {
     pub announced: Option<(LayerKey, Option<u32>)>,
     /// Incoming payload type to outgoing one; `None` when the receiver lacks the codec.
     pub pt_map: Vec<(PeerKey, Pt, Option<Pt>)>,
+    /// The SSRC we send the slot with (str0m finds a stream by SSRC in a map, by mid in a
+    /// walk over the streams); learned at the first packet.
+    pub tx_ssrc: Option<Ssrc>,
 }
 
 impl Slot {
@@ -85,6 +88,7 @@ impl Slot {
             listening: Vec::new(),
             announced: None,
             pt_map: Vec::new(),
+            tx_ssrc: None,
         }
     }
 }

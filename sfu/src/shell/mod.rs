@@ -2,6 +2,7 @@
 
 mod batch;
 mod event_queue;
+mod media_thread;
 mod net;
 mod room_task;
 
@@ -120,6 +121,8 @@ struct Inner {
     /// The runtime `start` ran on. Room tasks go there, not onto whichever runtime the caller of
     /// `join` happens to run on, so the SFU's work stays where it was put.
     runtime: tokio::runtime::Handle,
+    /// The media plane's own thread, when configured; it stops when this is dropped.
+    _media_thread: Option<media_thread::MediaThread>,
 }
 
 /// The socket's kernel buffers, each way. The default (about 200 KB) holds a few milliseconds
@@ -150,6 +153,11 @@ fn bind_udp(address: SocketAddr) -> Result<UdpSocket, SfuError> {
 impl Sfu {
     /// Binds the sockets and starts the readers. Rooms start with their first join.
     pub async fn start(config: SfuConfig) -> Result<Sfu, SfuError> {
+        let media_thread = if config.media_thread { Some(media_thread::MediaThread::start()?) } else { None };
+        let runtime =
+            media_thread.as_ref().map(|m| m.handle.clone()).unwrap_or_else(tokio::runtime::Handle::current);
+        // Sockets register with the reactor of the runtime that polls them.
+        let entered = runtime.enter();
         let udp = Arc::new(bind_udp(config.udp_bind)?);
         let udp_addr = SocketAddr::new(config.advertised_ip, udp.local_addr()?.port());
         let mut local_candidates =
@@ -158,11 +166,13 @@ impl Sfu {
         let router = Arc::new(Router::default());
         let drops = Arc::new(Drops::default());
         let mut io_tasks =
-            vec![tokio::spawn(net::udp_reader(udp.clone(), udp_addr, router.clone(), drops.clone()))];
+            vec![runtime.spawn(net::udp_reader(udp.clone(), udp_addr, router.clone(), drops.clone()))];
 
         let mut tcp_addr = None;
         if let Some(tcp_bind) = config.tcp_bind {
-            let listener = TcpListener::bind(tcp_bind).await?;
+            let listener = std::net::TcpListener::bind(tcp_bind)?;
+            listener.set_nonblocking(true)?;
+            let listener = TcpListener::from_std(listener)?;
             let advertised = SocketAddr::new(config.advertised_ip, listener.local_addr()?.port());
             let candidate = Candidate::builder()
                 .tcp()
@@ -171,7 +181,7 @@ impl Sfu {
                 .build()
                 .map_err(|err| SfuError::Io(format!("tcp candidate: {err}")))?;
             local_candidates.push(candidate);
-            io_tasks.push(tokio::spawn(net::tcp_acceptor(
+            io_tasks.push(runtime.spawn(net::tcp_acceptor(
                 listener,
                 advertised,
                 router.clone(),
@@ -180,7 +190,8 @@ impl Sfu {
             )));
             tcp_addr = Some(advertised);
         }
-        info!(%udp_addr, ?tcp_addr, "sfu started");
+        drop(entered);
+        info!(%udp_addr, ?tcp_addr, media_thread = media_thread.is_some(), "sfu started");
 
         let (server_events, events) = event_queue::event_queue();
         let inner = Inner {
@@ -195,7 +206,8 @@ impl Sfu {
             drops,
             next_id: AtomicU64::new(1),
             io_tasks: Mutex::new(io_tasks),
-            runtime: tokio::runtime::Handle::current(),
+            runtime,
+            _media_thread: media_thread,
         };
         Ok(Sfu { handle: SfuHandle { inner: Arc::new(inner) }, events })
     }
