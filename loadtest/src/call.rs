@@ -71,14 +71,31 @@ pub struct CallArgs {
     /// Also print one line per participant: its delivery and the slot changes it was told of.
     #[arg(long)]
     per_participant: bool,
+    /// Send this VP8 clip (an IVF file, played in a loop) instead of synthetic video, so that
+    /// browsers in the call decode it. Video delivery is then not counted (no packet counter).
+    #[arg(long)]
+    video_ivf: Option<std::path::PathBuf>,
+    /// Every participant is a parent (`lt-parent-0`...): the session must already run, started
+    /// by a teacher from elsewhere (a browser).
+    #[arg(long)]
+    no_teacher: bool,
+    /// Write each turn of speakers as a JSON line: its start (Unix milliseconds) and the display
+    /// names that speak in it, for a test that checks what pages show.
+    #[arg(long)]
+    speaker_log: Option<std::path::PathBuf>,
 }
 
-fn user_of(participant_idx: usize) -> String {
-    if participant_idx == 0 {
+fn user_of(participant_idx: usize, no_teacher: bool) -> String {
+    if participant_idx == 0 && !no_teacher {
         "lt-teacher".into()
     } else {
         format!("lt-parent-{participant_idx}")
     }
+}
+
+/// What each participant is called on the pages.
+fn display_name(participant_idx: usize) -> String {
+    format!("Participant {participant_idx}")
 }
 
 async fn setup(args: &CallArgs, http: &reqwest::Client) -> anyhow::Result<()> {
@@ -92,13 +109,14 @@ async fn setup(args: &CallArgs, http: &reqwest::Client) -> anyhow::Result<()> {
     .await?;
     anyhow::ensure!(class.status().is_success(), "creating the class: {}", class.text().await?);
     for idx in 0..args.participants {
-        let role = if idx == 0 { "teacher" } else { "parent" };
+        let role = if idx == 0 && !args.no_teacher { "teacher" } else { "parent" };
+        let user = user_of(idx, args.no_teacher);
         let member = put(
-            format!("/v1/classes/{}/members/{}", args.class, user_of(idx)),
-            json!({ "display_name": format!("Participant {idx}"), "role": role, "approved": true }),
+            format!("/v1/classes/{}/members/{user}", args.class),
+            json!({ "display_name": display_name(idx), "role": role, "approved": true }),
         )
         .await?;
-        anyhow::ensure!(member.status().is_success(), "adding {}: {}", user_of(idx), member.text().await?);
+        anyhow::ensure!(member.status().is_success(), "adding {user}: {}", member.text().await?);
     }
     Ok(())
 }
@@ -153,6 +171,13 @@ pub async fn call(args: CallArgs) -> anyhow::Result<bool> {
     let period = Duration::from_secs(args.speaker_period.max(1));
     let schedule = Arc::new(SpeakerSchedule::rotating(epoch, period, args.speakers, args.participants));
     let slots = SlotPlan { audio: args.audio_slots, stage: true, thumbnails: args.thumbnails };
+    let clip = match &args.video_ivf {
+        Some(path) => Some(Arc::new(crate::ivf::Clip::read(path)?)),
+        None => None,
+    };
+    if let Some(path) = &args.speaker_log {
+        write_speaker_log(path, &schedule, args.participants, epoch)?;
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut progress = Vec::new();
     let mut tasks = Vec::new();
@@ -160,12 +185,13 @@ pub async fn call(args: CallArgs) -> anyhow::Result<bool> {
         let config = ClientConfig {
             participant_idx: idx,
             ws_url: ws_url.clone(),
-            token: mint(&args.server.jwt_secret, &user_of(idx))?,
+            token: mint(&args.server.jwt_secret, &user_of(idx, args.no_teacher))?,
             camera: idx < cameras,
             slots,
             speakers: schedule.clone(),
             bind_ip: args.bind_ip,
             epoch,
+            clip: clip.clone(),
         };
         let mut stop_rx = stop_rx.clone();
         let stop = async move {
@@ -175,7 +201,7 @@ pub async fn call(args: CallArgs) -> anyhow::Result<bool> {
         let client_progress = Arc::new(Progress::default());
         tasks.push(tokio::spawn(client::run(config, client_progress.clone(), stop)));
         progress.push(client_progress);
-        if idx == 0 {
+        if idx == 0 && !args.no_teacher {
             // The teacher starts the session; parents who come first would wait.
             let admitted = client::wait_for(&progress[0].admitted, Duration::from_secs(10)).await;
             anyhow::ensure!(
@@ -226,6 +252,32 @@ pub async fn call(args: CallArgs) -> anyhow::Result<bool> {
     Ok(summary.print())
 }
 
+/// The turns of speakers for the next ten minutes, a JSON line each: `{"at_unix_ms", "speakers"}`.
+fn write_speaker_log(
+    path: &std::path::Path,
+    schedule: &SpeakerSchedule,
+    n_participants: usize,
+    epoch: Instant,
+) -> anyhow::Result<()> {
+    let unix_epoch =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.saturating_sub(epoch.elapsed());
+    let mut lines = String::new();
+    for round in 0..600 {
+        let start = schedule.round_start(round);
+        let at = unix_epoch + start.saturating_duration_since(epoch);
+        let speakers: Vec<String> = (0..n_participants)
+            .filter(|idx| schedule.speaks_in_round(*idx, round))
+            .map(display_name)
+            .collect();
+        lines.push_str(&json!({ "at_unix_ms": at.as_millis() as u64, "speakers": speakers }).to_string());
+        lines.push('\n');
+        if schedule.next_change(start).is_none() {
+            break;
+        }
+    }
+    std::fs::write(path, lines).with_context(|| format!("writing {}", path.display()))
+}
+
 /// The turns of speakers that start and end within `from..to`.
 fn turns(schedule: &SpeakerSchedule, n_participants: usize, from: Ms, to: Ms, epoch: Instant) -> Vec<Turn> {
     let mut turns = Vec::new();
@@ -267,10 +319,14 @@ impl Summary<'_> {
         let mut failures: Vec<String> = Vec::new();
         for (idx, report) in self.reports.iter().enumerate() {
             if let Some(err) = &report.error {
-                failures.push(format!("{}: {err}", user_of(idx)));
+                failures.push(format!("{}: {err}", user_of(idx, args.no_teacher)));
             }
             if !report.unexpected.is_empty() {
-                eprintln!("{}: unexpected from the server: {}", user_of(idx), report.unexpected.join(", "));
+                eprintln!(
+                    "{}: unexpected from the server: {}",
+                    user_of(idx, args.no_teacher),
+                    report.unexpected.join(", ")
+                );
             }
         }
         let n_admitted = self.reports.iter().filter(|r| r.admitted.is_some()).count();
@@ -295,7 +351,15 @@ impl Summary<'_> {
         println!("ICE+DTLS connected  {}  (join sent to connected)", ms_stats(&connects));
         println!("first media         {}  (join sent to first packet on a slot)", ms_stats(&firsts));
 
-        let rules = DeliveryRules { window: self.window, switch_guard: 250, keyframe_lookback: 50 };
+        let rules = DeliveryRules {
+            window: self.window,
+            switch_guard: 250,
+            keyframe_lookback: 50,
+            count_video: args.video_ivf.is_none(),
+        };
+        if !rules.count_video {
+            println!("video delivery      not counted (--video-ivf: a real clip carries no packet counter)");
+        }
         let publishers = Publishers::new(self.reports);
         let mut total = Delivery::default();
         let mut ratios = Vec::new();
@@ -332,7 +396,7 @@ impl Summary<'_> {
                     if ratio < args.min_delivery {
                         failures.push(format!(
                             "{}: slots delivered {} of {} packets ({:.1} %; audio {}/{}, video {}/{})",
-                            user_of(idx),
+                            user_of(idx, args.no_teacher),
                             delivery.arrived(),
                             delivery.expected(),
                             ratio * 100.0,
@@ -343,9 +407,10 @@ impl Summary<'_> {
                         ));
                     }
                 }
-                None if receiver.admitted.is_some() => {
-                    failures.push(format!("{}: its slots were to carry nothing in the window", user_of(idx)))
-                }
+                None if receiver.admitted.is_some() => failures.push(format!(
+                    "{}: its slots were to carry nothing in the window",
+                    user_of(idx, args.no_teacher)
+                )),
                 None => {}
             }
         }

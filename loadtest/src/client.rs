@@ -61,6 +61,8 @@ pub struct ClientConfig {
     pub bind_ip: IpAddr,
     /// The origin of every time in the report.
     pub epoch: Instant,
+    /// A real VP8 clip to send instead of synthetic frames (`--video-ivf`).
+    pub clip: Option<Arc<crate::ivf::Clip>>,
 }
 
 /// What the caller may watch while the participant runs.
@@ -164,7 +166,7 @@ async fn drive(
         slot_mids,
         slot_of_ssrc: Vec::new(),
         audio: AudioSource::new(epoch, seed),
-        video: VideoSource::new(epoch, seed.rotate_left(17)),
+        video: VideoSource::with_clip(epoch, seed.rotate_left(17), config.clip.clone()),
         connected: false,
     };
     let mut buf = vec![0u8; 2048];

@@ -15,6 +15,7 @@
 
 mod call;
 mod client;
+mod ivf;
 mod media;
 mod report;
 mod server;

@@ -14,7 +14,10 @@
 //!
 //! Nothing here reads the clock: time comes in as arguments.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use crate::ivf::Clip;
 
 pub const AUDIO_FRAME: Duration = Duration::from_millis(20);
 /// A silent Opus encoder with DTX sends one packet per this many frames (400 ms).
@@ -230,9 +233,16 @@ pub struct VideoSource {
     last_keyframe: Option<Instant>,
     keyframe_requested: bool,
     jitter: Jitter,
+    /// A real VP8 clip played in a loop instead of synthetic frames, and where in it we are.
+    clip: Option<(Arc<Clip>, usize)>,
 }
 
 impl VideoSource {
+    /// Plays `clip` in a loop (a request for a keyframe jumps to its next one).
+    pub fn with_clip(start: Instant, seed: u64, clip: Option<Arc<Clip>>) -> VideoSource {
+        VideoSource { clip: clip.map(|clip| (clip, 0)), ..VideoSource::new(start, seed) }
+    }
+
     pub fn new(start: Instant, seed: u64) -> VideoSource {
         let mut jitter = Jitter::new(seed);
         let timestamp_base = jitter.between(0, u32::MAX as usize / 2) as u32;
@@ -247,6 +257,7 @@ impl VideoSource {
             last_keyframe: None,
             keyframe_requested: false,
             jitter,
+            clip: None,
         }
     }
 
@@ -268,6 +279,16 @@ impl VideoSource {
             return None;
         }
         self.last_frame = Some(frame);
+        if let Some((clip, position)) = &mut self.clip {
+            if std::mem::take(&mut self.keyframe_requested) {
+                *position = clip.next_keyframe(*position);
+            }
+            let clip_frame = &clip.frames[*position];
+            *position = (*position + 1) % clip.frames.len();
+            let payloads = crate::ivf::packetize(self.picture_id, &clip_frame.data);
+            let keyframe = clip_frame.keyframe;
+            return Some(self.frame(frame, keyframe, payloads));
+        }
         let keyframe = self.keyframe_requested
             || self.last_keyframe.is_none_or(|at| now.saturating_duration_since(at) >= KEYFRAME_INTERVAL);
         if keyframe {
@@ -277,6 +298,10 @@ impl VideoSource {
         let frame_len =
             if keyframe { self.jitter.between(20_000, 40_000) } else { self.jitter.between(1000, 2000) };
         let payloads = packetize_vp8(self.picture_id, keyframe, frame_len, self.n_sent);
+        Some(self.frame(frame, keyframe, payloads))
+    }
+
+    fn frame(&mut self, frame: u64, keyframe: bool, payloads: Vec<Vec<u8>>) -> VideoFrame {
         self.picture_id = (self.picture_id + 1) & 0x7fff;
         let n_packets = payloads.len();
         let packets = payloads
@@ -291,7 +316,7 @@ impl VideoSource {
             })
             .collect();
         let timestamp = self.timestamp_base.wrapping_add((frame * 4500) as u32);
-        Some(VideoFrame { timestamp, keyframe, packets })
+        VideoFrame { timestamp, keyframe, packets }
     }
 }
 

@@ -28,6 +28,8 @@ pub struct DeliveryRules {
     /// A keyframe sent this long before a video slot was announced may still be the one the slot
     /// started with.
     pub keyframe_lookback: Ms,
+    /// Whether video payloads carry the publishers' packet counters (not with a real clip).
+    pub count_video: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +124,9 @@ pub fn delivery(
                 result.bad_announcements += 1;
                 continue;
             };
+            if track_kind == TrackKind::Video && !rules.count_video {
+                continue;
+            }
             if change.participant_id != publishers.reports[publisher_idx].participant_id {
                 result.bad_announcements += 1;
             }

@@ -227,6 +227,7 @@ impl User {
                 speakers: Arc::new(SpeakerSchedule::fixed(1, 2)),
                 bind_ip: self.bind_ip,
                 epoch: Instant::now(),
+                clip: None,
             };
             let stay = jitter.between(2000, 8000);
             let report = client::run(config, Arc::new(Progress::default()), tokio::time::sleep(stay)).await;

@@ -49,7 +49,8 @@ fn arrivals(slot_idx: u16, csrc: u32, step: Ms, from: Ms, to: Ms) -> Vec<Arrival
     (from / step..to.div_ceil(step)).map(|counter| Arrival { slot_idx, csrc, counter }).collect()
 }
 
-const RULES: DeliveryRules = DeliveryRules { window: (0, 2000), switch_guard: 100, keyframe_lookback: 50 };
+const RULES: DeliveryRules =
+    DeliveryRules { window: (0, 2000), switch_guard: 100, keyframe_lookback: 50, count_video: true };
 
 fn check(changes: Vec<SlotChange>, arrived: Vec<Arrival>, expected: Delivery) -> Vec<Ms> {
     let reports = call(changes, arrived);
