@@ -23,7 +23,7 @@ test -x "$CARGO_TARGET_DIR/debug/signaling"
 (
   cd signaling/tests/browser
   npm ci --no-audit --no-fund --loglevel=error
-  SIGNALING_BIN="$CARGO_TARGET_DIR/debug/signaling" node --test
+  SIGNALING_BIN="$CARGO_TARGET_DIR/debug/signaling" LOADTEST_BIN="$CARGO_TARGET_DIR/debug/loadtest" node --test
 )
 echo "== load test: simulated participants through the real server (debug build, scripts/loadtest-smoke.sh)"
 bash scripts/loadtest-smoke.sh "$CARGO_TARGET_DIR/debug" --participants 6 --cameras 4 --seconds 3

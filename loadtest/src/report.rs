@@ -121,7 +121,11 @@ pub fn delivery(
         for (change_idx, change) in changes.iter().enumerate() {
             let Some(csrc) = change.csrc else { continue };
             let Some(&(publisher_idx, track_kind)) = publishers.by_ssrc.get(&csrc) else {
-                result.bad_announcements += 1;
+                // Someone else's (a browser in the same call) is not ours to count; one of ours
+                // under an SSRC it does not send is wrong.
+                if publishers.reports.iter().any(|r| r.participant_id == change.participant_id) {
+                    result.bad_announcements += 1;
+                }
                 continue;
             };
             if track_kind == TrackKind::Video && !rules.count_video {

@@ -79,6 +79,8 @@ async function handle(msg) {
       return;
     case 'speakers':
       call.speakers = msg.participant_ids || [];
+      call.speakersLog.push({ at: Date.now(), ids: call.speakers });
+      if (call.speakersLog.length > 500) call.speakersLog.shift();
       return render();
     case 'answer':
       return onServerAnswer(msg.sdp);

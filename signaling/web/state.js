@@ -34,6 +34,8 @@ export const call = {
   nSlotsMessages: 0,
   /** Who speaks now, loudest first (the latest `speakers` message). */
   speakers: [],
+  /** When each `speakers` message came (wall clock, ms) and what it said; the last 500. */
+  speakersLog: [],
   /** The participant we pinned on our stage, or null. */
   pinned: null,
   locked: false,
