@@ -141,8 +141,13 @@ async fn drive(
         })
         .collect();
     let (offer, pending) = changes.apply().ok_or_else(|| anyhow::anyhow!("no offer to make"))?;
-    let mut tracks = vec![TrackDeclaration { mid: microphone.to_string(), source: Source::Microphone }];
-    tracks.extend(camera.map(|mid| TrackDeclaration { mid: mid.to_string(), source: Source::Camera }));
+    let mut tracks =
+        vec![TrackDeclaration { mid: microphone.to_string(), source: Source::Microphone, layers: vec![] }];
+    tracks.extend(camera.map(|mid| TrackDeclaration {
+        mid: mid.to_string(),
+        source: Source::Camera,
+        layers: vec![],
+    }));
     let slots = slot_mids
         .iter()
         .zip(&report.slot_kinds)

@@ -29,12 +29,15 @@ pub enum Source {
     ScreenShare,
 }
 
-/// Which m-line of the client's offer carries what.
+/// Which m-line of the client's offer carries what. A simulcast camera (or screen share) lists
+/// the RIDs of its encodings in `layers`, lowest quality first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrackDeclaration {
     pub mid: String,
     pub source: Source,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<String>,
 }
 
 /// What a receive slot shows: the loudest speakers (`audio`), a thumbnail camera (`thumbnail`),
@@ -259,7 +262,11 @@ mod tests {
             ClientMessage::Join {
                 token: "t".into(),
                 sdp: "v=0".into(),
-                tracks: vec![TrackDeclaration { mid: "0".into(), source: Source::Microphone }],
+                tracks: vec![TrackDeclaration {
+                    mid: "0".into(),
+                    source: Source::Microphone,
+                    layers: vec![]
+                }],
                 slots: vec![],
             }
         );

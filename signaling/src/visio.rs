@@ -277,7 +277,7 @@ fn track_declaration(track: models::visio::TrackDeclaration) -> TrackDeclaration
         Source::Camera => TrackSource::Camera,
         Source::ScreenShare => TrackSource::ScreenShare,
     };
-    TrackDeclaration { mid: track.mid, source, layers: vec![] }
+    TrackDeclaration { mid: track.mid, source, layers: track.layers }
 }
 
 fn media_kind(kind: Kind) -> MediaKind {

@@ -63,15 +63,30 @@ export function stopLocalMedia() {
 
 // ---------- peer connection ----------
 
+/**
+ * The camera's simulcast encodings, lowest first: a half-size one for the others' thumbnails
+ * and a full one for their stage. The server forwards to each slot the layer it needs and drops
+ * a layer nobody receives. Only from a camera of at least SIMULCAST_MIN_HEIGHT lines: below,
+ * Chromium keeps one layer, the half-size one, and the stage would get that.
+ */
+const SIMULCAST_MIN_HEIGHT = 360;
+const CAMERA_LAYERS = [
+  { rid: 'q', scaleResolutionDownBy: 2, maxBitrate: 200_000 },
+  { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1_000_000 },
+];
+
 function declarations() {
   return local.senders
     .filter((s) => s.transceiver.mid !== null && s.active)
-    .map((s) => ({ mid: s.transceiver.mid, source: s.source }));
+    .map((s) => (s.layers ? { mid: s.transceiver.mid, source: s.source, layers: s.layers } : { mid: s.transceiver.mid, source: s.source }));
 }
 
 export function addSender(track, source, stream) {
-  const transceiver = call.pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
-  const entry = { transceiver, source, active: true };
+  const init = { direction: 'sendonly', streams: [stream] };
+  const simulcast = source === 'camera' && (track.getSettings().height || 0) >= SIMULCAST_MIN_HEIGHT;
+  if (simulcast) init.sendEncodings = CAMERA_LAYERS;
+  const transceiver = call.pc.addTransceiver(track, init);
+  const entry = { transceiver, source, active: true, layers: simulcast ? CAMERA_LAYERS.map((l) => l.rid) : null };
   local.senders.push(entry);
   return entry;
 }

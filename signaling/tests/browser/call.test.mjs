@@ -66,7 +66,8 @@ after(shutdown);
 const pA = () => [pages[TEACHER.user], pages[PARENTS[0].user], pages[PARENTS[1].user]];
 
 test('(a) three pages in one Standard session decode video and receive audio from each other', { timeout: 300_000 }, async () => {
-  const teacher = await openPage(CLASS_A, TEACHER);
+  // The teacher's camera is large enough for simulcast (two layers); the others' are not.
+  const teacher = await openPage(CLASS_A, TEACHER, { camera: { width: 640, height: 480 } });
   const t = await waitForState(teacher, 'admitted');
   assert.equal(t.role, 'teacher');
   assert.ok(t.timings.admitted !== undefined);
@@ -137,6 +138,7 @@ async function visibleTiles(entry) {
           name: tile.querySelector('.tile-name').textContent,
           label: tile.getAttribute('aria-label'),
           videoWidth: video.videoWidth,
+          videoHeight: video.videoHeight,
           frames: quality.totalVideoFrames,
         };
       }));
@@ -190,6 +192,23 @@ test('(a2) each page shows the two others in decoding tiles, the teacher on the 
     assert.equal(stage.name, TEACHER.name);
     assert.equal(stage.source, 'camera');
   }
+
+  // Simulcast: the teacher sends 640x480 and 320x240. A parent's stage gets the full layer; a
+  // parent who pins the other parent gets the teacher in a thumbnail, from the half-size layer.
+  const [, parent1, parent2] = trio;
+  const tileOf = (tiles, pid, kind) => tiles.find((t) => t.participantId === pid && t.slotKind === kind);
+  await waitForCondition(async () => {
+    const tiles = await visibleTiles(parent1);
+    return tileOf(tiles, teacherId, 'stage')?.videoWidth === 640;
+  }, 20_000, `${parent1.user}'s stage gets the teacher's full layer (640x480)`);
+  await parent2.page.locator(`#roster > li[data-participant-id="${ids[parent1.user]}"] button[data-action="pin"]`).click();
+  let thumbnail = null;
+  await waitForCondition(async () => {
+    thumbnail = tileOf(await visibleTiles(parent2), teacherId, 'thumbnail');
+    return thumbnail?.videoWidth === 320;
+  }, 20_000, `${parent2.user}'s thumbnail gets the teacher's half-size layer (320x240)`);
+  console.log(`simulcast: ${parent1.user}'s stage shows the teacher at 640x480, ${parent2.user}'s thumbnail at ${thumbnail.videoWidth}x${thumbnail.videoHeight}`);
+  await parent2.page.locator('#btn-unpin').click();
 
   // The roster lists the three, with their roles, oneself first.
   for (const r of trio) {

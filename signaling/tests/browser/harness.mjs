@@ -212,14 +212,14 @@ export function mintJwt(sub, ttlSecs = 3600) {
 // Runs in the page before its scripts: small video to spare the 2-core machine, and pages that
 // "have no camera" (getUserMedia with video fails as it does without one), which the client
 // answers by joining with audio only.
-export function mediaInitScript({ audioOnly }) {
+export function mediaInitScript({ audioOnly, camera }) {
   const md = navigator.mediaDevices;
   if (!md || !md.getUserMedia) return;
   const original = md.getUserMedia.bind(md);
   md.getUserMedia = (constraints = {}) => {
     if (constraints.video) {
       if (audioOnly) return Promise.reject(new DOMException('Requested device not found', 'NotFoundError'));
-      constraints = { ...constraints, video: { width: 320, height: 240, frameRate: 15 } };
+      constraints = { ...constraints, video: { width: camera.width, height: camera.height, frameRate: 15 } };
     }
     return original(constraints);
   };
@@ -284,10 +284,14 @@ export function englishInitScript() {
   Object.defineProperty(navigator, 'languages', { get: () => ['en-GB', 'en'] });
 }
 
-export async function openPage(classId, member, { audioOnly = false, token = null, viewport = null, english = false } = {}) {
+/**
+ * `camera`: the fake camera's size. 320x240 spares the machine; from 360 lines the page sends
+ * simulcast (two layers).
+ */
+export async function openPage(classId, member, { audioOnly = false, token = null, viewport = null, english = false, camera = { width: 320, height: 240 } } = {}) {
   const page = await browser.newPage();
   if (viewport) await page.setViewportSize(viewport);
-  await page.addInitScript(mediaInitScript, { audioOnly });
+  await page.addInitScript(mediaInitScript, { audioOnly, camera });
   if (english) await page.addInitScript(englishInitScript);
   page.on('pageerror', (err) => console.log(`[${member.user}] page error: ${err.message}`));
   page.on('console', (msg) => {
