@@ -50,7 +50,7 @@ impl KeyframeThrottle {
 
     /// Whether a request waits and may go now.
     pub fn is_due(&self, now: Instant) -> bool {
-        self.pending && !self.last_sent.is_some_and(|last| now < last + self.interval)
+        self.pending && self.last_sent.is_none_or(|last| now >= last + self.interval)
     }
 
     /// Whether a request should go to the publisher now. Marks it sent.

@@ -289,8 +289,8 @@ impl Room {
         ext_vals.voice_activity = packet.header.ext_vals.voice_activity;
         ext_vals.video_orientation = packet.header.ext_vals.video_orientation;
         let csrc = [*packet.header.ssrc];
-        // One copy of the payload, shared by every receiver's send queue and RTX cache.
-        let payload: std::sync::Arc<[u8]> = packet.payload.into();
+        // One copy of the payload (str0m's `Arc`), shared by every receiver's send queue.
+        let payload = packet.payload;
 
         let mut wants_keyframe = false;
         let mut switched = Vec::new();

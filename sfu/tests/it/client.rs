@@ -159,7 +159,7 @@ impl Client {
         let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let local_addr = socket.local_addr().unwrap();
         let candidate = Candidate::host(local_addr, "udp").unwrap();
-        Client::connect_over(handle, room_id, user, role, Link::Udp(socket), local_addr, candidate, layers)
+        Client::connect_over(handle, room_id, user, role, (Link::Udp(socket), local_addr, candidate), layers)
             .await
     }
 
@@ -183,7 +183,7 @@ impl Client {
             }
         });
         let link = Link::Tcp { frames, writer, server };
-        Client::connect_over(handle, room_id, user, role, link, local_addr, candidate, &[]).await
+        Client::connect_over(handle, room_id, user, role, (link, local_addr, candidate), &[]).await
     }
 
     async fn connect_over(
@@ -191,9 +191,7 @@ impl Client {
         room_id: &RoomId,
         user: &str,
         role: Role,
-        link: Link,
-        local_addr: SocketAddr,
-        candidate: Candidate,
+        (link, local_addr, candidate): (Link, SocketAddr, Candidate),
         layers: &[&str],
     ) -> Client {
         let mut rtc = Rtc::builder().set_rtp_mode(true).build(Instant::now());
