@@ -105,7 +105,10 @@ fn an_emptied_slot_expects_nothing_and_a_bad_announcement_is_noticed() {
         change(1000, 0, None),
         // Announced as B with A's SSRC.
         change(0, 1, Some(("b", A_VIDEO))),
-        change(1000, 1, Some(("x", 999))),
+        // One of ours under an SSRC it does not send: wrong.
+        change(1000, 1, Some(("a", 999))),
+        // Someone not ours (a browser in the same call): not ours to count.
+        change(1500, 1, Some(("a-browser", 998))),
     ];
     let arrived = arrivals(0, A_AUDIO, 20, 0, 1000);
     // A's audio in 0..900: 45 packets; the thumbnail counts A's video from its keyframe at 0 to
