@@ -360,7 +360,7 @@ test('(d) a parent who arrives before the teacher waits, then is admitted when t
   assert.equal(await status.isVisible(), true);
   const declared = await parent.page.evaluate(() => window.klassCall.declaredSlots.map((slot) => slot.kind));
   assert.deepEqual(declared.filter((k) => k === 'thumbnail').length, 4, `a phone declares 4 thumbnails: ${declared}`);
-  assert.equal(declared.filter((k) => k === 'audio').length, 3);
+  assert.equal(declared.filter((k) => k === 'audio').length, 4);
   assert.equal(declared.filter((k) => k === 'stage').length, 1);
   await sleep(2000);
   assert.equal((await callState(parent)).state, 'waiting', 'still waiting without a teacher');
