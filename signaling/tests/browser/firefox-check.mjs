@@ -102,7 +102,9 @@ const inbound = async () => {
   // Protocol v2: each inbound stream is a receive slot; `slots` says who is in it.
   const midOfTrack = {};
   for (const t of c.pc.getTransceivers()) if (t.mid !== null) midOfTrack[t.receiver.track.id] = t.mid;
+  const sent = [];
   (await c.pc.getStats()).forEach((s) => {
+    if (s.type === 'outbound-rtp' && s.kind === 'video') sent.push(`${s.rid || '-'}:${s.frameWidth || 0}x${s.frameHeight || 0}`);
     if (s.type !== 'inbound-rtp') return;
     const slot = c.slots[s.mid !== undefined ? s.mid : midOfTrack[s.trackIdentifier]];
     if (!slot || !slot.participant_id) return;
@@ -110,7 +112,8 @@ const inbound = async () => {
     const prev = out[key] || { packets: 0, frames: 0 };
     out[key] = { packets: prev.packets + (s.packetsReceived || 0), frames: prev.frames + (s.framesDecoded || 0) };
   });
-  return { state: c.state, participantId: c.participantId, out };
+  const stage = document.querySelector('.tile[data-slot-kind="stage"] video');
+  return { state: c.state, participantId: c.participantId, out, sent: sent.sort(), stage: stage ? `${stage.videoWidth}x${stage.videoHeight}` : '-' };
 };
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'klass-ffcheck-'));
@@ -174,7 +177,7 @@ try {
     const audio = [a[`${other}/audio`]?.packets ?? 0, b[`${other}/audio`]?.packets ?? 0];
     const good = s2[i].state === 'admitted' && video[1] > video[0] && audio[1] > audio[0];
     ok &&= good;
-    console.log(`${good ? 'ok' : 'FAIL'} ${names[i]}: state ${s2[i].state}, video frames decoded ${video[0]} -> ${video[1]}, audio packets ${audio[0]} -> ${audio[1]}`);
+    console.log(`${good ? 'ok' : 'FAIL'} ${names[i]}: state ${s2[i].state}, video frames decoded ${video[0]} -> ${video[1]}, audio packets ${audio[0]} -> ${audio[1]}; sends ${s2[i].sent.join(' ')}; its stage shows ${s2[i].stage}`);
   }
 } finally {
   if (chromiumCtx) await chromiumCtx.close().catch(() => {});
