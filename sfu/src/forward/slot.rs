@@ -65,6 +65,11 @@ impl<K: Copy + Eq> SlotForwarder<K> {
         self.pending.or(self.current)
     }
 
+    /// The tracks whose packets the slot must see: the current one and the pending one.
+    pub fn listening(&self) -> Vec<K> {
+        self.current.into_iter().chain(self.pending).collect()
+    }
+
     /// Whether the slot waits for a keyframe of `track` (a switch, or a start).
     pub fn waits_for_keyframe_of(&self, track: K) -> bool {
         self.pending == Some(track) || (self.current == Some(track) && self.downtrack.needs_keyframe())

@@ -191,8 +191,7 @@ impl Room {
     }
 
     pub(super) fn request_keyframe(&mut self, (publisher, mid, layer): LayerKey, now: Instant) {
-        let Some(idx) = self.index_of(publisher) else { return };
-        if let Some(track) = self.participants[idx].tracks_in.get_mut(&mid) {
+        if let Some(track) = self.published_mut(publisher, mid) {
             track.buffer.request_keyframe(layer);
         }
         self.poll_keyframe_request((publisher, mid, layer), now);
@@ -360,19 +359,16 @@ impl Room {
                 self.dirty.push(receiver);
             }
         }
-        if let Some(idx) = self.index_of(publisher) {
-            if let Some(track) = self.participants[idx].tracks_in.get_mut(&mid) {
-                // Nothing touches the list during the walk but `switched`, handled below.
-                track.layers[layer].subscribers = subscribers;
-            }
+        if let Some(track) = self.published_mut(publisher, mid) {
+            // Nothing touches the list during the walk but `switched`, handled below.
+            track.layers[layer].subscribers = subscribers;
         }
         for (receiver, slot_idx) in switched {
             self.slot_switched(receiver, slot_idx);
         }
         if ssrc_changed {
             let receivers: Vec<PeerKey> = self
-                .index_of(publisher)
-                .and_then(|idx| self.participants[idx].tracks_in.get(&mid))
+                .published(publisher, mid)
                 .map(|track| track.layers[layer].subscribers.iter().map(|(rx, _)| *rx).collect())
                 .unwrap_or_default();
             for receiver in receivers {

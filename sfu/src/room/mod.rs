@@ -351,7 +351,6 @@ impl Room {
 
     pub fn role_changed(&mut self, now: Instant, user_id: models::UserId, role: models::Role) {
         let _ = self.session.handle_input(SessionInput::RoleChanged { now, user_id, role });
-        self.allocation_dirty = true;
         self.process(now);
     }
 
@@ -488,6 +487,20 @@ impl Room {
 
     fn index_of(&self, key: PeerKey) -> Option<usize> {
         self.index.get(&key).copied()
+    }
+
+    /// A participant's published track.
+    fn published(&self, key: PeerKey, mid: str0m::media::Mid) -> Option<&participant::PublishedTrack> {
+        self.participants[self.index_of(key)?].tracks_in.get(&mid)
+    }
+
+    fn published_mut(
+        &mut self,
+        key: PeerKey,
+        mid: str0m::media::Mid,
+    ) -> Option<&mut participant::PublishedTrack> {
+        let idx = self.index_of(key)?;
+        self.participants[idx].tracks_in.get_mut(&mid)
     }
 
     fn index_of_id(&self, participant_id: &ParticipantId) -> Option<usize> {

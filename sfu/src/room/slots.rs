@@ -10,14 +10,14 @@ use models::visio::SlotKind;
 use crate::proto::{ParticipantEvent, ParticipantId, SlotInfo, TrackSource};
 
 use super::allocation::{self, Receiver, RoomView, SlotLimits, TrackKey, VideoPublisher};
-use super::participant::{LayerKey, PeerKey};
+use super::participant::{Layer, LayerKey, PeerKey};
+use super::session::MemberStatus;
+use super::speakers::AudioCandidate;
+use super::{Room, RoomOutput};
 
 /// A simulcast layer with no packet for this long is taken as stopped (the browser drops its
 /// top layers when its CPU or uplink cannot keep up).
 const LAYER_SILENCE: std::time::Duration = std::time::Duration::from_secs(1);
-use super::session::MemberStatus;
-use super::speakers::AudioCandidate;
-use super::{Room, RoomOutput};
 
 impl Room {
     /// Ranks speakers, computes every receiver's slots and applies them.
@@ -41,32 +41,31 @@ impl Room {
                 &Receiver { key: rx_key, pin: rx.pin, kinds: &kinds, current: &current },
                 limits,
             );
-            let mut changed = false;
             for (slot_idx, wanted_track) in wanted.into_iter().enumerate() {
                 let kind = kinds[slot_idx];
                 let target = wanted_track.and_then(|track| self.pick_layer(track, kind, now));
-                let generation = target.and_then(|layer| self.track_generation(layer)).unwrap_or(0);
+                let generation = target
+                    .and_then(|(key, mid, _)| self.published(key, mid))
+                    .map_or(0, |t| t.buffer.generation());
                 // A publisher that is gone cannot send the keyframe a switch waits for: the slot
                 // lets go of it at once.
                 let current = self.participants[rx_idx].slots[slot_idx].forwarder.current();
-                if current.is_some_and(|track| !self.tracks_exist(track)) {
-                    self.participants[rx_idx].slots[slot_idx].forwarder.assign(None, 0);
-                    changed = true;
+                let mut changed = false;
+                if current.is_some_and(|track| self.layer(track).is_none()) {
+                    changed = self.participants[rx_idx].slots[slot_idx].forwarder.assign(None, 0);
                 }
                 let slot = &mut self.participants[rx_idx].slots[slot_idx];
-                if slot.forwarder.target() != target || slot.forwarder.pending().is_some() {
+                if slot.forwarder.target() != target {
                     changed |= slot.forwarder.assign(target, generation);
                 }
+                if changed {
+                    self.stats.slot_switches += 1;
+                }
                 let slot = &self.participants[rx_idx].slots[slot_idx];
-                let listening: Vec<LayerKey> =
-                    slot.forwarder.current().into_iter().chain(slot.forwarder.pending()).collect();
                 if let Some(track) = target.filter(|t| slot.forwarder.waits_for_keyframe_of(*t)) {
                     keyframes.push(track);
                 }
-                self.set_listening(rx_key, slot_idx, listening);
-            }
-            if changed {
-                self.stats.slot_switches += 1;
+                self.set_listening(rx_key, slot_idx, slot.forwarder.listening());
             }
             self.announce_slots(rx_key, false);
         }
@@ -130,7 +129,7 @@ impl Room {
     /// now, a thumbnail the least (simulcast); the one layer otherwise. A layer that sent nothing
     /// for a second is not chosen while another one flows.
     fn pick_layer(&self, (key, mid): TrackKey, kind: SlotKind, now: Instant) -> Option<LayerKey> {
-        let track = self.participants[self.index_of(key)?].tracks_in.get(&mid)?;
+        let track = self.published(key, mid)?;
         let flowing = |i: &usize| {
             track.layers[*i].last_packet.is_some_and(|at| now.saturating_duration_since(at) < LAYER_SILENCE)
         };
@@ -145,20 +144,13 @@ impl Room {
         layer.map(|layer| (key, mid, *layer))
     }
 
-    fn track_generation(&self, (key, mid, _): LayerKey) -> Option<u32> {
-        let idx = self.index_of(key)?;
-        self.participants[idx].tracks_in.get(&mid).map(|t| t.buffer.generation())
+    /// A layer of a published track; `None` once the publisher or its track is gone.
+    fn layer(&self, (key, mid, layer): LayerKey) -> Option<&Layer> {
+        self.published(key, mid)?.layers.get(layer)
     }
 
-    fn track_ssrc(&self, (key, mid, layer): LayerKey) -> Option<u32> {
-        let idx = self.index_of(key)?;
-        self.participants[idx].tracks_in.get(&mid)?.layers.get(layer)?.ssrc
-    }
-
-    fn tracks_exist(&self, (key, mid, layer): LayerKey) -> bool {
-        self.index_of(key)
-            .and_then(|idx| self.participants[idx].tracks_in.get(&mid))
-            .is_some_and(|track| layer < track.layers.len())
+    fn layer_mut(&mut self, (key, mid, layer): LayerKey) -> Option<&mut Layer> {
+        self.published_mut(key, mid)?.layers.get_mut(layer)
     }
 
     /// Makes the publishers' lists of listening slots match what the slot listens to now.
@@ -169,19 +161,13 @@ impl Room {
         if old == listening {
             return;
         }
-        for (key, mid, layer) in old.iter().filter(|t| !listening.contains(t)) {
-            let Some(idx) = self.index_of(*key) else { continue };
-            if let Some(layer) =
-                self.participants[idx].tracks_in.get_mut(mid).and_then(|t| t.layers.get_mut(*layer))
-            {
+        for gone in old.iter().filter(|t| !listening.contains(t)) {
+            if let Some(layer) = self.layer_mut(*gone) {
                 layer.subscribers.retain(|s| *s != (rx_key, slot_idx));
             }
         }
-        for (key, mid, layer) in listening.iter().filter(|t| !old.contains(t)) {
-            let Some(idx) = self.index_of(*key) else { continue };
-            if let Some(layer) =
-                self.participants[idx].tracks_in.get_mut(mid).and_then(|t| t.layers.get_mut(*layer))
-            {
+        for new in listening.iter().filter(|t| !old.contains(t)) {
+            if let Some(layer) = self.layer_mut(*new) {
                 layer.subscribers.push((rx_key, slot_idx));
             }
         }
@@ -191,9 +177,7 @@ impl Room {
     /// receiver is told.
     pub(super) fn slot_switched(&mut self, rx_key: PeerKey, slot_idx: usize) {
         let Some(rx_idx) = self.index_of(rx_key) else { return };
-        let slot = &self.participants[rx_idx].slots[slot_idx];
-        let listening: Vec<LayerKey> =
-            slot.forwarder.current().into_iter().chain(slot.forwarder.pending()).collect();
+        let listening = self.participants[rx_idx].slots[slot_idx].forwarder.listening();
         self.set_listening(rx_key, slot_idx, listening);
         self.stats.slot_switches += 1;
         self.announce_slots(rx_key, false);
@@ -205,7 +189,7 @@ impl Room {
         let now_showing: Vec<Option<(LayerKey, Option<u32>)>> = self.participants[rx_idx]
             .slots
             .iter()
-            .map(|slot| slot.forwarder.current().map(|track| (track, self.track_ssrc(track))))
+            .map(|slot| slot.forwarder.current().map(|track| (track, self.layer(track).and_then(|l| l.ssrc))))
             .collect();
         let rx = &self.participants[rx_idx];
         let changed = rx.slots.iter().zip(&now_showing).any(|(slot, showing)| slot.announced != *showing);

@@ -40,6 +40,7 @@ fn a_video_slot_switches_publisher_only_at_the_new_ones_keyframe() {
     // The allocation moves the slot to publisher 2: 1 goes on until 2 sends a keyframe.
     assert!(!slot.assign(Some(2), 0), "nothing changes for the receiver yet");
     assert_eq!(slot.target(), Some(2));
+    assert_eq!(slot.listening(), [1, 2], "packets of both reach the slot until the switch");
     assert!(slot.waits_for_keyframe_of(2));
     assert_eq!(
         slot.forward(2, &packet(t0, 22, 9_000, 80, false), 0),
@@ -53,6 +54,7 @@ fn a_video_slot_switches_publisher_only_at_the_new_ones_keyframe() {
     assert_eq!(seq, first + 3, "no hole and no jump in sequence numbers");
     assert_eq!(ts.wrapping_sub(ts_before), 33 * 90, "timestamps advance by the wall-clock time");
     assert_eq!(slot.current(), Some(2));
+    assert_eq!(slot.listening(), [2]);
     // 1's late packets no longer reach the receiver; 2's go on.
     assert_eq!(slot.forward(1, &packet(t0, 11, 504, 140, false), 0), SlotDecision::NotHere);
     let (next, _, switched) = forwarded(slot.forward(2, &packet(t0, 22, 9_002, 166, false), 0));
