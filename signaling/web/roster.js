@@ -6,46 +6,36 @@
 // second, and a rebuilt list would take the keyboard focus away from its buttons.
 
 import { S, roleText } from './strings.js';
-import { call, local, ui, isModerator, isSelf, pin } from './state.js';
+import { call, local, ui, el, isModerator, isSelf, pin } from './state.js';
 import { moderate, MODERATION_ACTIONS } from './moderation.js';
 
 /** participant_id -> <li> */
 const entries = new Map();
 
 function makeEntry(pid) {
-  const li = document.createElement('li');
-  li.className = 'roster-entry';
+  const li = el('li', 'roster-entry');
   li.dataset.participantId = pid;
   li.dataset.speaking = 'false';
 
-  const who = document.createElement('div');
-  who.className = 'roster-who';
-  const name = document.createElement('span');
-  name.className = 'roster-name';
-  const role = document.createElement('span');
-  role.className = 'roster-role';
-  const state = document.createElement('span');
-  state.className = 'roster-state';
-  const speaking = document.createElement('span');
-  speaking.className = 'roster-speaking';
+  const who = el('div', 'roster-who');
+  const name = el('span', 'roster-name');
+  const role = el('span', 'roster-role');
+  const state = el('span', 'roster-state');
+  const speaking = el('span', 'roster-speaking');
   speaking.textContent = S.speaking;
   speaking.hidden = true;
   who.append(name, role, state, speaking);
   li.append(who);
 
   if (!isSelf(pid)) {
-    const actions = document.createElement('div');
-    actions.className = 'roster-actions';
-    const pinButton = document.createElement('button');
-    pinButton.type = 'button';
+    const actions = el('div', 'roster-actions');
+    const pinButton = el('button');
     pinButton.dataset.action = 'pin';
     pinButton.addEventListener('click', () => pin(call.pinned === pid ? null : pid));
     actions.append(pinButton);
-    const mod = document.createElement('span');
-    mod.className = 'mod-actions';
+    const mod = el('span', 'mod-actions');
     for (const { action } of MODERATION_ACTIONS) {
-      const b = document.createElement('button');
-      b.type = 'button';
+      const b = el('button');
       b.dataset.action = action;
       b.addEventListener('click', () => moderate(action, pid));
       mod.append(b);

@@ -99,6 +99,14 @@ export function send(msg) {
   return true;
 }
 
+/** A new element with these classes (and, for a button, `type="button"`). */
+export function el(tag, className = '') {
+  const element = document.createElement(tag);
+  if (className) element.className = className;
+  if (tag === 'button') element.type = 'button';
+  return element;
+}
+
 export function isModerator() {
   return call.role === 'teacher' || call.role === 'admin';
 }

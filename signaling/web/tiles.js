@@ -6,7 +6,7 @@
 // changes its name, its attributes and whether it is shown.
 
 import { S, roleText } from './strings.js';
-import { call, local, ui, displayName, isSelf, pin, trace } from './state.js';
+import { call, local, ui, el, displayName, isSelf, pin, trace } from './state.js';
 
 /** mid -> {kind, el, media}: one per declared slot, in declaration order. */
 const views = new Map();
@@ -21,31 +21,25 @@ function initials(name) {
 }
 
 function makeTile(kind) {
-  const tile = document.createElement('article');
-  tile.className = `tile ${kind}`;
+  const tile = el('article', `tile ${kind}`);
   tile.dataset.slotKind = kind;
   tile.dataset.slotMid = '';
   tile.dataset.participantId = '';
   tile.dataset.speaking = 'false';
 
-  const media = document.createElement('div');
-  media.className = 'media';
-  const video = document.createElement('video');
+  const media = el('div', 'media');
+  const video = el('video');
   video.autoplay = true;
   video.muted = true; // sound goes through the audio slots' elements
   video.playsInline = true;
   video.setAttribute('playsinline', '');
-  const placeholder = document.createElement('div');
-  placeholder.className = 'placeholder';
+  const placeholder = el('div', 'placeholder');
   placeholder.setAttribute('aria-hidden', 'true');
   media.append(video, placeholder);
 
-  const label = document.createElement('div');
-  label.className = 'tile-label';
-  const name = document.createElement('span');
-  name.className = 'tile-name';
-  const badges = document.createElement('span');
-  badges.className = 'badges';
+  const label = el('div', 'tile-label');
+  const name = el('span', 'tile-name');
+  const badges = el('span', 'badges');
   label.append(name, badges);
   tile.append(media, label);
   return { tile, video };
@@ -65,7 +59,7 @@ export function createSlotViews(transceivers) {
     const mid = transceiver.mid;
     const stream = new MediaStream([transceiver.receiver.track]);
     if (kind === 'audio') {
-      const audio = document.createElement('audio');
+      const audio = el('audio');
       audio.autoplay = true;
       audio.dataset.slotMid = mid;
       audio.dataset.slotKind = kind;
@@ -81,9 +75,7 @@ export function createSlotViews(transceivers) {
     video.srcObject = stream;
     noteFirstFrame(video);
     if (kind === 'thumbnail') {
-      const button = document.createElement('button');
-      button.type = 'button';
-      button.className = 'tile-pin';
+      const button = el('button', 'tile-pin');
       button.textContent = S.pin;
       tile.querySelector('.tile-label').append(button);
       // A click anywhere on the thumbnail pins; the button is there for the keyboard.
