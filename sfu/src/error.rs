@@ -24,8 +24,6 @@ pub enum SfuError {
     RoomNotFound,
     #[error("no such participant")]
     ParticipantNotFound,
-    #[error("no offer is waiting for an answer")]
-    NoPendingOffer,
     #[error("the room is closed")]
     RoomClosed,
     #[error("the SFU is shutting down")]
@@ -44,9 +42,7 @@ impl SfuError {
             SfuError::MutedByModerator => ErrorCode::MutedByModerator,
             SfuError::RemovedFromSession => ErrorCode::RemovedFromSession,
             SfuError::ForbiddenRole => ErrorCode::ForbiddenRole,
-            SfuError::InvalidSdp(_) | SfuError::InvalidTrack(_) | SfuError::NoPendingOffer => {
-                ErrorCode::InvalidRequest
-            }
+            SfuError::InvalidSdp(_) | SfuError::InvalidTrack(_) => ErrorCode::InvalidRequest,
             SfuError::RoomNotFound | SfuError::ParticipantNotFound | SfuError::RoomClosed => {
                 ErrorCode::NotFound
             }
