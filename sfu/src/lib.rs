@@ -3,11 +3,11 @@
 //! # Layout
 //! - [`room`]: who is in a room and who gets what. [`room::session::Session`] holds the rules
 //!   (tier limits, session timer, roles, moderation) as a plain state machine; [`room::Room`]
-//!   adds the participants' str0m `Rtc` instances and subscriptions. Both are sans-IO: time and
+//!   adds the participants' str0m `Rtc` instances and their receive slots. Both are sans-IO: time and
 //!   datagrams come in as inputs, datagrams and events go out through `poll_output`.
-//! - [`forward`]: packets. [`forward::Buffer`] per published track, [`forward::DownTrack`] per
-//!   subscriber: keyframe gating, sequence number and timestamp rewriting, throttled keyframe
-//!   requests.
+//! - [`forward`]: packets. [`forward::Buffer`] per published track, [`forward::SlotForwarder`]
+//!   per receive slot over a [`forward::DownTrack`]: keyframe gating, switches between
+//!   publishers, sequence number and timestamp rewriting, throttled keyframe requests.
 //! - `shell`: the IO. One UDP socket shared by every peer, ICE-TCP on one TCP port, one tokio
 //!   task per room, and [`SfuHandle`], the API the signaling server calls in-process.
 //! - [`proto`]: ids, commands and events exchanged with the signaling server (to move to
@@ -19,7 +19,7 @@
 //! the shell does, and is the only code that touches a socket.
 //!
 //! # Not here (yet)
-//! Simulcast layer selection, last-N, bandwidth-driven pausing, TURN, recording.
+//! Bandwidth-driven layer choice and pausing, TURN, recording.
 
 pub mod config;
 pub mod error;

@@ -18,8 +18,6 @@ pub enum DropReason {
     WaitingForKeyframe,
     /// A late packet from before a re-base: its number would collide with ones already sent.
     BeforeResync,
-    /// Last-N: this publisher's camera is not among those the subscriber gets now.
-    Paused,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -52,9 +50,6 @@ pub struct DownTrack {
     /// if its SSRC happens to equal the previous one's.
     new_source: bool,
     needs_keyframe: bool,
-    paused: bool,
-    pub packets_out: u64,
-    pub bytes_out: u64,
 }
 
 impl DownTrack {
@@ -71,14 +66,7 @@ impl DownTrack {
             needs_resync: false,
             new_source: false,
             needs_keyframe: kind == MediaKind::Video,
-            paused: false,
-            packets_out: 0,
-            bytes_out: 0,
         }
-    }
-
-    pub fn kind(&self) -> MediaKind {
-        self.kind
     }
 
     pub fn needs_keyframe(&self) -> bool {
@@ -88,21 +76,6 @@ impl DownTrack {
     pub fn set_clock_rate(&mut self, clock_rate: u32) {
         if clock_rate > 0 {
             self.clock_rate = clock_rate;
-        }
-    }
-
-    /// Pauses or resumes the subscription (last-N). A resumed video waits for a keyframe, and its
-    /// sequence numbers go on from the last one sent, so the subscriber sees no loss to repair.
-    pub fn set_paused(&mut self, paused: bool) {
-        if paused == self.paused {
-            return;
-        }
-        self.paused = paused;
-        if !paused {
-            self.needs_resync = true;
-            if self.kind == MediaKind::Video {
-                self.needs_keyframe = true;
-            }
         }
     }
 
@@ -119,9 +92,6 @@ impl DownTrack {
 
     /// Decides what to do with `packet`; `generation` is the publisher track's current one.
     pub fn forward(&mut self, packet: &PacketView, generation: u32) -> Decision {
-        if self.paused {
-            return Decision::Drop(DropReason::Paused);
-        }
         if generation != self.generation {
             self.generation = generation;
             self.needs_resync = true;

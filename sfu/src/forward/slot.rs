@@ -30,8 +30,8 @@ pub struct SlotForwarder<K> {
     /// Video: the track the slot switches to at its next keyframe.
     pending: Option<K>,
     downtrack: DownTrack,
+    /// Packets written to the slot (str0m's egress statistics add its retransmissions).
     pub packets_out: u64,
-    pub bytes_out: u64,
 }
 
 impl<K: Copy + Eq> SlotForwarder<K> {
@@ -42,12 +42,7 @@ impl<K: Copy + Eq> SlotForwarder<K> {
             pending: None,
             downtrack: DownTrack::new(kind, 0),
             packets_out: 0,
-            bytes_out: 0,
         }
-    }
-
-    pub fn kind(&self) -> MediaKind {
-        self.kind
     }
 
     /// The track the receiver sees now.

@@ -328,7 +328,6 @@ impl Room {
             };
             let out_mid = slot.mid;
             slot.forwarder.packets_out += 1;
-            slot.forwarder.bytes_out += payload_len;
             let cached = slot.tx_ssrc;
             let mut direct = rx.rtc.direct_api();
             let stream = match cached {

@@ -99,22 +99,3 @@ fn ssrc_change_rebases_timestamps_by_elapsed_time() {
     // 20 ms at 48 kHz is 960 ticks.
     assert_eq!(track.forward(&switched, 0), Decision::Forward { seq_no: 11, timestamp: 1960 });
 }
-
-#[test]
-fn a_paused_video_resumes_at_a_keyframe_without_a_hole() {
-    let t0 = Instant::now();
-    let mut track = DownTrack::new(MediaKind::Video, 0);
-    check(&mut track, packet(t0, 100, true), 0, Some(100));
-    check(&mut track, packet(t0, 101, false), 0, Some(101));
-    track.set_paused(true);
-    assert_eq!(track.forward(&packet(t0, 102, true), 0), Decision::Drop(DropReason::Paused));
-    check(&mut track, packet(t0, 150, false), 0, None);
-    track.set_paused(false);
-    // Waits for the next keyframe, then numbers on from the last packet sent.
-    assert_eq!(track.forward(&packet(t0, 151, false), 0), Decision::Drop(DropReason::WaitingForKeyframe));
-    check(&mut track, packet(t0, 152, true), 0, Some(102));
-    check(&mut track, packet(t0, 153, false), 0, Some(103));
-    // Pausing twice or resuming a running track changes nothing.
-    track.set_paused(false);
-    check(&mut track, packet(t0, 154, false), 0, Some(104));
-}
