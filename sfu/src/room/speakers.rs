@@ -124,13 +124,13 @@ impl Speakers {
         // Gone, muted or no longer publishing: out at once.
         self.chosen.retain(|key| candidates.iter().any(|c| c.key == *key));
         // Teachers and admins first, always.
-        for candidate in candidates.iter().filter(|c| c.moderator) {
-            if !self.chosen.contains(&candidate.key) {
-                self.chosen.insert(0, candidate.key);
+        for key in &self.moderators {
+            if !self.chosen.contains(key) {
+                self.chosen.insert(0, *key);
             }
         }
-        let moderator = |key: PeerKey| candidates.iter().any(|c| c.key == key && c.moderator);
-        self.chosen.truncate(n.max(self.chosen.iter().filter(|k| moderator(**k)).count()));
+        let n_moderators = self.chosen.iter().filter(|key| self.moderators.contains(key)).count();
+        self.chosen.truncate(n.max(n_moderators));
 
         let mut newcomers: Vec<PeerKey> = candidates
             .iter()
@@ -150,7 +150,7 @@ impl Speakers {
                 None => Duration::MAX,
             };
             let replaceable: Vec<usize> =
-                (0..self.chosen.len()).filter(|i| !moderator(self.chosen[*i])).collect();
+                (0..self.chosen.len()).filter(|i| !self.moderators.contains(&self.chosen[*i])).collect();
             let longest_silent = replaceable.iter().copied().max_by_key(|i| (silence(self.chosen[*i]), *i));
             let quietest = replaceable
                 .iter()
