@@ -9,6 +9,16 @@ export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/klass/target}"
 export RUN_SLOW_TESTS="${RUN_SLOW_TESTS:-1}"
 
+# A warm target directory grows with every change (incremental caches, old test binaries). When
+# its disk has less than 15 GB free, start this run from a cold build rather than fail midway
+# with "No space left on device".
+mkdir -p "$CARGO_TARGET_DIR"
+free_kb=$(df -Pk "$CARGO_TARGET_DIR" | awk 'NR == 2 { print $4 }')
+if [ "$free_kb" -lt $((15 * 1024 * 1024)) ]; then
+  echo "== only $((free_kb / 1024)) MB free beside $CARGO_TARGET_DIR: removing its debug build first"
+  rm -rf "$CARGO_TARGET_DIR/debug"
+fi
+
 started=$(date +%s)
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
