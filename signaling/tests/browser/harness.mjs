@@ -17,14 +17,14 @@ import { chromium } from 'playwright-core';
 export const HERE = path.dirname(fileURLToPath(import.meta.url));
 const SIGNALING_BIN =
   process.env.SIGNALING_BIN || path.join(os.homedir(), '.cache/klass/target/debug/signaling');
-const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+export const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 export const API_KEY = 'browser-test-api-key-0123456789';
 export const JWT_SECRET = 'browser-test-jwt-secret-0123456789abcdefghij';
 // Debug switch: serve /call/* and /web/* from signaling/web on disk instead of the binary, for a
 // binary that embeds an older copy of the page. Off by default: the test checks what the server serves.
 const WEB_FROM_DISK = process.env.CALL_WEB_FROM_DISK === '1';
 
-const CHROMIUM_ARGS = [
+export const CHROMIUM_ARGS = [
   '--headless=new',
   '--no-sandbox',
   '--disable-gpu',
@@ -87,7 +87,12 @@ export function logTail(lines = 80) {
   }
 }
 
-export async function startServer() {
+/**
+ * `sfuIp`: the address the SFU binds (UDP and ICE-TCP) and advertises; loopback by default.
+ * network.test.mjs uses an address that its network namespaces reach. `env`: more environment
+ * variables for the server (e.g. KLASS_TURN_URLS), over the defaults.
+ */
+export async function startServer({ sfuIp = '127.0.0.1', env = {} } = {}) {
   if (!fs.existsSync(SIGNALING_BIN)) {
     throw new Error(`no signaling binary at ${SIGNALING_BIN}: build it (cargo build -p signaling) or set SIGNALING_BIN`);
   }
@@ -105,18 +110,19 @@ export async function startServer() {
       KLASS_API_KEY: API_KEY,
       KLASS_JWT_SECRET: JWT_SECRET,
       KLASS_DATA_DIR: path.join(tmp, 'data'),
-      KLASS_SFU_UDP_ADDR: `127.0.0.1:${udpPort}`,
-      KLASS_SFU_TCP_ADDR: `127.0.0.1:${tcpPort}`,
-      KLASS_SFU_ADVERTISED_IP: '127.0.0.1',
+      KLASS_SFU_UDP_ADDR: `${sfuIp}:${udpPort}`,
+      KLASS_SFU_TCP_ADDR: `${sfuIp}:${tcpPort}`,
+      KLASS_SFU_ADVERTISED_IP: sfuIp,
+      ...env,
     },
     stdio: ['ignore', log, log],
   });
   fs.closeSync(log);
-  server = { proc, base: `http://localhost:${httpPort}`, pageBase: `http://localhost:${httpPort}`, logPath, tmp, exited: null };
+  server = { proc, base: `http://localhost:${httpPort}`, pageBase: `http://localhost:${httpPort}`, httpPort, udpPort, tcpPort, logPath, tmp, exited: null };
   proc.on('exit', (code, signal) => {
     server.exited = { code, signal };
   });
-  console.log(`signaling: ${SIGNALING_BIN} on 127.0.0.1:${httpPort}, SFU udp ${udpPort} tcp ${tcpPort}, log ${logPath}`);
+  console.log(`signaling: ${SIGNALING_BIN} on 127.0.0.1:${httpPort}, SFU ${sfuIp} udp ${udpPort} tcp ${tcpPort}, log ${logPath}`);
 
   const deadline = Date.now() + 60_000;
   for (;;) {
@@ -237,6 +243,28 @@ export async function launchBrowser() {
   });
 }
 
+/**
+ * Another Chromium besides the shared one, e.g. inside a network namespace through a wrapper
+ * script (`executablePath`). The caller closes it (`close()`).
+ */
+export async function launchExtraBrowser({ executablePath = CHROMIUM, extraArgs = [] } = {}) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'klass-chromium-'));
+  const context = await chromium.launchPersistentContext(dir, {
+    executablePath,
+    headless: false,
+    args: [...CHROMIUM_ARGS, ...extraArgs],
+    viewport: { width: 800, height: 600 },
+    locale: 'fr-FR',
+  });
+  return {
+    context,
+    async close() {
+      await context.close().catch(() => {});
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 // CALL_WEB_FROM_DISK=1: a small proxy in front of the server serves the page and its files from
 // signaling/web on disk and passes everything else through (HTTP and the WebSocket upgrade), so that
 // the page keeps a real http://localhost origin.
@@ -286,10 +314,11 @@ export function englishInitScript() {
 
 /**
  * `camera`: the fake camera's size. 320x240 spares the machine; from 360 lines the page sends
- * simulcast (two layers).
+ * simulcast (two layers). `context` and `base`: another browser (`launchExtraBrowser`) and the
+ * server's address as it sees it.
  */
-export async function openPage(classId, member, { audioOnly = false, token = null, viewport = null, english = false, camera = { width: 320, height: 240 } } = {}) {
-  const page = await browser.newPage();
+export async function openPage(classId, member, { audioOnly = false, token = null, viewport = null, english = false, camera = { width: 320, height: 240 }, context = null, base = null } = {}) {
+  const page = await (context || browser).newPage();
   if (viewport) await page.setViewportSize(viewport);
   await page.addInitScript(mediaInitScript, { audioOnly, camera });
   if (english) await page.addInitScript(englishInitScript);
@@ -298,7 +327,7 @@ export async function openPage(classId, member, { audioOnly = false, token = nul
     if (msg.type() === 'error') console.log(`[${member.user}] console: ${msg.text()}`);
   });
   const openedAt = Date.now();
-  const url = `${server.pageBase}/call/${classId}#token=${token || mintJwt(member.user)}`;
+  const url = `${base || server.pageBase}/call/${classId}#token=${token || mintJwt(member.user)}`;
   const res = await page.goto(url);
   assert.equal(res.status(), 200, `GET /call/${classId}`);
   const entry = { page, openedAt, ...member, firstFrameMs: null, allFramesMs: null };
