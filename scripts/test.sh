@@ -33,7 +33,7 @@ test -x "$CARGO_TARGET_DIR/debug/signaling"
 (
   cd signaling/tests/browser
   npm ci --no-audit --no-fund --loglevel=error
-  SIGNALING_BIN="$CARGO_TARGET_DIR/debug/signaling" LOADTEST_BIN="$CARGO_TARGET_DIR/debug/loadtest" node --test
+  SIGNALING_BIN="$CARGO_TARGET_DIR/debug/signaling" LOADTEST_BIN="$CARGO_TARGET_DIR/debug/loadtest" NETIMPAIR_BIN="$CARGO_TARGET_DIR/debug/netimpair" node --test
 )
 echo "== load test: simulated participants through the real server (debug build, scripts/loadtest-smoke.sh)"
 bash scripts/loadtest-smoke.sh "$CARGO_TARGET_DIR/debug" --participants 6 --cameras 4 --seconds 3
@@ -41,6 +41,8 @@ echo "== soak smoke: join/leave churn, API calls and uploads; nothing lost (the 
 bash scripts/loadtest-smoke.sh "$CARGO_TARGET_DIR/debug" soak --seconds 20 --classes 2 --people 4
 echo "== schemathesis: generated requests against the server's own /openapi.json (scripts/schemathesis.sh)"
 bash scripts/schemathesis.sh "$CARGO_TARGET_DIR/debug/signaling"
+echo "== aiortc: a non-browser WebRTC client joins a call from docs/protocol.md alone (scripts/aiortc-test.sh)"
+bash scripts/aiortc-test.sh "$CARGO_TARGET_DIR/debug/signaling"
 echo "== fuzzing smoke: every cargo-fuzz target for 20 s (scripts/fuzz.sh; long runs: docs/fuzzing.md)"
 # media_probe's instrumented build (media-worker with FFmpeg and OpenCV bindings) takes about
 # 13 minutes of two cores cold, which would take a cold run past its budget: it runs here when a
