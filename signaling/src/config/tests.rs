@@ -60,3 +60,55 @@ fn the_sample_config_parses() {
     let config = Config::from_yaml(sample).unwrap();
     assert!(!config.demo);
 }
+
+fn valid_base() -> Config {
+    let mut config = Config::default();
+    config.auth.api_key = Some("k".repeat(20));
+    config.auth.jwt_secret = Some("j".repeat(32));
+    config
+}
+
+#[test]
+fn turn_comes_from_yaml_and_environment() {
+    let env = env_of(&[
+        ("KLASS_CONFIG_BODY", "turn: { urls: ['stun:old.example.org:3478'], credential_ttl_secs: 7200 }\n"),
+        ("KLASS_TURN_URLS", "turn:t.example.org:3478?transport=udp, turns:t.example.org:443?transport=tcp"),
+        ("KLASS_TURN_SECRET", "s".repeat(32).as_str()),
+    ]);
+    let config = Config::load(None, &env).unwrap();
+    assert_eq!(
+        config.turn.urls,
+        ["turn:t.example.org:3478?transport=udp", "turns:t.example.org:443?transport=tcp"]
+    );
+    assert_eq!(config.turn.secret.as_deref(), Some("s".repeat(32).as_str()));
+    assert_eq!(config.turn.credential_ttl_secs, 7200);
+    // An empty variable clears the list.
+    let cleared = Config::load(None, &env_of(&[("KLASS_TURN_URLS", "")])).unwrap();
+    assert!(cleared.turn.urls.is_empty());
+    // The secret is never printed.
+    assert!(!format!("{config:?}").contains(&"s".repeat(32)));
+}
+
+#[test]
+fn turn_needs_its_secret_and_ice_urls() {
+    let mut config = valid_base();
+    config.validate().unwrap();
+
+    config.turn.urls = vec!["stun:stun.example.org:3478".into()];
+    config.validate().unwrap();
+
+    config.turn.urls.push("turns:t.example.org:443?transport=tcp".into());
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.contains("KLASS_TURN_SECRET"), "{err}");
+
+    config.turn.secret = Some("short".into());
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.contains("KLASS_TURN_SECRET is too short"), "{err}");
+
+    config.turn.secret = Some("s".repeat(32));
+    config.validate().unwrap();
+
+    config.turn.urls.push("https://t.example.org".into());
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.contains("https://t.example.org") && err.contains("turns:"), "{err}");
+}

@@ -164,6 +164,7 @@ fn k8s_manifests_parse_and_use_known_variables() {
         "KLASS_JWT_SECRET",
         "KLASS_DATABASE_URL",
         "KLASS_SFU_ADVERTISED_IP",
+        "KLASS_TURN_SECRET",
     ];
     assert_eq!(check_manifest("signaling.yaml", &known), 4);
     // `media-worker work` reads these (media-worker's CLI test checks its `--help` lists them).
