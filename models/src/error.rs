@@ -25,6 +25,9 @@ pub enum ErrorCode {
     RoomFull,
     /// A moderator locked the session: nobody new may join.
     SessionLocked,
+    /// A `resume` whose session is gone: its grace period passed, or the token is not this
+    /// user's. Join again.
+    ResumeFailed,
     /// A moderator muted this participant, who may unmute only once asked to.
     MutedByModerator,
     /// A moderator removed this user from the session: they cannot join it again, whatever
@@ -88,6 +91,7 @@ impl ErrorCode {
             ErrorCode::AdminLimitReached => "admin_limit_reached",
             ErrorCode::RoomFull => "room_full",
             ErrorCode::SessionLocked => "session_locked",
+            ErrorCode::ResumeFailed => "resume_failed",
             ErrorCode::MutedByModerator => "muted_by_moderator",
             ErrorCode::RemovedFromSession => "removed_from_session",
             ErrorCode::TooManyPhotos => "too_many_photos",
@@ -131,6 +135,7 @@ impl ErrorCode {
             ErrorCode::MemberLimitReached
             | ErrorCode::AdminLimitReached
             | ErrorCode::RoomFull
+            | ErrorCode::ResumeFailed
             | ErrorCode::TooManyPhotos
             | ErrorCode::TooManyVideos
             | ErrorCode::StorageQuotaExceeded
@@ -177,6 +182,7 @@ mod tests {
             ErrorCode::AdminLimitReached,
             ErrorCode::RoomFull,
             ErrorCode::SessionLocked,
+            ErrorCode::ResumeFailed,
             ErrorCode::MutedByModerator,
             ErrorCode::RemovedFromSession,
             ErrorCode::TooManyPhotos,

@@ -60,8 +60,20 @@ pub struct SlotDeclaration {
     pub kind: SlotKind,
 }
 
+/// How a video slot is sent to this receiver, within its downlink: the publisher's best layer
+/// (`high`, also for a publisher without simulcast), a lower one (`low`), or nothing for now
+/// (`paused`: the receiver's connection has no room for it; it resumes by itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlotQuality {
+    High,
+    Low,
+    Paused,
+}
+
 /// Who a slot carries now. `participant_id` is `null` while the slot is empty; `csrc` is the
-/// publisher's original SSRC, which every packet of the slot carries as its CSRC.
+/// publisher's original SSRC, which every packet of the slot carries as its CSRC. `quality` is
+/// set for a video slot with a publisher.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SlotState {
     pub mid: String,
@@ -69,6 +81,8 @@ pub struct SlotState {
     pub participant_id: Option<String>,
     pub source: Option<Source>,
     pub csrc: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<SlotQuality>,
 }
 
 /// What a participant sees of another: never an email address or a phone number.
@@ -79,6 +93,22 @@ pub struct Participant {
     pub role: Role,
     pub audio_muted: bool,
     pub video_off: bool,
+    /// Their connection is lost and the server holds their place while they come back (see
+    /// [`ServerMessage::Connection`]).
+    #[serde(default)]
+    pub reconnecting: bool,
+}
+
+/// A STUN or TURN server for the page's `RTCPeerConnection` (`iceServers`), with the short-lived
+/// credentials of the TURN REST API scheme: `username` is `<expiry unix time>:<participant>`,
+/// `credential` the base64 HMAC-SHA1 of the username under the secret shared with the TURN server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
 }
 
 /// A published track. Browsers receive it with `participant_id` as its MediaStream id.
@@ -102,6 +132,16 @@ pub enum ClientMessage {
         #[serde(default)]
         slots: Vec<SlotDeclaration>,
     },
+    /// First message of a new WebSocket after the previous one broke: the same user's token and
+    /// the `resume_token` of `joined`. The server answers `resumed` and sends what happened
+    /// meanwhile, or `error` `resume_failed` once the participant's grace period has passed.
+    Resume {
+        token: String,
+        resume_token: String,
+    },
+    /// A keepalive: the server answers `pong`. A page sends one every few seconds and resumes on a
+    /// new socket when nothing comes back (WebSocket pings are invisible to scripts).
+    Ping,
     /// A new offer from the client when its own publishing changes (e.g. starting a screen
     /// share); the server answers. The slots of the join stay as they are.
     Offer {
@@ -178,6 +218,27 @@ pub enum ServerMessage {
         /// Slots the server fills at most, by kind; declared slots beyond these stay empty.
         max_audio_slots: u32,
         max_thumbnail_slots: u32,
+        /// For the page's `RTCPeerConnection`: TURN (and STUN) servers with credentials valid
+        /// for the call; empty when the deployment has none.
+        #[serde(default)]
+        ice_servers: Vec<IceServer>,
+        /// Secret of this participant's session: a new WebSocket resumes it with `resume`.
+        resume_token: String,
+        /// How long the server holds the participant's place after their connection is lost.
+        reconnect_grace_seconds: u64,
+    },
+    /// The answer to `ping`.
+    Pong,
+    /// The answer to `resume`: this socket carries the participant's session again. The events
+    /// missed meanwhile follow.
+    Resumed {
+        participant_id: String,
+    },
+    /// A participant's connection is lost (`reconnecting: true`) and the server holds their
+    /// place for the grace period, or it is back (`false`).
+    Connection {
+        participant_id: String,
+        reconnecting: bool,
     },
     /// No session runs yet; a teacher or admin has to start it. Stay connected.
     Waiting {

@@ -87,6 +87,9 @@ pub struct RoomConfig {
     pub stats_interval: Duration,
     /// A participant whose media is not connected this long after joining is dropped.
     pub connect_timeout: Duration,
+    /// How long a participant whose media or signaling link broke keeps their place (and
+    /// attendance) before they count as gone.
+    pub reconnect_grace: Duration,
     /// Audio slots filled per participant: the loudest speakers (teachers always) but oneself.
     /// Four: the teacher and three others speaking at once.
     pub audio_slots: usize,
@@ -106,6 +109,7 @@ impl Default for RoomConfig {
             keyframe_request_interval: Duration::from_secs(1),
             stats_interval: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(30),
+            reconnect_grace: Duration::from_secs(30),
             audio_slots: 4,
             thumbnail_slots: 9,
             allocation_interval: Duration::from_millis(200),

@@ -104,6 +104,8 @@ pub struct SlotInfo {
     pub publisher: Option<ParticipantId>,
     pub source: Option<TrackSource>,
     pub csrc: Option<u32>,
+    /// For a video slot with a publisher: its layer, or paused for the receiver's bandwidth.
+    pub quality: Option<models::visio::SlotQuality>,
 }
 
 /// What a participant may see of another one: display name and role, never contact details.
@@ -114,6 +116,8 @@ pub struct ParticipantInfo {
     pub role: Role,
     pub audio_muted: bool,
     pub video_off: bool,
+    /// Its connection is lost and the room holds its place for the grace period.
+    pub reconnecting: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,6 +170,12 @@ pub enum ParticipantEvent {
     ParticipantLeft {
         participant_id: ParticipantId,
     },
+    /// A participant's link is lost and the room holds their place (`reconnecting`), or it is
+    /// back.
+    Connection {
+        participant_id: ParticipantId,
+        reconnecting: bool,
+    },
     TrackPublished(TrackInfo),
     TrackUnpublished {
         track_id: TrackId,
@@ -210,7 +220,7 @@ pub struct MediaCounters {
     pub packets_dropped: u64,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RoomStats {
     pub audio: MediaCounters,
     pub video: MediaCounters,
@@ -230,6 +240,14 @@ pub struct RoomStats {
     pub slot_switches: u64,
     /// Mean fraction of packets lost reported by receivers in this interval, if any reported.
     pub receiver_loss_fraction: Option<f32>,
+    /// Participants whose media or signaling link broke (they became "reconnecting"), and
+    /// those whose link came back within the grace period.
+    pub links_lost: u64,
+    pub links_restored: u64,
+    /// Times a video slot was paused because its receiver's downlink had no room for it.
+    pub bandwidth_pauses: u64,
+    /// Each connected participant's downlink estimate (TWCC) at the end of the interval, kbit/s.
+    pub downlink_estimates_kbps: Vec<u32>,
     pub n_participants: u32,
 }
 

@@ -30,6 +30,8 @@ pub struct Config {
     /// Rate limits, connection limits and admission control (see `limits`).
     pub limits: crate::limits::LimitsConfig,
     pub auth: AuthConfig,
+    /// STUN and TURN servers for call pages, and the secret shared with coturn (see `turn`).
+    pub turn: crate::turn::TurnConfig,
     /// Partial overrides of the offers, per tier. See `config.sample.yaml`.
     pub tiers: BTreeMap<Tier, TierPolicyOverride>,
     /// Demo mode: missing secrets are generated, a demo school is created and tokens are printed.
@@ -164,6 +166,9 @@ pub struct SfuSection {
     pub batch_sends: bool,
     /// Run the media plane on its own thread and single-threaded runtime.
     pub media_thread: bool,
+    /// How long a participant whose connection broke keeps their place, holds and attendance
+    /// row while their page reconnects (ICE restart, WebSocket `resume`).
+    pub reconnect_grace_secs: u64,
 }
 
 impl Default for SfuSection {
@@ -177,6 +182,7 @@ impl Default for SfuSection {
             thumbnail_slots: sfu::RoomConfig::default().thumbnail_slots,
             batch_sends: sfu::SfuConfig::default().batch_sends,
             media_thread: sfu::SfuConfig::default().media_thread,
+            reconnect_grace_secs: sfu::RoomConfig::default().reconnect_grace.as_secs(),
         }
     }
 }
@@ -246,6 +252,7 @@ impl Default for Config {
             webhooks: crate::webhooks::WebhookConfig::default(),
             limits: crate::limits::LimitsConfig::default(),
             auth: AuthConfig::default(),
+            turn: crate::turn::TurnConfig::default(),
             tiers: BTreeMap::new(),
             demo: false,
         }
@@ -340,6 +347,12 @@ impl Config {
                 message: format!("{err} (true or false)"),
             })?;
         }
+        if let Some(secs) = env("KLASS_SFU_RECONNECT_GRACE_SECS") {
+            self.sfu.reconnect_grace_secs = secs.parse().map_err(|err| ConfigError::Env {
+                var: "KLASS_SFU_RECONNECT_GRACE_SECS",
+                message: format!("{err} (whole seconds)"),
+            })?;
+        }
         if let Some(url) = env("KLASS_WEBHOOK_URL") {
             self.webhooks.url = Some(url);
         }
@@ -383,6 +396,17 @@ impl Config {
                 }
             };
         }
+        if let Some(urls) = env("KLASS_TURN_URLS") {
+            // Comma- or space-separated; an empty value clears the list.
+            self.turn.urls = urls
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|url| !url.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
+        if let Some(secret) = env("KLASS_TURN_SECRET") {
+            self.turn.secret = Some(secret);
+        }
         if let Some(demo) = env("KLASS_DEMO") {
             self.demo = matches!(demo.as_str(), "1" | "true" | "yes");
         }
@@ -402,6 +426,9 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "sfu.audio_slots must be at least 1, and sfu.audio_slots + sfu.thumbnail_slots at most {max_slots}"
             )));
+        }
+        if !(1..=600).contains(&self.sfu.reconnect_grace_secs) {
+            return Err(ConfigError::Invalid("sfu.reconnect_grace_secs must be between 1 and 600 s".into()));
         }
         if self.demo {
             self.auth.api_key.get_or_insert_with(|| random_secret(24));
@@ -477,6 +504,7 @@ impl Config {
         if self.database.max_connections == 0 {
             return Err(ConfigError::Invalid("database.max_connections must be positive".into()));
         }
+        self.turn.validate().map_err(|err| ConfigError::Invalid(err.to_string()))?;
         Ok(())
     }
 

@@ -42,6 +42,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod privacy;
 pub mod storage;
+pub mod turn;
 pub mod uploads;
 pub mod visio;
 pub mod web;
@@ -73,6 +74,8 @@ pub struct AppState {
     pub directory: Directory,
     pub attendance: attendance::Attendance,
     pub sfu: sfu::SfuHandle,
+    /// Call sessions whose WebSocket may be replaced by a `resume` (see [`visio`]).
+    pub calls: Arc<visio::Resumable>,
     pub uploads: Uploads,
     pub storage: Storage,
     pub links: links::LinkSigner,
@@ -162,6 +165,7 @@ impl AppState {
             room: sfu::RoomConfig {
                 audio_slots: config.sfu.audio_slots,
                 thumbnail_slots: config.sfu.thumbnail_slots,
+                reconnect_grace: std::time::Duration::from_secs(config.sfu.reconnect_grace_secs),
                 ..sfu::RoomConfig::default()
             },
             tcp_limits: sfu::TcpLimits::default(),
@@ -197,6 +201,7 @@ impl AppState {
             directory,
             attendance,
             sfu: sfu.handle,
+            calls: Arc::default(),
             uploads,
             storage,
             links,
@@ -238,6 +243,7 @@ pub fn app(state: AppState) -> Router {
             axum::routing::put(api_media::put_chunk).layer(DefaultBodyLimit::max(max_chunk)),
         )
         .route("/v1/classes/{class_id}/visio/ws", get(visio::visio_ws))
+        .route("/v1/classes/{class_id}/visio/ice-servers", get(turn::ice_servers_endpoint))
         .route("/v1/classes/{class_id}/sessions", get(api::sessions))
         .route("/v1/classes/{class_id}/sessions/{session_id}/attendance", get(api::attendance))
         .route("/call/{class_id}", get(web::call_page))

@@ -24,6 +24,10 @@ pub struct Metrics {
     classes: IntGaugeVec,
     members: IntGaugeVec,
     sfu: SfuMetrics,
+    /// TURN credentials handed out, by where (`turn::Via`).
+    turn_credentials: IntCounterVec,
+    /// `resume` messages, by outcome.
+    resumes: IntCounterVec,
 }
 
 /// What the SFU reports as events, as Prometheus series (see [`record_sfu_events`]).
@@ -36,6 +40,9 @@ struct SfuMetrics {
     retransmissions: IntCounter,
     renegotiations: IntCounterVec,
     slot_switches: IntCounter,
+    links: IntCounterVec,
+    bandwidth_pauses: IntCounter,
+    downlink_estimate: Histogram,
     keyframe_requests: IntCounterVec,
     receiver_loss: Histogram,
     session_duration: Histogram,
@@ -88,6 +95,26 @@ impl SfuMetrics {
                 vec
             },
             slot_switches: counter("sfu_slot_switches_total", "Times a receive slot changed publisher."),
+            links: {
+                let vec = counter_vec(
+                    "sfu_participant_links_total",
+                    "Participants whose connection broke (`lost`: shown as reconnecting, place kept for \
+                     the grace period) or came back within it (`restored`).",
+                    &["event"],
+                );
+                vec.with_label_values(&["lost"]);
+                vec.with_label_values(&["restored"]);
+                vec
+            },
+            bandwidth_pauses: counter(
+                "sfu_bandwidth_pauses_total",
+                "Times a video slot was paused because its receiver's downlink had no room for it.",
+            ),
+            downlink_estimate: histogram(
+                "sfu_downlink_estimate_kbps",
+                "Participants' downlink estimates (TWCC), sampled at each stats interval.",
+                vec![150.0, 300.0, 600.0, 1000.0, 2000.0, 4000.0, 8000.0],
+            ),
             keyframe_requests: counter_vec(
                 "sfu_keyframe_requests_total",
                 "Keyframe requests (PLI/FIR): received from subscribers, sent to publishers after throttling.",
@@ -176,7 +203,37 @@ impl Metrics {
         registry.register(Box::new(classes.clone())).expect("unique metric name");
         registry.register(Box::new(members.clone())).expect("unique metric name");
         let sfu = SfuMetrics::new(&registry);
-        Metrics { registry, http_requests, http_duration, classes, members, sfu }
+        let turn_credentials = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "signaling_turn_credentials_issued_total",
+                    "TURN credentials handed to pages, by where: the ice-servers endpoint or the call's join.",
+                ),
+                &["via"],
+            )
+            .expect("static metric definition is valid"),
+        );
+        // Both series exist from the start, so the TURN alerts read 0 rather than absent.
+        for via in [crate::turn::Via::Endpoint, crate::turn::Via::Join] {
+            turn_credentials.with_label_values(&[via.as_str()]);
+        }
+        let resumes = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "visio_resumes_total",
+                    "Call sessions resumed on a new WebSocket after theirs broke (`resumed`), or refused \
+                     (`failed`: the grace period had passed, or the token was not the user's).",
+                ),
+                &["outcome"],
+            )
+            .expect("static metric definition is valid"),
+        );
+        for outcome in ["resumed", "failed"] {
+            resumes.with_label_values(&[outcome]);
+        }
+        Metrics { registry, http_requests, http_duration, classes, members, sfu, turn_credentials, resumes }
     }
 
     /// The registry other components of the process (SFU, media worker) register into.
@@ -197,6 +254,15 @@ impl Metrics {
             counter.inc_by(total.saturating_sub(counter.get()));
         }
         metrics.event_backlog.set(event_backlog as i64);
+    }
+
+    /// A `resume` was carried out, or refused.
+    pub fn resume(&self, resumed: bool) {
+        self.resumes.with_label_values(&[if resumed { "resumed" } else { "failed" }]).inc();
+    }
+
+    pub fn turn_credentials_issued(&self, via: crate::turn::Via) {
+        self.turn_credentials.with_label_values(&[via.as_str()]).inc();
     }
 
     pub fn set_directory_counts(&self, tier: models::Tier, n_classes: i64, n_members: i64) {
@@ -292,6 +358,12 @@ impl Metrics {
                 sfu.retransmissions.inc_by(stats.retransmissions);
                 sfu.renegotiations.with_label_values(&["client"]).inc_by(stats.client_offers);
                 sfu.slot_switches.inc_by(stats.slot_switches);
+                sfu.links.with_label_values(&["lost"]).inc_by(stats.links_lost);
+                sfu.links.with_label_values(&["restored"]).inc_by(stats.links_restored);
+                sfu.bandwidth_pauses.inc_by(stats.bandwidth_pauses);
+                for kbps in &stats.downlink_estimates_kbps {
+                    sfu.downlink_estimate.observe(f64::from(*kbps));
+                }
                 sfu.keyframe_requests
                     .with_label_values(&["received"])
                     .inc_by(stats.keyframe_requests_received);

@@ -14,7 +14,7 @@ const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
 
 /// Every file under `/web/`: name, content type, body.
-const ASSETS: [(&str, &str, &str); 8] = [
+const ASSETS: &[(&str, &str, &str)] = &[
     ("call.js", JAVASCRIPT, include_str!("../web/call.js")),
     ("state.js", JAVASCRIPT, include_str!("../web/state.js")),
     ("strings.js", JAVASCRIPT, include_str!("../web/strings.js")),
@@ -22,6 +22,8 @@ const ASSETS: [(&str, &str, &str); 8] = [
     ("tiles.js", JAVASCRIPT, include_str!("../web/tiles.js")),
     ("roster.js", JAVASCRIPT, include_str!("../web/roster.js")),
     ("moderation.js", JAVASCRIPT, include_str!("../web/moderation.js")),
+    ("ice.js", JAVASCRIPT, include_str!("../web/ice.js")),
+    ("reconnect.js", JAVASCRIPT, include_str!("../web/reconnect.js")),
     ("call.css", CSS, include_str!("../web/call.css")),
 ];
 

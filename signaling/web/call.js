@@ -7,7 +7,9 @@
 // - `state.js`: what the page knows (`window.klassCall`) and small helpers;
 // - `connection.js`: WebSocket, peer connection, the join's slots, our own renegotiation;
 // - `tiles.js`: the stage, the thumbnails, the audio slots, our preview, who speaks;
-// - `roster.js`: everyone in the call; `moderation.js`: teacher controls.
+// - `roster.js`: everyone in the call; `moderation.js`: teacher controls;
+// - `reconnect.js`: a broken WebSocket resumed, a failed media link restarted;
+// - `ice.js`: TURN servers and their credentials.
 
 import { S, applyStaticStrings, errorText, leftText } from './strings.js';
 import {
@@ -17,7 +19,10 @@ import {
 import {
   PROTOCOL_VERSION, getLocalMedia, stopLocalMedia, createPeer, applyJoinAnswer, openSocket,
   onServerAnswer, maybeSendLocalOffer, isLocalOfferInFlight, rollbackLocalOffer, closePeer, enqueue,
+  setIceServers,
 } from './connection.js';
+import { watchLinks, rememberSession, socketLost, socketResumed, iceStateChanged } from './reconnect.js';
+import { fetchIceServers, usableServers } from './ice.js';
 import { createSlotViews, showSelfPreview, renderTiles, playAudio, clearViews } from './tiles.js';
 import { renderRoster, clearRoster } from './roster.js';
 import {
@@ -84,6 +89,13 @@ async function handle(msg) {
       return render();
     case 'answer':
       return onServerAnswer(msg.sdp);
+    case 'resumed':
+      return socketResumed();
+    case 'connection': {
+      const p = call.participants[msg.participant_id];
+      if (p) p.reconnecting = !!msg.reconnecting;
+      return render();
+    }
     case 'participant_joined':
       call.participants[msg.participant.participant_id] = msg.participant;
       render();
@@ -128,6 +140,8 @@ async function onJoined(msg) {
   call.maxAudioSlots = msg.max_audio_slots;
   call.maxThumbnailSlots = msg.max_thumbnail_slots;
   call.timings.joined = performance.now();
+  rememberSession(msg);
+  setIceServers(usableServers(msg.ice_servers));
   if (msg.protocol_version !== PROTOCOL_VERSION) {
     trace(`server speaks protocol ${msg.protocol_version}, we speak ${PROTOCOL_VERSION}`);
   }
@@ -212,6 +226,7 @@ function onLeft(reason) {
 
 async function onError(code, message) {
   call.errorCode = code;
+  if (code === 'resume_failed') return giveUp(code);
   if (call.state === 'connecting' || call.state === 'starting') {
     // A refused join: the server closes the socket after this.
     setState('refused');
@@ -304,9 +319,20 @@ function teardown() {
 
 function onConnectionState(state) {
   if (state === 'connected' && ui.alert.dataset.code === 'media_failed') hideAlert();
-  if (state === 'failed' && ['joined', 'waiting', 'admitted'].includes(call.state)) {
+  // A link that worked once is restarted (reconnect.js); one that never did is blocked.
+  const neverConnected = call.timings.connected === undefined;
+  if (state === 'failed' && neverConnected && ['joined', 'waiting', 'admitted'].includes(call.state)) {
     showAlert(S.mediaFailed, 'media_failed');
   }
+}
+
+/** The call went on without us (the grace period passed): say so, and stop. */
+function giveUp(code) {
+  setState('disconnected');
+  setStatus(S.resumeFailed);
+  ui.status.dataset.code = code;
+  hideAlert();
+  teardown();
 }
 
 async function start() {
@@ -336,17 +362,23 @@ async function start() {
   refreshSelfButtons();
   showSelfPreview();
 
-  const join = await createPeer({ onConnectionState });
+  const iceServers = await fetchIceServers(classId, token);
+  const join = await createPeer({ onConnectionState, onIceState: iceStateChanged, iceServers });
   createSlotViews(join.transceivers);
   call.declaredSlots = join.slots;
 
   setState('connecting');
   setStatus(stream ? S.connectingServer : S.connectingReceiveOnly);
+  watchLinks({ classId, token, onMessage: handle, onGiveUp: giveUp });
   openSocket(classId, {
     onOpen: () => send({ type: 'join', token, sdp: join.sdp, tracks: join.tracks, slots: join.slots }),
     onMessage: handle,
-    onClose: (opened) => {
-      if (call.state === 'left' || call.state === 'refused') return;
+    onClose: (opened, ws) => {
+      // A socket that a resumed one replaced (reconnect.js).
+      if (ws !== call.ws) return;
+      if (['left', 'refused', 'disconnected'].includes(call.state)) return;
+      // In the call: the session is resumed on a new socket (reconnect.js).
+      if (['joined', 'waiting', 'admitted'].includes(call.state) && socketLost()) return;
       setState('disconnected');
       // Never opened: the server refused the connection itself (too many joins at once from
       // here, or a surge it answers with "busy") or could not be reached.

@@ -20,6 +20,7 @@ let candidateQueue = [];
 let joinedAck = false;
 let chain = Promise.resolve();
 let wantLocalOffer = false;
+let wantIceRestart = false;
 let localOfferInFlight = false;
 
 /** Runs tasks one after the other, in the order messages arrived. */
@@ -96,10 +97,16 @@ export function addSender(track, source, stream) {
  * Returns the `join` message's `sdp`, `tracks` and `slots`, and the slots' transceivers
  * ([{kind, transceiver}], in declaration order) for the views to attach their receivers.
  */
-export async function createPeer({ onConnectionState }) {
-  const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+export async function createPeer({ onConnectionState, onIceState, iceServers }) {
+  // TURN servers (ice.js) for networks that let only TLS on 443 through; the server's own
+  // candidates (UDP, and ICE-TCP) come with its answer.
+  const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require', iceServers: iceServers || [] });
   call.pc = pc;
   pc.addEventListener('icecandidate', onLocalCandidate);
+  pc.addEventListener('iceconnectionstatechange', () => {
+    trace(`ice ${pc.iceConnectionState}`);
+    onIceState(pc.iceConnectionState);
+  });
   pc.addEventListener('connectionstatechange', () => {
     trace(`pc ${pc.connectionState}`);
     if (pc.connectionState === 'connected' && call.timings.connected === undefined) {
@@ -131,6 +138,16 @@ export async function createPeer({ onConnectionState }) {
   };
 }
 
+/** Fresh TURN credentials from `joined`, for the ICE restarts to come. */
+export function setIceServers(iceServers) {
+  if (!call.pc || !iceServers || iceServers.length === 0) return;
+  try {
+    call.pc.setConfiguration({ ...call.pc.getConfiguration(), iceServers });
+  } catch (err) {
+    trace(`setConfiguration failed: ${err && err.name}`);
+  }
+}
+
 /** `joined`: the server's answer to our join offer. */
 export async function applyJoinAnswer(sdp, send) {
   await call.pc.setRemoteDescription({ type: 'answer', sdp });
@@ -139,9 +156,26 @@ export async function applyJoinAnswer(sdp, send) {
   candidateQueue = [];
 }
 
+/** Addresses of our host candidates so far: a new one once connected is a new network. */
+const localAddresses = new Set();
+let onNewNetwork = () => {};
+
+/** `fn` is called when the browser gathers a candidate on an address it did not have. */
+export function watchNetwork(fn) {
+  onNewNetwork = fn;
+}
+
 function onLocalCandidate(ev) {
   // A null candidate or an empty one is the end of candidates: the server needs no signal for it.
   if (!ev.candidate || !ev.candidate.candidate) return;
+  const address = ev.candidate.address;
+  if (address && ev.candidate.type === 'host' && !localAddresses.has(address)) {
+    localAddresses.add(address);
+    if (call.timings.connected !== undefined) {
+      trace(`new local address ${address}`);
+      onNewNetwork();
+    }
+  }
   if (joinedAck) call.send({ type: 'candidate', candidate: ev.candidate.candidate });
   else candidateQueue.push(ev.candidate.candidate);
 }
@@ -154,16 +188,29 @@ export function requestLocalOffer() {
   enqueue(maybeSendLocalOffer);
 }
 
+/** Our media link failed: a new offer restarts ICE (new credentials, fresh candidates). */
+export function requestIceRestart() {
+  wantIceRestart = true;
+  requestLocalOffer();
+}
+
 export async function maybeSendLocalOffer() {
   const pc = call.pc;
   if (!wantLocalOffer || !pc || localOfferInFlight || pc.signalingState !== 'stable') return;
-  if (call.state !== 'admitted') return;
+  // A screen share waits for admission; an ICE restart only for the socket.
+  if (call.state !== 'admitted' && !(wantIceRestart && ['joined', 'waiting'].includes(call.state))) return;
+  if (!call.ws || call.ws.readyState !== WebSocket.OPEN || call.offersHeld) return;
   wantLocalOffer = false;
   localOfferInFlight = true;
+  const iceRestart = wantIceRestart;
+  wantIceRestart = false;
   // The slot transceivers are left as they are: recvonly, same mids.
-  const offer = await pc.createOffer();
+  const offer = await pc.createOffer({ iceRestart });
   await pc.setLocalDescription(offer);
-  call.send({ type: 'offer', sdp: pc.localDescription.sdp, tracks: declarations() });
+  if (!call.send({ type: 'offer', sdp: pc.localDescription.sdp, tracks: declarations() })) {
+    // The socket broke meanwhile: offered again once it is resumed (reconnect.js).
+    wantIceRestart = wantIceRestart || iceRestart;
+  }
 }
 
 export async function onServerAnswer(sdp) {
@@ -195,15 +242,21 @@ export function closePeer() {
 
 // ---------- WebSocket ----------
 
-/** Opens the call WebSocket; `onOpen`, `onMessage(msg)` and `onClose(opened)` are the page's. */
-export function openSocket(classId, { onOpen, onMessage, onClose }) {
+/**
+ * Opens the call WebSocket; `onOpen`, `onMessage(msg)` and `onClose(opened)` are the page's. A
+ * `pending` socket (a `resume` attempt, reconnect.js) becomes the call's socket only when the
+ * server answers `resumed`; until then only its `error` is heard. Once another socket is the
+ * call's, nothing from this one is: late messages of a replaced socket would repeat or reorder
+ * what the new one replays.
+ */
+export function openSocket(classId, { onOpen, onMessage, onClose, pending = false }) {
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
   const ws = new WebSocket(`${scheme}://${location.host}/v1/classes/${encodeURIComponent(classId)}/visio/ws`);
-  call.ws = ws;
+  if (!pending) call.ws = ws;
   let opened = false;
   ws.addEventListener('open', () => {
     opened = true;
-    onOpen();
+    onOpen(ws);
   });
   ws.addEventListener('message', (ev) => {
     let msg;
@@ -213,12 +266,20 @@ export function openSocket(classId, { onOpen, onMessage, onClose }) {
       trace('unparsable message');
       return;
     }
-    if (msg.type !== 'speakers') trace(`<- ${msg.type}`);
+    if (call.ws !== ws) {
+      if (!pending) return;
+      if (msg.type === 'resumed') call.ws = ws;
+      else if (msg.type !== 'error') return;
+    }
+    call.lastHeardAt = performance.now();
+    if (msg.type === 'pong') return;
+    if (msg.type === 'error') trace(`<- error ${msg.code}: ${msg.message}`);
+    else if (msg.type !== 'speakers') trace(`<- ${msg.type}`);
     enqueue(() => onMessage(msg));
   });
   ws.addEventListener('close', (ev) => {
-    trace(`ws closed ${ev.code}`);
-    enqueue(() => onClose(opened));
+    trace(`ws closed ${ev.code}${call.ws === ws ? '' : ' (not the current one)'}`);
+    enqueue(() => onClose(opened, ws));
   });
   return ws;
 }

@@ -59,9 +59,12 @@ function updateEntry(li, pid) {
   const states = [];
   const audioMuted = self ? local.audioMuted || !local.audioTrack : p && p.audio_muted;
   const videoOff = self ? local.videoOff || !local.videoTrack : p && p.video_off;
+  const reconnecting = !self && !!(p && p.reconnecting);
+  if (reconnecting) states.push(S.reconnectingBadge);
   if (audioMuted) states.push(S.micOff);
   if (videoOff) states.push(S.camOff);
   li.querySelector('.roster-state').textContent = states.join(', ');
+  li.dataset.reconnecting = String(reconnecting);
   li.dataset.audioMuted = String(!!audioMuted);
   li.dataset.videoOff = String(!!videoOff);
   const speaking = call.speakers.includes(pid);

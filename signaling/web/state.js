@@ -13,7 +13,7 @@ export const ui = {
   mic: $('btn-mic'), cam: $('btn-cam'), sound: $('btn-sound'), leave: $('btn-leave'),
   modControls: $('moderator-controls'), muteAll: $('btn-mute-all'), lock: $('btn-lock'),
   share: $('btn-share'), end: $('btn-end'), timer: $('timer'), timerValue: $('timer-value'),
-  lockIndicator: $('lock-indicator'),
+  lockIndicator: $('lock-indicator'), bandwidthNotice: $('bandwidth-notice'),
   prompt: $('unmute-prompt'), promptText: $('unmute-text'), promptAccept: $('unmute-accept'),
   promptIgnore: $('unmute-ignore'),
 };

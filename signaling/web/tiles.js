@@ -132,6 +132,7 @@ function badgesOf(pid, source) {
   }
   const p = call.participants[pid];
   if (!p) return badges;
+  if (p.reconnecting) badges.push(S.reconnectingBadge);
   if (p.role !== 'parent') badges.push(roleText(p.role));
   if (p.audio_muted) badges.push(S.micOff);
   if (p.video_off) badges.push(S.camOff);
@@ -162,6 +163,7 @@ function renderSelf() {
 export function renderTiles() {
   renderSelf();
   let stageShown = false;
+  let nPaused = 0;
   for (const [mid, view] of views) {
     const slot = call.slots[mid];
     const pid = (slot && slot.participant_id) || '';
@@ -183,9 +185,19 @@ export function renderTiles() {
     el.classList.toggle('video-off', source === 'camera' && !!(p && p.video_off));
     el.classList.toggle('screen', source === 'screen_share');
     el.classList.toggle('speaking', speaking);
+    el.classList.toggle('reconnecting', !!(p && p.reconnecting));
+    // Within our downlink (the server's choice): the publisher's best layer, a lower one, or
+    // nothing for now.
+    const quality = (slot && slot.quality) || '';
+    el.dataset.quality = quality;
+    el.classList.toggle('paused', quality === 'paused');
+    if (quality === 'paused') nPaused += 1;
+    el.dataset.reconnecting = String(!!(p && p.reconnecting));
     const pinned = pid !== '' && call.pinned === pid;
     el.dataset.pinned = String(pinned);
     const badges = badgesOf(pid, source);
+    if (quality === 'low') badges.push(S.lowQuality);
+    if (quality === 'paused') badges.push(S.pausedBadge);
     if (speaking) badges.push(S.speaking);
     el.querySelector('.badges').textContent = badges.length ? `(${badges.join(', ')})` : '';
     el.setAttribute('aria-label', badges.length ? `${shown}, ${badges.join(', ')}` : shown);
@@ -197,6 +209,8 @@ export function renderTiles() {
     }
   }
   ui.stage.hidden = !stageShown;
+  ui.bandwidthNotice.hidden = nPaused === 0;
+  call.pausedVideos = nPaused;
   ui.unpin.hidden = call.pinned === null;
   document.body.dataset.speaking = call.speakers.join(' ');
   announceSpeaker();

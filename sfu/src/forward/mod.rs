@@ -1,7 +1,8 @@
 //! Packets and layers: per published track a [`Buffer`], per subscriber a [`DownTrack`].
 //!
 //! Nothing here decodes media. The only payload bytes read are the few header bytes that say
-//! whether a video packet starts a keyframe. Retransmissions are not cached here: str0m's
+//! whether a video packet starts a keyframe, and the RED (RFC 2198) block headers of redundant
+//! audio unwrapped for a receiver without RED ([`red`]). Retransmissions are not cached here: str0m's
 //! `StreamTx` keeps each sent packet (a shared `Arc` of the payload, so subscribers share one
 //! copy) and answers NACKs with RTX itself, in RTP mode too.
 //!
@@ -12,6 +13,7 @@
 mod buffer;
 mod downtrack;
 mod keyframe;
+pub mod red;
 mod slot;
 
 pub use buffer::{Buffer, PacketView};

@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use str0m::bwe::BweKind;
 use str0m::format::Codec;
 use str0m::media::{Direction, KeyframeRequestKind, Mid, Rid};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
@@ -11,12 +12,10 @@ use str0m::{Event, IceConnectionState};
 use tracing::{debug, info};
 
 use crate::forward::{is_keyframe_start, Buffer, DropReason, PacketView, SlotDecision, VideoCodec};
-use crate::proto::{
-    LeaveReason, MediaCounters, MediaKind, ParticipantEvent, TrackId, TrackInfo, TrackSource,
-};
+use crate::proto::{MediaCounters, MediaKind, ParticipantEvent, TrackId, TrackInfo, TrackSource};
 
 use super::participant::{Layer, LayerKey, PeerKey, PublishedTrack};
-use super::session::{MemberStatus, SessionInput};
+use super::session::MemberStatus;
 use super::Room;
 
 /// How soon the room ranks speakers again when someone without an audio slot starts speaking.
@@ -33,16 +32,27 @@ impl Room {
                     self.allocation_dirty = true;
                 }
             }
-            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+            Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
                 if let Some(idx) = self.index_of(key) {
-                    let participant_id = self.participants[idx].id.clone();
-                    let _ = self.session.handle_input(SessionInput::Leave {
-                        now,
-                        participant_id,
-                        reason: LeaveReason::ConnectionLost,
-                    });
+                    let participant = &mut self.participants[idx];
+                    let bps = estimate.as_u64();
+                    if participant.downlink_bps.is_none_or(|old| old.abs_diff(bps) * 5 > old) {
+                        debug!(participant_id = %participant.id, kbps = bps / 1000, "downlink estimate");
+                    }
+                    participant.downlink_bps = Some(bps);
+                    participant.downlink.record(now, bps);
                 }
             }
+            // An ICE restart (a new network) completed: video restarts from keyframes.
+            Event::IceConnectionStateChange(
+                IceConnectionState::Completed | IceConnectionState::Connected,
+            ) => {
+                if let Some(idx) = self.index_of(key).filter(|&idx| self.participants[idx].connected) {
+                    self.restart_video(idx, now);
+                }
+            }
+            // Not a departure: the grace period of `link` starts.
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => self.media_lost(key, now),
             Event::MediaAdded(added) => {
                 let receiving = matches!(added.direction, Direction::RecvOnly | Direction::SendRecv);
                 let is_slot = self
@@ -94,6 +104,7 @@ impl Room {
                 self.stats.nacks_received += egress.nacks.saturating_sub(last_nacks);
                 let sent = egress.packets.saturating_sub(last_packets);
                 self.stats.retransmissions += sent.saturating_sub(written.saturating_sub(last_written));
+                participant.downlink.report(now, slot_idx as u64, egress.loss, egress.rtt);
                 if let Some(loss) = egress.loss {
                     self.loss_reports.0 += loss;
                     self.loss_reports.1 += 1;
@@ -243,6 +254,8 @@ impl Room {
         let layer = track.layer_index(rid);
         let layer_key = (publisher, mid, layer);
         track.layers[layer].last_packet = Some(now);
+        // With the RTP header: what the layer costs a receiver's downlink.
+        track.layers[layer].bytes += payload_len + 12;
         // A publisher's first packet, or a new SSRC: the slots showing it name it anew.
         let ssrc = *packet.header.ssrc;
         let ssrc_changed = track.layers[layer].ssrc.replace(ssrc) != Some(ssrc);
@@ -259,7 +272,7 @@ impl Room {
             incoming.packets_dropped += track.layers[layer].subscribers.len() as u64;
             return;
         }
-        let Some(params) = params else { return };
+        let Some((params, is_red)) = params else { return };
         if kind == MediaKind::Video && track.buffer.codec.is_none() {
             track.buffer.codec = match params.spec().codec {
                 Codec::Vp8 => Some(VideoCodec::Vp8),
@@ -317,14 +330,28 @@ impl Room {
             let pt_out = match slot.pt_map.iter().find(|(p, pt_in, _)| *p == publisher && *pt_in == pt) {
                 Some((_, _, pt_out)) => *pt_out,
                 None => {
-                    let pt_out = rx.rtc.codec_config().match_params(params).map(|p| p.pt());
+                    // RED goes out as RED to a receiver that has it, as its primary (plain Opus)
+                    // to one that does not.
+                    let matched = rx.rtc.codec_config().match_params(params);
+                    let pt_out = matched.map(|p| match (is_red, p.red()) {
+                        (true, Some(red)) => (red, false),
+                        (true, None) => (p.pt(), true),
+                        (false, _) => (p.pt(), false),
+                    });
                     slot.pt_map.push((publisher, pt, pt_out));
                     pt_out
                 }
             };
-            let Some(pt_out) = pt_out else {
+            let Some((pt_out, unwrap_red)) = pt_out else {
                 debug!(%receiver, "receiver lacks the publisher's codec");
                 continue;
+            };
+            let out_payload = if unwrap_red {
+                // Only the RED header is read, never the Opus frames it carries.
+                let Some(primary) = crate::forward::red::primary(&payload) else { continue };
+                std::sync::Arc::<[u8]>::from(primary)
+            } else {
+                payload.clone()
             };
             let out_mid = slot.mid;
             slot.forwarder.packets_out += 1;
@@ -342,7 +369,7 @@ impl Room {
                     stream
                 }
             };
-            let write = RtpWrite::new(pt_out, seq_no.into(), timestamp, packet.timestamp, payload.clone())
+            let write = RtpWrite::new(pt_out, seq_no.into(), timestamp, packet.timestamp, out_payload)
                 .marker(packet.header.marker)
                 .ext_vals(ext_vals.clone())
                 .csrc(&csrc)

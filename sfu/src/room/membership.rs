@@ -76,6 +76,9 @@ impl Room {
             role: member.role,
             audio_muted: member.audio.muted,
             video_off: member.video.muted,
+            reconnecting: self
+                .index_of_id(participant_id)
+                .is_some_and(|idx| self.participants[idx].reconnecting()),
         })
     }
 

@@ -15,6 +15,9 @@
 //! `allocation` and `speakers` (sans-IO choices), `participant` (per-participant state).
 
 mod allocation;
+mod answer;
+mod bandwidth;
+mod link;
 mod media;
 mod membership;
 mod participant;
@@ -111,6 +114,10 @@ pub struct Room {
     /// Set when an `Rtc` may have died: `process` then looks for the dead, instead of asking
     /// every participant after every packet.
     maybe_dead: bool,
+    /// When `link` next looks for silent links.
+    next_link_check_at: Instant,
+    /// When the layers' rates were last sampled.
+    rates_sampled_at: Instant,
 }
 
 impl Room {
@@ -144,6 +151,8 @@ impl Room {
             allocation_dirty: false,
             maybe_dead: false,
             dirty: Vec::new(),
+            next_link_check_at: now,
+            rates_sampled_at: now,
         }
     }
 
@@ -232,11 +241,18 @@ impl Room {
             pt_params: HashMap::new(),
             last_egress: HashMap::new(),
             n_remote_candidates: 0,
+            last_heard: now,
+            media_lost_at: None,
+            signal_lost_at: None,
+            downlink_bps: None,
+            downlink: Default::default(),
+            desired_bps: 0,
+            limited: false,
         });
         self.index.insert(key, self.participants.len() - 1);
         self.drain_participant(key);
         self.process(now);
-        Ok(JoinAccepted { answer_sdp: answer.to_sdp_string(), ice_ufrag })
+        Ok(JoinAccepted { answer_sdp: answer::finish_answer(answer.to_sdp_string()), ice_ufrag })
     }
 
     /// A client's new offer: it adds or removes its own tracks. Returns the answer. Its slots
@@ -293,7 +309,7 @@ impl Room {
         };
         self.stats.client_offers += 1;
         self.process(now);
-        Ok(answer.to_sdp_string())
+        Ok(answer::finish_answer(answer.to_sdp_string()))
     }
 
     /// Trickle ICE from the client. Our side needs none: ICE-lite with fixed candidates.
@@ -378,6 +394,7 @@ impl Room {
                     debug!(%source, "no participant accepts datagram");
                     return;
                 };
+                self.heard_from(idx, now);
                 let key = self.participants[idx].key;
                 if self.participants[idx].dirty {
                     // What was written to it goes out before it takes new input.
@@ -421,6 +438,9 @@ impl Room {
         let mut timeout = self.last_now + IDLE_TIMEOUT;
         if !self.closed {
             timeout = timeout.min(self.next_stats_at).min(self.next_allocation_at);
+            if !self.participants.is_empty() {
+                timeout = timeout.min(self.next_link_check_at);
+            }
             if let SessionOutput::Timeout(at) = self.session.poll_output() {
                 timeout = timeout.min(at);
             }
@@ -467,6 +487,7 @@ impl Room {
             }
         }
         self.poll_keyframe_requests(now);
+        self.check_links(now);
         if now >= self.next_stats_at && !self.closed {
             self.next_stats_at = now + self.config.stats_interval;
             self.emit_stats();
@@ -482,6 +503,8 @@ impl Room {
         let (loss_sum, n_loss) = std::mem::take(&mut self.loss_reports);
         stats.receiver_loss_fraction = (n_loss > 0).then(|| loss_sum / n_loss as f32);
         stats.n_participants = self.participants.iter().filter(|p| p.active).count() as u32;
+        stats.downlink_estimates_kbps =
+            self.participants.iter().filter_map(|p| p.downlink_bps).map(|bps| (bps / 1000) as u32).collect();
         self.outputs.push_back(RoomOutput::Server(SfuEvent::Stats { room_id: self.room_id.clone(), stats }));
     }
 

@@ -14,6 +14,10 @@ use crate::proto::{MediaKind, ParticipantId, SlotKind, TrackId, TrackSource};
 /// A layer of a publisher's track: participant, mid and layer index. What a slot forwards.
 pub(crate) type LayerKey = (PeerKey, Mid, usize);
 
+/// What a payload type becomes towards one receiver: its own payload type, and whether RED is
+/// unwrapped to its primary (Opus) on the way.
+pub(crate) type PtOut = (Pt, bool);
+
 /// A small internal key, cheaper than comparing `ParticipantId` strings per packet.
 pub(crate) type PeerKey = u64;
 
@@ -37,11 +41,24 @@ pub(crate) struct Layer {
     pub ssrc: Option<u32>,
     /// When its latest packet came: a layer the publisher stopped sending is not chosen.
     pub last_packet: Option<Instant>,
+    /// Bytes received, and their count at the last rate sample (`Room::sample_rates`).
+    pub bytes: u64,
+    pub sampled_bytes: u64,
+    /// Its incoming bitrate, smoothed; 0 until measured.
+    pub rate_bps: u64,
 }
 
 impl Layer {
     pub fn new(rid: Option<Rid>) -> Layer {
-        Layer { rid, subscribers: Vec::new(), ssrc: None, last_packet: None }
+        Layer {
+            rid,
+            subscribers: Vec::new(),
+            ssrc: None,
+            last_packet: None,
+            bytes: 0,
+            sampled_bytes: 0,
+            rate_bps: 0,
+        }
     }
 }
 
@@ -68,11 +85,16 @@ pub(crate) struct Slot {
     /// What the latest `Slots` event told the client this slot carries, with the publisher's
     /// SSRC when it was known.
     pub announced: Option<(LayerKey, Option<u32>)>,
-    /// Incoming payload type to outgoing one; `None` when the receiver lacks the codec.
-    pub pt_map: Vec<(PeerKey, Pt, Option<Pt>)>,
+    /// Incoming payload type to outgoing one, and whether RED is unwrapped to its primary on the
+    /// way (a receiver without RED); `None` when the receiver lacks the codec.
+    pub pt_map: Vec<(PeerKey, Pt, Option<PtOut>)>,
     /// The SSRC we send the slot with (str0m finds a stream by SSRC in a map, by mid in a
     /// walk over the streams); learned at the first packet.
     pub tx_ssrc: Option<Ssrc>,
+    /// The track the slot would show, not sent for the receiver's bandwidth (`bandwidth`).
+    pub paused: Option<(PeerKey, Mid)>,
+    /// What the latest `Slots` event said of it being paused.
+    pub announced_paused: Option<(PeerKey, Mid)>,
 }
 
 impl Slot {
@@ -89,6 +111,8 @@ impl Slot {
             announced: None,
             pt_map: Vec::new(),
             tx_ssrc: None,
+            paused: None,
+            announced_paused: None,
         }
     }
 }
@@ -114,12 +138,25 @@ pub(crate) struct Participant {
     pub dirty: bool,
     /// Caches str0m's SSRC to mid and RID lookup and the codec of each incoming payload type.
     pub ssrc_mids: HashMap<Ssrc, (Mid, Option<Rid>)>,
-    pub pt_params: HashMap<Pt, Option<PayloadParams>>,
+    pub pt_params: HashMap<Pt, Option<(PayloadParams, bool)>>,
     /// At the previous stats event, per mid: str0m's packets sent and NACKs received, and the
     /// packets we wrote.
     pub last_egress: HashMap<Mid, (u64, u64, u64)>,
     /// Remote ICE candidates given so far; past [`MAX_REMOTE_CANDIDATES`] more are refused.
     pub n_remote_candidates: usize,
+    /// When the latest datagram from it arrived (`link`).
+    pub last_heard: Instant,
+    /// Since when its media link, or its signaling WebSocket, is lost (`link`).
+    pub media_lost_at: Option<Instant>,
+    pub signal_lost_at: Option<Instant>,
+    /// str0m's estimate of what reaches it (TWCC), once it has one, and those of the last
+    /// seconds (`bandwidth::Downlink`).
+    pub downlink_bps: Option<u64>,
+    pub downlink: super::bandwidth::Downlink,
+    /// The bitrate str0m was last asked to probe for, and whether it was asked to pad towards it
+    /// (some slot got less than it would take).
+    pub desired_bps: u64,
+    pub limited: bool,
 }
 
 /// Remote ICE candidates kept per participant. We are ICE-lite: peers reach us and we learn
@@ -128,6 +165,19 @@ pub(crate) struct Participant {
 pub const MAX_REMOTE_CANDIDATES: usize = 32;
 
 impl Participant {
+    /// Its media or signaling link is lost, and the room holds its place (`link`).
+    pub fn reconnecting(&self) -> bool {
+        self.lost_since().is_some()
+    }
+
+    /// Since when one of its links is lost, if one is.
+    pub fn lost_since(&self) -> Option<Instant> {
+        match (self.media_lost_at, self.signal_lost_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     pub fn mid_of(&mut self, ssrc: Ssrc) -> Option<(Mid, Option<Rid>)> {
         if let Some(found) = self.ssrc_mids.get(&ssrc) {
             return Some(*found);
@@ -137,11 +187,17 @@ impl Participant {
         Some(stream)
     }
 
-    pub fn params_of(&mut self, pt: Pt) -> Option<PayloadParams> {
+    /// The codec of an incoming payload type, and whether the type is its RED (RFC 2198)
+    /// encapsulation (Opus with redundancy).
+    pub fn params_of(&mut self, pt: Pt) -> Option<(PayloadParams, bool)> {
         if let Some(params) = self.pt_params.get(&pt) {
             return *params;
         }
-        let params = self.rtc.codec_config().find(|p| p.pt() == pt).copied();
+        let config = self.rtc.codec_config();
+        let params = config
+            .find(|p| p.pt() == pt)
+            .map(|p| (*p, false))
+            .or_else(|| config.find(|p| p.red() == Some(pt)).map(|p| (*p, true)));
         self.pt_params.insert(pt, params);
         params
     }

@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Instant;
 
+use str0m::bwe::Bitrate;
 use str0m::change::SdpOffer;
 use str0m::config::DtlsCert;
-use str0m::format::{Codec, FormatParams};
-use str0m::media::{Frequency, Mid, Pt, Rid};
+use str0m::media::{Mid, Rid};
 use str0m::Rtc;
 
 use crate::config::RoomConfig;
@@ -27,8 +27,11 @@ pub const MAX_MEDIA_LINES: usize = 1024;
 /// Slots one client may declare. The room fills at most `RoomConfig::audio_slots` +
 /// `thumbnail_slots` + 1 of them; the others stay empty.
 pub const MAX_SLOTS: usize = 32;
-/// Opus's payload type in Chromium's and Firefox's offers; str0m answers with the offer's.
-const PT_OPUS: u8 = 111;
+/// What a receiver's downlink is assumed to take before str0m's first estimate: the stage's best
+/// layer, a few thumbnails and audio; the estimate goes down within a second or two on a slower
+/// link, and up with probes on a faster one.
+const INITIAL_ESTIMATE_KBPS: u64 = 1500;
+const RTC_STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The checks every client offer passes before it reaches str0m; `pub` for the fuzz target
 /// `sdp_offer`, which feeds it what the room would.
@@ -62,31 +65,26 @@ fn dtls_cert() -> DtlsCert {
 }
 
 /// A participant's `Rtc`: RTP mode, ICE-lite, and only the codecs the room forwards: Opus (with
-/// in-band FEC, and DTX so that silent microphones send a few packets a second) and VP8, which
-/// every browser sends and receives, so that any publisher can flow into any receiver's slot.
+/// in-band FEC and RED, RFC 2198, where the browser offers it; DTX so that silent microphones
+/// send a few packets a second is asked for in the answer, `answer`) and VP8, which every
+/// browser sends and receives, so that any publisher can flow into any receiver's slot.
 pub(super) fn new_rtc(config: &RoomConfig, now: Instant) -> Rtc {
     let mut builder = Rtc::builder()
         .set_rtp_mode(true)
         // Browsers are full ICE agents; as ICE-lite we only answer their checks, so every flow
         // starts with a STUN request carrying our ufrag, which is how the shell routes.
         .set_ice_lite(true)
-        .set_stats_interval(Some(config.stats_interval))
+        // Receivers' reports of loss and round trip, which say whether their downlink is
+        // congested (`bandwidth`), every two seconds at least.
+        .set_stats_interval(Some(config.stats_interval.min(RTC_STATS_INTERVAL)))
         .set_dtls_cert(dtls_cert())
+        // TWCC-based estimate of each receiver's downlink (`bandwidth`), with str0m's pacer
+        // spreading what we send to it rather than bursting keyframes into a small link.
+        .enable_bwe(Some(Bitrate::kbps(INITIAL_ESTIMATE_KBPS)))
         .clear_codecs()
         .enable_vp8(true);
-    builder.codec_config().add_config(
-        Pt::from(PT_OPUS),
-        None,
-        Codec::Opus,
-        Frequency::FORTY_EIGHT_KHZ,
-        Some(2),
-        FormatParams {
-            min_p_time: Some(10),
-            use_inband_fec: Some(true),
-            use_dtx: Some(true),
-            ..Default::default()
-        },
-    );
+    // Opus on PT 111 with minptime=10 and useinbandfec=1, and its RED when offered.
+    builder.codec_config().enable_opus(true, true);
     builder.build(now)
 }
 

@@ -5,11 +5,13 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use models::visio::SlotKind;
+use models::visio::{SlotKind, SlotQuality};
+use str0m::bwe::Bitrate;
 
 use crate::proto::{ParticipantEvent, ParticipantId, SlotInfo, TrackSource};
 
 use super::allocation::{self, Receiver, RoomView, SlotLimits, TrackKey, VideoPublisher};
+use super::bandwidth::{self, Choice, LayerOption, Rank, VideoWant};
 use super::participant::{Layer, LayerKey, PeerKey};
 use super::session::MemberStatus;
 use super::speakers::AudioCandidate;
@@ -18,12 +20,17 @@ use super::{Room, RoomOutput};
 /// A simulcast layer with no packet for this long is taken as stopped (the browser drops its
 /// top layers when its CPU or uplink cannot keep up).
 const LAYER_SILENCE: std::time::Duration = std::time::Duration::from_secs(1);
+/// A publisher who spoke this recently ranks above other thumbnails for bandwidth.
+const SPOKE_LATELY: std::time::Duration = std::time::Duration::from_secs(10);
+/// Layers' rates are sampled at most this often.
+const RATE_SAMPLE: std::time::Duration = std::time::Duration::from_millis(150);
 
 impl Room {
     /// Ranks speakers, computes every receiver's slots and applies them.
     pub(super) fn refresh_allocation(&mut self, now: Instant) {
         self.allocation_dirty = false;
         self.next_allocation_at = now + self.config.allocation_interval;
+        self.sample_rates(now);
         let view = self.room_view(now);
         let limits = SlotLimits { audio: self.config.audio_slots, thumbnails: self.config.thumbnail_slots };
         let mut keyframes: Vec<LayerKey> = Vec::new();
@@ -41,9 +48,13 @@ impl Room {
                 &Receiver { key: rx_key, pin: rx.pin, kinds: &kinds, current: &current },
                 limits,
             );
-            for (slot_idx, wanted_track) in wanted.into_iter().enumerate() {
-                let kind = kinds[slot_idx];
-                let target = wanted_track.and_then(|track| self.pick_layer(track, kind, now));
+            let fitted = self.fit_to_downlink(rx_idx, &view, &kinds, &wanted, now);
+            for (slot_idx, (target, paused)) in fitted.into_iter().enumerate() {
+                let slot = &mut self.participants[rx_idx].slots[slot_idx];
+                if paused.is_some() && slot.paused.is_none() {
+                    self.stats.bandwidth_pauses += 1;
+                }
+                slot.paused = paused;
                 let generation = target
                     .and_then(|(key, mid, _)| self.published(key, mid))
                     .map_or(0, |t| t.buffer.generation());
@@ -125,6 +136,117 @@ impl Room {
         RoomView::new(self.speakers.audible(now), microphones, video, latest_screen, now)
     }
 
+    /// The layer each of receiver `rx_idx`'s slots gets for the tracks `wanted` there, within its
+    /// downlink (`bandwidth`), or the track it pauses; str0m is asked to probe for what the
+    /// receiver would take without limit.
+    fn fit_to_downlink(
+        &mut self,
+        rx_idx: usize,
+        view: &RoomView,
+        kinds: &[SlotKind],
+        wanted: &[Option<TrackKey>],
+        now: Instant,
+    ) -> Vec<(Option<LayerKey>, Option<TrackKey>)> {
+        let mut fitted = vec![(None, None); kinds.len()];
+        let mut wants = Vec::new();
+        let mut video_slots = Vec::new();
+        let mut n_audio = 0;
+        for (slot_idx, (&kind, &track)) in kinds.iter().zip(wanted).enumerate() {
+            let Some(track) = track else { continue };
+            if kind == SlotKind::Audio {
+                n_audio += 1;
+                fitted[slot_idx] = (self.pick_layer(track, kind, now), None);
+                continue;
+            }
+            let Some(published) = self.published(track.0, track.1) else { continue };
+            let flowing = |layer: &Layer| {
+                layer.last_packet.is_some_and(|at| now.saturating_duration_since(at) < LAYER_SILENCE)
+            };
+            let layers = published
+                .layers
+                .iter()
+                .enumerate()
+                .map(|(index, layer)| LayerOption {
+                    index,
+                    rate_bps: layer.rate_bps,
+                    flowing: flowing(layer),
+                })
+                .collect();
+            let publisher = view.video.iter().find(|p| p.key == track.0);
+            let rank = if kind == SlotKind::Stage || publisher.is_some_and(|p| p.moderator) {
+                Rank::First
+            } else if publisher
+                .and_then(|p| p.last_spoke)
+                .is_some_and(|at| now.saturating_duration_since(at) < SPOKE_LATELY)
+            {
+                Rank::Speaker
+            } else {
+                Rank::Other
+            };
+            let current = self.participants[rx_idx].slots[slot_idx]
+                .forwarder
+                .target()
+                .filter(|(key, mid, _)| (*key, *mid) == track)
+                .map(|(_, _, layer)| layer);
+            wants.push(VideoWant { kind, rank, layers, current });
+            video_slots.push((slot_idx, track));
+        }
+        let rx = &mut self.participants[rx_idx];
+        if rx.downlink.lossy(now) {
+            for want in &mut wants {
+                bandwidth::lowest_only(want);
+            }
+        }
+        let fit = bandwidth::fit(rx.downlink.usable(now), n_audio, &wants);
+        for ((slot_idx, (key, mid)), choice) in video_slots.into_iter().zip(fit.choices) {
+            fitted[slot_idx] = match choice {
+                Choice::Layer(layer) => (Some((key, mid, layer)), None),
+                Choice::Paused => (None, Some((key, mid))),
+            };
+        }
+        // Asked again when it moves by a tenth (asking for more starts a probe), and now and then
+        // while the receiver gets less than it would take: str0m probes only when the desired
+        // rate goes up, so it is lowered to what flows first. While limited, str0m also pads up
+        // to the desired rate (never beyond its estimate): the estimate of a delay-based
+        // controller grows only with what is sent, and media alone would keep it where it is.
+        let moved = fit.desired_bps.abs_diff(rx.desired_bps) * 10 > rx.desired_bps;
+        let probe = fit.limited && rx.downlink.probe_due(now);
+        if (moved || probe || fit.limited != rx.limited) && rx.connected {
+            if probe {
+                rx.rtc.bwe().set_bitrate(Bitrate::ZERO, Bitrate::bps(fit.used_bps));
+            }
+            rx.desired_bps = fit.desired_bps;
+            rx.limited = fit.limited;
+            let minimum = if fit.limited { Bitrate::bps(fit.desired_bps) } else { Bitrate::ZERO };
+            rx.rtc.bwe().set_bitrate(minimum, Bitrate::bps(fit.desired_bps));
+            if !rx.dirty {
+                rx.dirty = true;
+                self.dirty.push(rx.key);
+            }
+        }
+        fitted
+    }
+
+    /// Updates every layer's smoothed incoming rate from the bytes it received since the last
+    /// sample.
+    fn sample_rates(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.rates_sampled_at);
+        if elapsed < RATE_SAMPLE {
+            return;
+        }
+        self.rates_sampled_at = now;
+        let secs = elapsed.as_secs_f64();
+        for participant in &mut self.participants {
+            for track in participant.tracks_in.values_mut() {
+                for layer in &mut track.layers {
+                    let bps = ((layer.bytes - layer.sampled_bytes) as f64 * 8.0 / secs) as u64;
+                    layer.sampled_bytes = layer.bytes;
+                    layer.rate_bps = if layer.rate_bps == 0 { bps } else { (layer.rate_bps * 3 + bps) / 4 };
+                }
+            }
+        }
+    }
+
     /// Which layer of `track` a slot of `kind` gets: the stage the best one the publisher sends
     /// now, a thumbnail the least (simulcast); the one layer otherwise. A layer that sent nothing
     /// for a second is not chosen while another one flows.
@@ -192,26 +314,48 @@ impl Room {
             .map(|slot| slot.forwarder.current().map(|track| (track, self.layer(track).and_then(|l| l.ssrc))))
             .collect();
         let rx = &self.participants[rx_idx];
-        let changed = rx.slots.iter().zip(&now_showing).any(|(slot, showing)| slot.announced != *showing);
+        // A paused slot counts as showing nothing; it is announced with the one it pauses.
+        let paused_of = |slot: &super::participant::Slot, showing: &Option<(LayerKey, Option<u32>)>| {
+            if showing.is_some() {
+                None
+            } else {
+                slot.paused
+            }
+        };
+        let changed = rx.slots.iter().zip(&now_showing).any(|(slot, showing)| {
+            slot.announced != *showing || slot.announced_paused != paused_of(slot, showing)
+        });
         if !changed && !always {
             return;
         }
         let mut infos = Vec::with_capacity(rx.slots.len());
         for (slot, showing) in rx.slots.iter().zip(&now_showing) {
-            let publisher = showing.and_then(|((key, mid, _), ssrc)| {
+            let paused = paused_of(slot, showing);
+            let track = showing.map(|((key, mid, _), _)| (key, mid)).or(paused);
+            let publisher = track.and_then(|(key, mid)| {
                 let p = &self.participants[self.index_of(key)?];
-                Some((p.id.clone(), p.tracks_in.get(&mid)?.buffer.source, ssrc))
+                let published = p.tracks_in.get(&mid)?;
+                Some((p.id.clone(), published.buffer.source, published.layers.len()))
             });
+            let quality = match (showing, paused, &publisher) {
+                (_, Some(_), Some(_)) => Some(SlotQuality::Paused),
+                (Some(((_, _, layer), _)), _, Some((_, _, n_layers))) if slot.kind != SlotKind::Audio => {
+                    Some(if layer + 1 >= *n_layers { SlotQuality::High } else { SlotQuality::Low })
+                }
+                _ => None,
+            };
             infos.push(SlotInfo {
                 mid: slot.mid.to_string(),
                 kind: slot.kind,
                 publisher: publisher.as_ref().map(|(id, _, _)| id.clone()),
                 source: publisher.as_ref().map(|(_, source, _)| *source),
-                csrc: publisher.and_then(|(_, _, ssrc)| ssrc),
+                csrc: showing.and_then(|(_, ssrc)| ssrc),
+                quality,
             });
         }
         let rx = &mut self.participants[rx_idx];
         for (slot, showing) in rx.slots.iter_mut().zip(now_showing) {
+            slot.announced_paused = if showing.is_some() { None } else { slot.paused };
             slot.announced = showing;
         }
         if rx.active {

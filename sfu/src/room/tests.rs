@@ -310,3 +310,122 @@ fn our_answer_offers_only_what_we_forward_with_dtx() {
         assert!(!answer.contains(absent), "{absent} in {answer}");
     }
 }
+
+/// What `to` was told of the parent's link: the `Connection` events it got, in order.
+fn connection_events(events: &[(ParticipantId, ParticipantEvent)], to: &str) -> Vec<bool> {
+    events
+        .iter()
+        .filter(|(id, _)| id.as_str() == to)
+        .filter_map(|(_, e)| match e {
+            ParticipantEvent::Connection { participant_id, reconnecting }
+                if participant_id.as_str() == "parent" =>
+            {
+                Some(*reconnecting)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn left(events: &[(ParticipantId, ParticipantEvent)], who: &str) -> Option<LeaveReason> {
+    events.iter().find_map(|(id, e)| match e {
+        ParticipantEvent::Left { reason } if id.as_str() == who => Some(*reason),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_broken_signaling_link_keeps_the_place_for_the_grace_period() {
+    let t0 = Instant::now();
+    let config = RoomConfig { reconnect_grace: Duration::from_secs(30), ..RoomConfig::default() };
+    let mut room = room_with(t0, TierPolicy::offer(Tier::Standard).visio.unwrap(), config);
+    join(&mut room, t0, "teacher", Role::Teacher).unwrap();
+    join(&mut room, t0, "parent", Role::Parent).unwrap();
+    drain(&mut room);
+    // Their media connected long ago: only the signaling link is under test here.
+    for p in &mut room.participants {
+        p.connected = true;
+    }
+    let parent = ParticipantId::new("parent").unwrap();
+
+    room.signal_lost(t0 + Duration::from_secs(1), &parent);
+    let (events, server, _) = drain(&mut room);
+    assert_eq!(connection_events(&events, "teacher"), vec![true]);
+    assert!(connection_events(&events, "parent").is_empty(), "one is not told of oneself");
+    assert!(!server.iter().any(|e| matches!(e, SfuEvent::ParticipantLeft { .. })));
+    // A newcomer learns who is reconnecting.
+    join(&mut room, t0 + Duration::from_secs(2), "late", Role::Parent).unwrap();
+    let (events, _, _) = drain(&mut room);
+    let admitted = events.iter().find_map(|(id, e)| match e {
+        ParticipantEvent::Admitted { participants, .. } if id.as_str() == "late" => {
+            Some(participants.clone())
+        }
+        _ => None,
+    });
+    let shown = admitted.unwrap().into_iter().find(|p| p.participant_id == parent).unwrap();
+    assert!(shown.reconnecting);
+
+    // Back within the grace period (with datagrams flowing again): still in, nothing left.
+    for step in 3..=25 {
+        let now = t0 + Duration::from_secs(step);
+        for idx in 0..room.participants.len() {
+            room.heard_from(idx, now);
+        }
+        room.handle_input(RoomInput::Timeout(now));
+    }
+    room.signal_restored(t0 + Duration::from_secs(25), &parent);
+    let (events, server, _) = drain(&mut room);
+    assert_eq!(connection_events(&events, "teacher"), vec![false]);
+    assert_eq!(left(&events, "parent"), None);
+    assert!(!server.iter().any(|e| matches!(e, SfuEvent::ParticipantLeft { .. })), "{server:?}");
+
+    // Lost again, for longer than the grace period: out, as a lost connection.
+    room.signal_lost(t0 + Duration::from_secs(30), &parent);
+    for step in 31..=61 {
+        let now = t0 + Duration::from_secs(step);
+        for idx in 0..room.participants.len() {
+            room.heard_from(idx, now);
+        }
+        room.handle_input(RoomInput::Timeout(now));
+        if step < 60 {
+            let (events, _, _) = drain(&mut room);
+            assert_eq!(left(&events, "parent"), None, "left {step} s in, before the grace period ended");
+        }
+    }
+    let (events, server, _) = drain(&mut room);
+    assert_eq!(left(&events, "parent"), Some(LeaveReason::ConnectionLost));
+    assert!(server.iter().any(|e| matches!(e,
+        SfuEvent::ParticipantLeft { participant_id, reason: LeaveReason::ConnectionLost, .. } if *participant_id == parent)));
+}
+
+#[test]
+fn silent_media_makes_a_participant_reconnecting_and_a_datagram_brings_them_back() {
+    let t0 = Instant::now();
+    let mut room = room(t0);
+    join(&mut room, t0, "teacher", Role::Teacher).unwrap();
+    join(&mut room, t0, "parent", Role::Parent).unwrap();
+    drain(&mut room);
+    for p in &mut room.participants {
+        p.connected = true;
+    }
+    let teacher = room.index_of_id(&ParticipantId::new("teacher").unwrap()).unwrap();
+    // The teacher keeps sending; the parent goes silent at t0.
+    let mut now = t0;
+    let mut seen = Vec::new();
+    while now < t0 + link::LINK_SILENCE + Duration::from_secs(1) {
+        now += Duration::from_millis(250);
+        room.heard_from(teacher, now);
+        room.handle_input(RoomInput::Timeout(now));
+        let (events, _, _) = drain(&mut room);
+        seen.extend(connection_events(&events, "teacher"));
+        if now < t0 + link::LINK_SILENCE {
+            assert!(seen.is_empty(), "reconnecting after {:?} of silence only", now - t0);
+        }
+    }
+    assert_eq!(seen, vec![true]);
+    let parent = room.index_of_id(&ParticipantId::new("parent").unwrap()).unwrap();
+    room.heard_from(parent, now);
+    let (events, _, _) = drain(&mut room);
+    assert_eq!(connection_events(&events, "teacher"), vec![false]);
+    assert_eq!(left(&events, "parent"), None);
+}

@@ -315,6 +315,19 @@ impl SfuHandle {
         self.room_send(room_id, RoomMsg::Leave { participant_id: participant_id.clone() }).await;
     }
 
+    /// The participant's signaling connection broke: the room shows them as reconnecting and
+    /// holds their place for the grace period (`RoomConfig::reconnect_grace`).
+    pub async fn signal_lost(&self, room_id: &RoomId, participant_id: &ParticipantId) {
+        let participant_id = participant_id.clone();
+        self.room_send(room_id, RoomMsg::Signal { participant_id, lost: true }).await;
+    }
+
+    /// A new signaling connection resumed the participant's session.
+    pub async fn signal_restored(&self, room_id: &RoomId, participant_id: &ParticipantId) {
+        let participant_id = participant_id.clone();
+        self.room_send(room_id, RoomMsg::Signal { participant_id, lost: false }).await;
+    }
+
     /// The class backend removed `user_id` from the class: disconnect them within the second.
     pub async fn member_removed(&self, room_id: &RoomId, user_id: models::UserId) {
         self.room_send(room_id, RoomMsg::MemberRemoved { user_id }).await;

@@ -75,6 +75,11 @@ pub enum RoomMsg {
     Leave {
         participant_id: ParticipantId,
     },
+    /// The participant's signaling WebSocket broke (`lost: true`) or a new one resumed it.
+    Signal {
+        participant_id: ParticipantId,
+        lost: bool,
+    },
     MemberRemoved {
         user_id: models::UserId,
     },
@@ -280,7 +285,19 @@ fn handle_command(
             let _ = reply.send(result);
         }
         RoomMsg::Offer { participant_id, offer, tracks, reply } => {
-            let _ = reply.send(room.handle_parsed_offer(now, &participant_id, offer, &tracks));
+            let result = room.handle_parsed_offer(now, &participant_id, offer, &tracks);
+            // An offer that restarts ICE gives the participant a new ufrag of ours: STUN from
+            // the page (perhaps from a new address) is routed by it.
+            if let (Some(peer), Some(ufrag)) =
+                (peers.get_mut(&participant_id), room.ice_ufrag(&participant_id))
+            {
+                if peer.ice_ufrag != ufrag {
+                    router.unregister(&peer.ice_ufrag);
+                    router.register(ufrag.clone(), net_tx.clone());
+                    peer.ice_ufrag = ufrag;
+                }
+            }
+            let _ = reply.send(result);
         }
         RoomMsg::Candidate { participant_id, candidate, reply } => {
             let _ = reply.send(room.add_remote_candidate(&participant_id, &candidate));
@@ -289,6 +306,8 @@ fn handle_command(
             let _ = reply.send(room.command(now, &from, command));
         }
         RoomMsg::Leave { participant_id } => room.leave(now, &participant_id, LeaveReason::Left),
+        RoomMsg::Signal { participant_id, lost: true } => room.signal_lost(now, &participant_id),
+        RoomMsg::Signal { participant_id, lost: false } => room.signal_restored(now, &participant_id),
         RoomMsg::MemberRemoved { user_id } => room.member_removed(now, user_id),
         RoomMsg::RoleChanged { user_id, role } => room.role_changed(now, user_id, role),
         RoomMsg::Close { reason } => room.close(now, reason),

@@ -1,9 +1,16 @@
 //! Class calls: the WebSocket of each participant, between the browser and the in-process SFU.
 //!
 //! The connection task authenticates the first message (`join`: token and SDP offer), checks class
-//! membership and the tier, then relays: client messages become `SfuHandle` calls, and the SFU's
-//! per-participant events become `ServerMessage`s. Session rules (capacity, duration, waiting
-//! room, moderation) are the SFU's; this module only decides *who* is asking.
+//! membership and the tier, then runs the participant's [`session`]: client messages become
+//! `SfuHandle` calls, and the SFU's per-participant events become `ServerMessage`s ([`convert`]).
+//! A first message `resume` instead hands the socket to the session it names, whose previous
+//! socket broke. Session rules (capacity, duration, waiting room, moderation, the grace period of
+//! a lost connection) are the SFU's; this module only decides *who* is asking.
+
+mod convert;
+mod session;
+
+pub use session::Resumable;
 
 use std::time::Duration;
 
@@ -11,17 +18,13 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
-use models::visio::{
-    ClientMessage, Kind, LeftReason, Participant, ServerMessage, SlotState, Source, Track,
-    MAX_CLIENT_MESSAGE_BYTES, PROTOCOL_VERSION,
-};
+use models::visio::{ClientMessage, ServerMessage, MAX_CLIENT_MESSAGE_BYTES, PROTOCOL_VERSION};
 use models::{ApiError, ClassId, ErrorCode};
-use sfu::{
-    CloseReason, Command, JoinRequest, LeaveReason, MediaKind, ParticipantEvent, ParticipantId,
-    ParticipantInfo, ParticipantParams, RoomId, SfuError, SfuHandle, TrackDeclaration, TrackInfo,
-    TrackSource,
-};
+use sfu::{JoinRequest, ParticipantParams, RoomId, SfuError};
 use tokio::sync::mpsc;
+
+use convert::track_declaration;
+use session::{Attached, CallSession};
 
 use crate::error::AppError;
 use crate::extract::ClassPath;
@@ -83,7 +86,13 @@ async fn connection(state: AppState, class_id: ClassId, mut socket: WebSocket) {
     };
     let (token, offer_sdp, tracks, slots) = match first {
         Ok(ClientMessage::Join { token, sdp, tracks, slots }) => (token, sdp, tracks, slots),
-        Ok(_) => return refuse(socket, ErrorCode::InvalidRequest, "the first message must be `join`").await,
+        Ok(ClientMessage::Resume { token, resume_token }) => {
+            return resume(state, class_id, socket, token, resume_token).await
+        }
+        Ok(_) => {
+            return refuse(socket, ErrorCode::InvalidRequest, "the first message must be `join` or `resume`")
+                .await
+        }
         Err(message) => return refuse(socket, ErrorCode::InvalidRequest, message).await,
     };
     let user_id = match state.jwt.verify(&token) {
@@ -95,7 +104,8 @@ async fn connection(state: AppState, class_id: ClassId, mut socket: WebSocket) {
         return refuse(socket, ErrorCode::RateLimited, message).await;
     }
     // Held for as long as this socket is open.
-    let Some(_connection) = state.limits.open_connection(&user_id) else {
+    // Held for as long as this socket carries the session (`session`).
+    let Some(connection) = state.limits.open_connection(&user_id) else {
         let limit = state.limits.config().max_call_connections_per_user;
         let message = format!("you already have {limit} call connections open; close one first");
         return refuse(socket, ErrorCode::TooManyConnections, message).await;
@@ -143,6 +153,7 @@ async fn connection(state: AppState, class_id: ClassId, mut socket: WebSocket) {
     drop(admission);
     let participant_id = joined.participant_id.clone();
     tracing::Span::current().record("participant_id", tracing::field::display(&participant_id));
+    let resume_token = session::new_token();
     let welcome = ServerMessage::Joined {
         protocol_version: PROTOCOL_VERSION,
         participant_id: participant_id.to_string(),
@@ -152,114 +163,56 @@ async fn connection(state: AppState, class_id: ClassId, mut socket: WebSocket) {
         max_participants: visio.max_participants,
         max_audio_slots: state.sfu.room_config().audio_slots as u32,
         max_thumbnail_slots: state.sfu.room_config().thumbnail_slots as u32,
+        ice_servers: crate::turn::issue(&state, &participant_id.to_string(), crate::turn::Via::Join),
+        resume_token: resume_token.clone(),
+        reconnect_grace_seconds: state.sfu.room_config().reconnect_grace.as_secs(),
+    };
+    let session = CallSession {
+        sfu: state.sfu.clone(),
+        room_id: room_id.clone(),
+        participant_id: participant_id.clone(),
+        events: joined.events,
+        // Every third of the HTTP idle timeout (`listener`), so that a live call is never idle.
+        ping_interval: Duration::from_secs(state.config.http.idle_timeout_secs.max(3) / 3),
     };
     // The answer goes out before any event.
     if send(&mut socket, &welcome).await {
-        let idle_timeout_secs = state.config.http.idle_timeout_secs;
-        relay(&state.sfu, &room_id, &participant_id, &mut socket, joined.events, idle_timeout_secs).await;
+        let attached = Attached { socket, connection };
+        session.run(state.calls.clone(), resume_token, member.user_id, class_id, attached).await;
+    } else {
+        state.sfu.leave(&room_id, &participant_id).await;
     }
-    state.sfu.leave(&room_id, &participant_id).await;
-    let _ = socket.send(Message::Close(None)).await;
 }
 
-/// Relays until the participant leaves, the socket closes, or the SFU ends the participant.
-async fn relay(
-    sfu: &SfuHandle,
-    room_id: &RoomId,
-    participant_id: &ParticipantId,
-    socket: &mut WebSocket,
-    mut events: mpsc::Receiver<ParticipantEvent>,
-    idle_timeout_secs: u64,
-) {
-    // Every third of the HTTP idle timeout (`listener`), so that a live call is never idle.
-    let ping_interval = Duration::from_secs(idle_timeout_secs.max(3) / 3);
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
-    loop {
-        tokio::select! {
-            incoming = socket.recv() => {
-                let text = match incoming {
-                    Some(Ok(Message::Text(text))) => text,
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    Some(Ok(Message::Binary(_))) => {
-                        let error = ServerMessage::Error { code: ErrorCode::InvalidRequest, message: "messages are JSON text".into() };
-                        if !send(socket, &error).await { return; }
-                        continue;
-                    }
-                    // Closed, or broken (including a message over the size limit).
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
-                };
-                let reply = match parse(&text) {
-                    Ok(ClientMessage::Leave) => return,
-                    Ok(message) => handle_client_message(sfu, room_id, participant_id, message).await,
-                    Err(message) => Some(ServerMessage::Error { code: ErrorCode::InvalidRequest, message }),
-                };
-                if let Some(reply) = reply {
-                    if !send(socket, &reply).await { return; }
-                }
-            }
-            _ = ping.tick() => {
-                // Browsers answer by themselves; the answer keeps the connection under the HTTP
-                // idle timeout (`listener`) and shows the client is still reading.
-                if socket.send(Message::Ping(Default::default())).await.is_err() {
-                    return;
-                }
-            }
-            event = events.recv() => {
-                let Some(event) = event else { return };
-                let is_last = matches!(event, ParticipantEvent::Left { .. });
-                if !send(socket, &server_message(event)).await || is_last {
-                    return;
-                }
-            }
+/// A `resume`: the socket goes to the session the token names, if it is this user's in this
+/// class and still running (its grace period has not passed).
+async fn resume(state: AppState, class_id: ClassId, socket: WebSocket, token: String, resume_token: String) {
+    let user_id = match state.jwt.verify(&token) {
+        Ok(user_id) => user_id,
+        Err(err) => return refuse(socket, ErrorCode::Unauthorized, err.to_string()).await,
+    };
+    if let Err(limited) = state.limits.check_user(crate::limits::Kind::Join, &user_id) {
+        let message = format!("too many joins; try again in {} s", limited.retry_after_secs());
+        return refuse(socket, ErrorCode::RateLimited, message).await;
+    }
+    // A socket that resumes is an open call connection again.
+    let Some(connection) = state.limits.open_connection(&user_id) else {
+        let limit = state.limits.config().max_call_connections_per_user;
+        let message = format!("you already have {limit} call connections open; close one first");
+        return refuse(socket, ErrorCode::TooManyConnections, message).await;
+    };
+    let gone = "this call session has ended (the connection was lost for too long): join again";
+    let Some(handoff) = state.calls.find(&resume_token, &user_id, &class_id) else {
+        state.metrics.resume(false);
+        return refuse(socket, ErrorCode::ResumeFailed, gone).await;
+    };
+    match handoff.send(Attached { socket, connection }).await {
+        Ok(()) => state.metrics.resume(true),
+        Err(mpsc::error::SendError(attached)) => {
+            state.metrics.resume(false);
+            refuse(attached.socket, ErrorCode::ResumeFailed, gone).await;
         }
     }
-}
-
-/// Carries out one client message; returns what to answer, if anything.
-async fn handle_client_message(
-    sfu: &SfuHandle,
-    room_id: &RoomId,
-    participant_id: &ParticipantId,
-    message: ClientMessage,
-) -> Option<ServerMessage> {
-    let target = |raw: String| ParticipantId::new(raw).map_err(|_| SfuError::ParticipantNotFound);
-    let result: Result<Option<ServerMessage>, SfuError> = async {
-        let command = match message {
-            ClientMessage::Join { .. } => {
-                return Ok(Some(ServerMessage::Error {
-                    code: ErrorCode::InvalidRequest,
-                    message: "already joined".into(),
-                }))
-            }
-            ClientMessage::Leave => return Ok(None),
-            ClientMessage::Offer { sdp, tracks } => {
-                let tracks = tracks.into_iter().map(track_declaration).collect();
-                let answer = sfu.offer(room_id, participant_id, sdp, tracks).await?;
-                return Ok(Some(ServerMessage::Answer { sdp: answer }));
-            }
-            ClientMessage::Candidate { candidate } => {
-                sfu.add_ice_candidate(room_id, participant_id, candidate).await?;
-                return Ok(None);
-            }
-            ClientMessage::SetMuted { kind, muted } => Command::SetMuted { kind: media_kind(kind), muted },
-            ClientMessage::Mute { target: raw } => Command::Mute { target: target(raw)? },
-            ClientMessage::MuteAll => Command::MuteAll,
-            ClientMessage::RequestUnmute { target: raw, kind } => {
-                Command::RequestUnmute { target: target(raw)?, kind: media_kind(kind) }
-            }
-            ClientMessage::DisableCamera { target: raw } => Command::DisableCamera { target: target(raw)? },
-            ClientMessage::Remove { target: raw } => Command::Remove { target: target(raw)? },
-            ClientMessage::Lock { locked } => Command::Lock { locked },
-            ClientMessage::EndSession => Command::EndSession,
-            ClientMessage::Pin { participant_id } => {
-                Command::Pin { participant: participant_id.map(target).transpose()? }
-            }
-        };
-        sfu.command(room_id, participant_id, command).await?;
-        Ok(None)
-    }
-    .await;
-    result.unwrap_or_else(|err| Some(ServerMessage::Error { code: err.code(), message: err.to_string() }))
 }
 
 fn join_refusal_message(err: &SfuError) -> String {
@@ -268,128 +221,5 @@ fn join_refusal_message(err: &SfuError) -> String {
         ErrorCode::SessionLocked => "the teacher locked the call: nobody new may join".into(),
         ErrorCode::TierForbidsVisio => "this class's offer has no video calls".into(),
         _ => err.to_string(),
-    }
-}
-
-fn track_declaration(track: models::visio::TrackDeclaration) -> TrackDeclaration {
-    let source = match track.source {
-        Source::Microphone => TrackSource::Microphone,
-        Source::Camera => TrackSource::Camera,
-        Source::ScreenShare => TrackSource::ScreenShare,
-    };
-    TrackDeclaration { mid: track.mid, source, layers: track.layers }
-}
-
-fn media_kind(kind: Kind) -> MediaKind {
-    match kind {
-        Kind::Audio => MediaKind::Audio,
-        Kind::Video => MediaKind::Video,
-    }
-}
-
-fn kind(kind: MediaKind) -> Kind {
-    match kind {
-        MediaKind::Audio => Kind::Audio,
-        MediaKind::Video => Kind::Video,
-    }
-}
-
-fn participant(info: ParticipantInfo) -> Participant {
-    Participant {
-        participant_id: info.participant_id.to_string(),
-        display_name: info.display_name,
-        role: info.role,
-        audio_muted: info.audio_muted,
-        video_off: info.video_off,
-    }
-}
-
-fn source(source: TrackSource) -> Source {
-    match source {
-        TrackSource::Microphone => Source::Microphone,
-        TrackSource::Camera => Source::Camera,
-        TrackSource::ScreenShare => Source::ScreenShare,
-    }
-}
-
-fn track(info: TrackInfo) -> Track {
-    Track {
-        track_id: info.track_id.to_string(),
-        participant_id: info.publisher.to_string(),
-        kind: kind(info.kind),
-        source: source(info.source),
-    }
-}
-
-fn left_reason(reason: LeaveReason) -> LeftReason {
-    match reason {
-        LeaveReason::Left => LeftReason::Left,
-        LeaveReason::RemovedByModerator => LeftReason::RemovedByModerator,
-        LeaveReason::RemovedFromClass => LeftReason::RemovedFromClass,
-        LeaveReason::DuplicateIdentity => LeftReason::DuplicateIdentity,
-        LeaveReason::RoomFull => LeftReason::RoomFull,
-        LeaveReason::ConnectionLost | LeaveReason::TooSlow => LeftReason::ConnectionLost,
-        LeaveReason::SessionClosed(CloseReason::MaxDuration) => LeftReason::SessionMaxDuration,
-        LeaveReason::SessionClosed(CloseReason::EndedByModerator) => LeftReason::SessionEndedByModerator,
-        LeaveReason::SessionClosed(CloseReason::Empty) => LeftReason::SessionEmpty,
-        LeaveReason::SessionClosed(CloseReason::ServerShutdown) => LeftReason::ServerShutdown,
-        LeaveReason::SessionClosed(CloseReason::ClassDeleted) => LeftReason::RemovedFromClass,
-    }
-}
-
-fn server_message(event: ParticipantEvent) -> ServerMessage {
-    match event {
-        ParticipantEvent::Waiting => ServerMessage::Waiting {
-            message: "The teacher has not started the call yet. You will join as soon as it starts.".into(),
-        },
-        ParticipantEvent::Admitted { participants, tracks, remaining } => ServerMessage::Admitted {
-            participants: participants.into_iter().map(participant).collect(),
-            tracks: tracks.into_iter().map(track).collect(),
-            remaining_seconds: remaining.map(|d| d.as_secs()),
-        },
-        ParticipantEvent::Slots(slots) => ServerMessage::Slots {
-            slots: slots
-                .into_iter()
-                .map(|slot| SlotState {
-                    mid: slot.mid,
-                    kind: slot.kind,
-                    participant_id: slot.publisher.map(|id| id.to_string()),
-                    source: slot.source.map(source),
-                    csrc: slot.csrc,
-                })
-                .collect(),
-        },
-        ParticipantEvent::Speakers(ids) => {
-            ServerMessage::Speakers { participant_ids: ids.into_iter().map(|id| id.to_string()).collect() }
-        }
-        ParticipantEvent::ParticipantJoined(info) => {
-            ServerMessage::ParticipantJoined { participant: participant(info) }
-        }
-        ParticipantEvent::ParticipantLeft { participant_id } => {
-            ServerMessage::ParticipantLeft { participant_id: participant_id.to_string() }
-        }
-        ParticipantEvent::TrackPublished(info) => ServerMessage::TrackPublished { track: track(info) },
-        ParticipantEvent::TrackUnpublished { track_id } => {
-            ServerMessage::TrackUnpublished { track_id: track_id.to_string() }
-        }
-        ParticipantEvent::MuteChanged { participant_id, kind: media, muted, by_moderator } => {
-            ServerMessage::MuteChanged {
-                participant_id: participant_id.to_string(),
-                kind: kind(media),
-                muted,
-                by_moderator,
-            }
-        }
-        ParticipantEvent::UnmuteRequested { kind: media } => {
-            ServerMessage::UnmuteRequested { kind: kind(media) }
-        }
-        ParticipantEvent::LockChanged { locked } => ServerMessage::LockChanged { locked },
-        ParticipantEvent::RoleChanged { participant_id, role } => {
-            ServerMessage::RoleChanged { participant_id: participant_id.to_string(), role }
-        }
-        ParticipantEvent::TimeWarning { remaining } => {
-            ServerMessage::TimeWarning { remaining_seconds: remaining.as_secs() }
-        }
-        ParticipantEvent::Left { reason } => ServerMessage::Left { reason: left_reason(reason) },
     }
 }

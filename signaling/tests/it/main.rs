@@ -19,5 +19,7 @@ mod outbox;
 mod phone_media;
 mod privacy;
 mod rate_limits;
+mod resume;
+mod turn;
 mod uploads;
 mod visio;

@@ -28,7 +28,7 @@ fn offer() -> (Rtc, String) {
     (rtc, offer.to_sdp_string())
 }
 
-async fn connect(server: &TestServer, class_id: &str) -> Socket {
+pub(crate) async fn connect(server: &TestServer, class_id: &str) -> Socket {
     let url = format!("{}/v1/classes/{class_id}/visio/ws", server.base.replace("http://", "ws://"));
     tokio_tungstenite::connect_async(url).await.expect("websocket connects").0
 }
@@ -38,7 +38,7 @@ pub(crate) async fn send(socket: &mut Socket, message: Value) {
 }
 
 /// The next JSON message, or `None` when the server closed the socket.
-async fn next(socket: &mut Socket) -> Option<Value> {
+pub(crate) async fn next(socket: &mut Socket) -> Option<Value> {
     loop {
         let message =
             tokio::time::timeout(Duration::from_secs(10), socket.next()).await.expect("a message in time")?;
@@ -60,7 +60,7 @@ pub(crate) async fn next_of(socket: &mut Socket, kind: &str) -> Value {
     }
 }
 
-fn token(user: &str) -> String {
+pub(crate) fn token(user: &str) -> String {
     let user_id = models::UserId::new(user).unwrap();
     signaling::auth::mint_hs256(crate::support::JWT_SECRET, &user_id, 600)
 }
@@ -161,7 +161,10 @@ async fn refusals_have_codes_and_leave_the_server_running(db: Db) {
     for participant in admitted["participants"].as_array().unwrap() {
         let mut keys: Vec<&str> = participant.as_object().unwrap().keys().map(String::as_str).collect();
         keys.sort();
-        assert_eq!(keys, ["audio_muted", "display_name", "participant_id", "role", "video_off"]);
+        assert_eq!(
+            keys,
+            ["audio_muted", "display_name", "participant_id", "reconnecting", "role", "video_off"]
+        );
     }
 }
 both_backends!(refusals_have_codes_and_leave_the_server_running);
