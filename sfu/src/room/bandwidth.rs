@@ -1,14 +1,17 @@
 //! Each receiver's video within its downlink (sans-IO): which layer every video slot gets, or
-//! whether it pauses, given str0m's TWCC estimate of what reaches that receiver.
+//! whether it pauses, given an estimate of what reaches that receiver.
 //!
 //! The class's priorities: audio first (its share is set aside before any video), then the
 //! teacher and the stage, then the speakers, then the other thumbnails. A slot of the first rank
 //! is never paused (it drops to its lowest layer at worst); thumbnails pause, lowest rank first,
 //! before the teacher's video degrades. A layer goes up only with room to spare (hysteresis),
-//! so a receiver near its limit does not flap between layers; str0m probes for more bandwidth
-//! (`desired`) and paused thumbnails resume when the estimate allows.
+//! so a receiver near its limit does not flap between layers.
+//!
+//! The estimate ([`Downlink`]) is driven by the loss the receiver reports on every stream it
+//! gets, not by str0m's TWCC estimate: that one (delay-based) fell to 150 kbit/s on the clean
+//! loopback of a busy two-core machine, and str0m's pacer, which comes with it, then paced
+//! everything at 1.1 times that: eight pages on one machine decoded no video at all.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use models::visio::SlotKind;
@@ -24,86 +27,87 @@ const UPGRADE_MARGIN: f64 = 1.25;
 /// Before a layer's rate is measured: what browsers send for a low, middle and top layer.
 const NOMINAL_BPS: [u64; 3] = [150_000, 350_000, 700_000];
 
-/// Decisions use the best estimate of this window: the delay-based estimate dips for a moment
-/// whenever the sender's machine is busy, and a thumbnail should not pause for that. A link
-/// that is really slow stays low for the whole window.
-const ESTIMATE_WINDOW: Duration = Duration::from_secs(3);
-/// The estimate limits a receiver only while it shows congestion: this much loss reported on
-/// what we send it, or a round trip this much longer than its shortest (a queue building up).
-/// A delay-based estimate alone also falls on a clean link whose ends are busy machines (seen
-/// at 150 kbit/s on loopback with three browsers on two cores), and would pause videos that
-/// flow fine.
-const CONGESTION_LOSS: f32 = 0.02;
-/// A receiver that loses this much of what we send it gets the lowest layer of every video, for
+/// Loss on every stream of a receiver from which its downlink counts as congested: what we send
+/// it is cut to what got through, a little less. Below `CLEAR_LOSS`, it may grow again; between
+/// the two it holds (as GCC's loss-based control does, from 10 %): a link that loses 8 % at
+/// random loses it at any rate, and cutting would only starve it (`LOSSY` lowers its layers
+/// instead). 15 %, not 10: a two-second report of 8 % random loss reads 12 % now and then.
+const CONGESTION_LOSS: f32 = 0.15;
+const CLEAR_LOSS: f32 = 0.02;
+/// At most one cut per round of reports (every stream reports every two seconds).
+const CUT_EVERY: Duration = Duration::from_secs(2);
+/// A clean downlink gets a quarter more this long after the last change, until everything fits
+/// (no estimate): slow, so that a link at its limit is not pushed into loss every few seconds.
+const GROW_AFTER: Duration = Duration::from_secs(30);
+const GROWTH: f64 = 1.25;
+/// The estimate never goes below this: the audio and the stage's lowest layer.
+const FLOOR_BPS: u64 = 250_000;
+/// A receiver that loses this much on every stream gets the lowest layer of every video, for
 /// `LOSSY_HOLD` after: a frame of a few packets survives such loss far more often than one of
 /// many, and one NACK round trip brings it back (measured at 8 % loss and 300 ms round trip).
+/// Its estimate, if it had none, becomes what it was sent then: when the hold ends, its layers
+/// go back up only as the estimate grows, not all at once into a link that may not carry them.
 const LOSSY: f32 = 0.05;
-const LOSSY_HOLD: Duration = Duration::from_secs(10);
+const LOSSY_HOLD: Duration = Duration::from_secs(30);
 /// Streams' loss reports are compared over this window (they come every two seconds).
 const LOSS_WINDOW: Duration = Duration::from_secs(5);
-const CONGESTION_DELAY: Duration = Duration::from_millis(40);
-/// How long one sign of congestion keeps the estimate in force: longer than the swing from a
-/// cut back to full rate, so that a slow link settles on what fits rather than oscillating.
-const CONGESTION_HOLD: Duration = Duration::from_secs(60);
-/// While a receiver gets less than it would take (a paused slot, a lower layer), str0m is asked
-/// to probe for more this often: its estimate otherwise stays near what we send.
-const PROBE_EVERY: Duration = Duration::from_secs(4);
 
-/// One receiver's downlink as the allocation sees it: str0m's estimates of the last seconds.
+/// One receiver's downlink as the allocation sees it, from the loss it reports.
 #[derive(Debug, Default)]
 pub struct Downlink {
-    estimates: VecDeque<(Instant, u64)>,
-    last_probe: Option<Instant>,
-    min_rtt: Option<Duration>,
-    congested_at: Option<Instant>,
+    /// What its video must fit in; `None`: no limit seen.
+    estimate: Option<u64>,
+    changed_at: Option<Instant>,
     lossy_at: Option<Instant>,
     /// The latest loss each stream reported, within `LOSS_WINDOW`: (stream, when, fraction).
     losses: Vec<(u64, Instant, f32)>,
+    /// What the latest allocation expects to send it, and what it would send without limit.
+    used_bps: u64,
+    desired_bps: u64,
 }
 
 impl Downlink {
-    pub fn record(&mut self, now: Instant, bps: u64) {
-        while self
-            .estimates
-            .front()
-            .is_some_and(|(at, _)| now.saturating_duration_since(*at) > ESTIMATE_WINDOW)
-        {
-            self.estimates.pop_front();
-        }
-        // At most a few per second arrive; the bound is for safety.
-        if self.estimates.len() >= 64 {
-            self.estimates.pop_front();
-        }
-        self.estimates.push_back((now, bps));
+    /// What the latest allocation sends the receiver, and would send without limit.
+    pub fn usage(&mut self, used_bps: u64, desired_bps: u64) {
+        self.used_bps = used_bps;
+        self.desired_bps = desired_bps;
     }
 
-    /// What the receiver reported of its stream `stream` (a slot): the fraction lost and the
-    /// round trip. A receiver reports as lost what its publisher's uplink lost too, so the loss
-    /// of its downlink is the least any of its streams reports (two at least): a publisher on a
-    /// bad network makes one stream lossy, a bad downlink every one.
-    pub fn report(&mut self, now: Instant, stream: u64, loss: Option<f32>, rtt: Option<Duration>) {
-        if let Some(rtt) = rtt {
-            self.min_rtt = Some(self.min_rtt.map_or(rtt, |min| min.min(rtt)));
-        }
-        self.losses.retain(|(_, at, _)| now.saturating_duration_since(*at) <= LOSS_WINDOW);
-        self.losses.retain(|(s, _, _)| *s != stream);
+    /// What the receiver reported of its stream `stream` (a slot): the fraction lost. A receiver
+    /// reports as lost what its publisher's uplink lost too, so the loss of its downlink is the
+    /// least any of its streams reports (two at least): a publisher on a bad network makes one
+    /// stream lossy, a bad downlink every one.
+    pub fn report(&mut self, now: Instant, stream: u64, loss: Option<f32>) {
+        self.losses.retain(|(s, at, _)| *s != stream && now.saturating_duration_since(*at) <= LOSS_WINDOW);
         if let Some(loss) = loss {
             if self.losses.len() < 64 {
                 self.losses.push((stream, now, loss));
             }
         }
-        // One stream alone cannot tell the downlink from its publisher's uplink.
-        let downlink_loss = if self.losses.len() < 2 {
-            None
-        } else {
-            self.losses.iter().map(|(_, _, loss)| *loss).reduce(f32::min)
-        };
-        let queued = rtt.zip(self.min_rtt).is_some_and(|(rtt, min)| rtt > min + CONGESTION_DELAY);
-        if queued || downlink_loss.is_some_and(|loss| loss >= CONGESTION_LOSS) {
-            self.congested_at = Some(now);
+        if self.losses.len() < 2 {
+            return;
         }
-        if downlink_loss.is_some_and(|loss| loss >= LOSSY) {
+        let Some(loss) = self.losses.iter().map(|(_, _, loss)| *loss).reduce(f32::min) else { return };
+        let since_change = self.changed_at.map(|at| now.saturating_duration_since(at));
+        if loss >= CONGESTION_LOSS && since_change.is_none_or(|d| d >= CUT_EVERY) {
+            let sent = self.estimate.unwrap_or(self.used_bps).min(self.used_bps.max(FLOOR_BPS));
+            let cut = (sent as f64 * f64::from(1.0 - loss) * 0.9) as u64;
+            self.estimate = Some(cut.max(FLOOR_BPS));
+            self.changed_at = Some(now);
+        } else if loss < CLEAR_LOSS && since_change.is_some_and(|d| d >= GROW_AFTER) {
+            if let Some(estimate) = self.estimate {
+                let grown = (estimate as f64 * GROWTH) as u64;
+                self.estimate = (grown < self.desired_bps).then_some(grown);
+                self.changed_at = Some(now);
+            }
+        }
+        if loss >= LOSSY {
             self.lossy_at = Some(now);
+            if self.estimate.is_none() {
+                // What it gets now still fits (`fit` uses USABLE of the estimate).
+                self.estimate = Some(((self.used_bps as f64 / USABLE * 1.02) as u64).max(FLOOR_BPS));
+                self.changed_at = Some(now);
+            }
         }
     }
 
@@ -113,24 +117,9 @@ impl Downlink {
         self.lossy_at.is_some_and(|at| now.saturating_duration_since(at) < LOSSY_HOLD)
     }
 
-    /// The bitrate to fit the receiver's video in: the best estimate of the window (the latest
-    /// one if all are older) while it shows congestion; `None` (no limit) otherwise.
-    pub fn usable(&self, now: Instant) -> Option<u64> {
-        if self.congested_at.is_none_or(|at| now.saturating_duration_since(at) >= CONGESTION_HOLD) {
-            return None;
-        }
-        let recent =
-            self.estimates.iter().filter(|(at, _)| now.saturating_duration_since(*at) <= ESTIMATE_WINDOW);
-        recent.map(|(_, bps)| *bps).max().or_else(|| self.estimates.back().map(|(_, bps)| *bps))
-    }
-
-    /// Whether to ask str0m for a probe now, for a receiver that gets less than it would take.
-    pub fn probe_due(&mut self, now: Instant) -> bool {
-        if self.last_probe.is_some_and(|at| now.saturating_duration_since(at) < PROBE_EVERY) {
-            return false;
-        }
-        self.last_probe = Some(now);
-        true
+    /// The bitrate to fit the receiver's video in; `None`: no limit.
+    pub fn usable(&self) -> Option<u64> {
+        self.estimate
     }
 }
 

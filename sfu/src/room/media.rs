@@ -4,7 +4,6 @@
 
 use std::time::Instant;
 
-use str0m::bwe::BweKind;
 use str0m::format::Codec;
 use str0m::media::{Direction, KeyframeRequestKind, Mid, Rid};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
@@ -18,6 +17,10 @@ use super::participant::{Layer, LayerKey, PeerKey, PublishedTrack};
 use super::session::MemberStatus;
 use super::Room;
 
+/// A receiver's report of a stream that carried fewer packets since the previous one is not
+/// counted in its downlink's loss (`bandwidth::Downlink`).
+const MIN_PACKETS_FOR_LOSS: u64 = 40;
+
 /// How soon the room ranks speakers again when someone without an audio slot starts speaking.
 const SPEECH_ONSET_RANKING: std::time::Duration = std::time::Duration::from_millis(40);
 
@@ -30,17 +33,6 @@ impl Room {
                     self.participants[idx].connected = true;
                     // Its slots can now be filled.
                     self.allocation_dirty = true;
-                }
-            }
-            Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
-                if let Some(idx) = self.index_of(key) {
-                    let participant = &mut self.participants[idx];
-                    let bps = estimate.as_u64();
-                    if participant.downlink_bps.is_none_or(|old| old.abs_diff(bps) * 5 > old) {
-                        debug!(participant_id = %participant.id, kbps = bps / 1000, "downlink estimate");
-                    }
-                    participant.downlink_bps = Some(bps);
-                    participant.downlink.record(now, bps);
                 }
             }
             // An ICE restart (a new network) completed: video restarts from keyframes.
@@ -104,7 +96,13 @@ impl Room {
                 self.stats.nacks_received += egress.nacks.saturating_sub(last_nacks);
                 let sent = egress.packets.saturating_sub(last_packets);
                 self.stats.retransmissions += sent.saturating_sub(written.saturating_sub(last_written));
-                participant.downlink.report(now, slot_idx as u64, egress.loss, egress.rtt);
+                let before = participant.downlink.usable();
+                // A stream that sent little (a silent microphone's DTX) says nothing of loss.
+                let loss = egress.loss.filter(|_| sent >= MIN_PACKETS_FOR_LOSS);
+                participant.downlink.report(now, slot_idx as u64, loss);
+                if participant.downlink.usable() != before {
+                    debug!(participant_id = %participant.id, estimate = ?participant.downlink.usable(), loss = ?egress.loss, "downlink estimate");
+                }
                 if let Some(loss) = egress.loss {
                     self.loss_reports.0 += loss;
                     self.loss_reports.1 += 1;

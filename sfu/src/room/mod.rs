@@ -244,10 +244,7 @@ impl Room {
             last_heard: now,
             media_lost_at: None,
             signal_lost_at: None,
-            downlink_bps: None,
             downlink: Default::default(),
-            desired_bps: 0,
-            limited: false,
         });
         self.index.insert(key, self.participants.len() - 1);
         self.drain_participant(key);
@@ -503,8 +500,12 @@ impl Room {
         let (loss_sum, n_loss) = std::mem::take(&mut self.loss_reports);
         stats.receiver_loss_fraction = (n_loss > 0).then(|| loss_sum / n_loss as f32);
         stats.n_participants = self.participants.iter().filter(|p| p.active).count() as u32;
-        stats.downlink_estimates_kbps =
-            self.participants.iter().filter_map(|p| p.downlink_bps).map(|bps| (bps / 1000) as u32).collect();
+        stats.downlink_estimates_kbps = self
+            .participants
+            .iter()
+            .filter_map(|p| p.downlink.usable())
+            .map(|bps| (bps / 1000) as u32)
+            .collect();
         self.outputs.push_back(RoomOutput::Server(SfuEvent::Stats { room_id: self.room_id.clone(), stats }));
     }
 

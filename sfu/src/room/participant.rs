@@ -149,14 +149,8 @@ pub(crate) struct Participant {
     /// Since when its media link, or its signaling WebSocket, is lost (`link`).
     pub media_lost_at: Option<Instant>,
     pub signal_lost_at: Option<Instant>,
-    /// str0m's estimate of what reaches it (TWCC), once it has one, and those of the last
-    /// seconds (`bandwidth::Downlink`).
-    pub downlink_bps: Option<u64>,
+    /// What reaches it, from the loss it reports (`bandwidth::Downlink`).
     pub downlink: super::bandwidth::Downlink,
-    /// The bitrate str0m was last asked to probe for, and whether it was asked to pad towards it
-    /// (some slot got less than it would take).
-    pub desired_bps: u64,
-    pub limited: bool,
 }
 
 /// Remote ICE candidates kept per participant. We are ICE-lite: peers reach us and we learn

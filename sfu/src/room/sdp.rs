@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use str0m::bwe::Bitrate;
 use str0m::change::SdpOffer;
 use str0m::config::DtlsCert;
 use str0m::media::{Mid, Rid};
@@ -27,10 +26,8 @@ pub const MAX_MEDIA_LINES: usize = 1024;
 /// Slots one client may declare. The room fills at most `RoomConfig::audio_slots` +
 /// `thumbnail_slots` + 1 of them; the others stay empty.
 pub const MAX_SLOTS: usize = 32;
-/// What a receiver's downlink is assumed to take before str0m's first estimate: the stage's best
-/// layer, a few thumbnails and audio; the estimate goes down within a second or two on a slower
-/// link, and up with probes on a faster one.
-const INITIAL_ESTIMATE_KBPS: u64 = 1500;
+/// Receivers' reports of loss, which drive the estimate of their downlink (`bandwidth`), come
+/// this often at least.
 const RTC_STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The checks every client offer passes before it reaches str0m; `pub` for the fuzz target
@@ -74,13 +71,8 @@ pub(super) fn new_rtc(config: &RoomConfig, now: Instant) -> Rtc {
         // Browsers are full ICE agents; as ICE-lite we only answer their checks, so every flow
         // starts with a STUN request carrying our ufrag, which is how the shell routes.
         .set_ice_lite(true)
-        // Receivers' reports of loss and round trip, which say whether their downlink is
-        // congested (`bandwidth`), every two seconds at least.
         .set_stats_interval(Some(config.stats_interval.min(RTC_STATS_INTERVAL)))
         .set_dtls_cert(dtls_cert())
-        // TWCC-based estimate of each receiver's downlink (`bandwidth`), with str0m's pacer
-        // spreading what we send to it rather than bursting keyframes into a small link.
-        .enable_bwe(Some(Bitrate::kbps(INITIAL_ESTIMATE_KBPS)))
         .clear_codecs()
         .enable_vp8(true);
     // Opus on PT 111 with minptime=10 and useinbandfec=1, and its RED when offered.

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use models::visio::{SlotKind, SlotQuality};
-use str0m::bwe::Bitrate;
 
 use crate::proto::{ParticipantEvent, ParticipantId, SlotInfo, TrackSource};
 
@@ -137,8 +136,7 @@ impl Room {
     }
 
     /// The layer each of receiver `rx_idx`'s slots gets for the tracks `wanted` there, within its
-    /// downlink (`bandwidth`), or the track it pauses; str0m is asked to probe for what the
-    /// receiver would take without limit.
+    /// downlink (`bandwidth`), or the track it pauses.
     fn fit_to_downlink(
         &mut self,
         rx_idx: usize,
@@ -197,33 +195,14 @@ impl Room {
                 bandwidth::lowest_only(want);
             }
         }
-        let fit = bandwidth::fit(rx.downlink.usable(now), n_audio, &wants);
+        let fit = bandwidth::fit(rx.downlink.usable(), n_audio, &wants);
         for ((slot_idx, (key, mid)), choice) in video_slots.into_iter().zip(fit.choices) {
             fitted[slot_idx] = match choice {
                 Choice::Layer(layer) => (Some((key, mid, layer)), None),
                 Choice::Paused => (None, Some((key, mid))),
             };
         }
-        // Asked again when it moves by a tenth (asking for more starts a probe), and now and then
-        // while the receiver gets less than it would take: str0m probes only when the desired
-        // rate goes up, so it is lowered to what flows first. While limited, str0m also pads up
-        // to the desired rate (never beyond its estimate): the estimate of a delay-based
-        // controller grows only with what is sent, and media alone would keep it where it is.
-        let moved = fit.desired_bps.abs_diff(rx.desired_bps) * 10 > rx.desired_bps;
-        let probe = fit.limited && rx.downlink.probe_due(now);
-        if (moved || probe || fit.limited != rx.limited) && rx.connected {
-            if probe {
-                rx.rtc.bwe().set_bitrate(Bitrate::ZERO, Bitrate::bps(fit.used_bps));
-            }
-            rx.desired_bps = fit.desired_bps;
-            rx.limited = fit.limited;
-            let minimum = if fit.limited { Bitrate::bps(fit.desired_bps) } else { Bitrate::ZERO };
-            rx.rtc.bwe().set_bitrate(minimum, Bitrate::bps(fit.desired_bps));
-            if !rx.dirty {
-                rx.dirty = true;
-                self.dirty.push(rx.key);
-            }
-        }
+        rx.downlink.usage(fit.used_bps, fit.desired_bps);
         fitted
     }
 

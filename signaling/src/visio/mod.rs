@@ -19,7 +19,7 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
 use models::visio::{ClientMessage, ServerMessage, MAX_CLIENT_MESSAGE_BYTES, PROTOCOL_VERSION};
-use models::{ApiError, ClassId, ErrorCode};
+use models::{ApiError, ClassId, ErrorCode, UserId};
 use sfu::{JoinRequest, ParticipantParams, RoomId, SfuError};
 use tokio::sync::mpsc;
 
@@ -95,20 +95,9 @@ async fn connection(state: AppState, class_id: ClassId, mut socket: WebSocket) {
         }
         Err(message) => return refuse(socket, ErrorCode::InvalidRequest, message).await,
     };
-    let user_id = match state.jwt.verify(&token) {
-        Ok(user_id) => user_id,
-        Err(err) => return refuse(socket, ErrorCode::Unauthorized, err.to_string()).await,
-    };
-    if let Err(limited) = state.limits.check_user(crate::limits::Kind::Join, &user_id) {
-        let message = format!("too many joins; try again in {} s", limited.retry_after_secs());
-        return refuse(socket, ErrorCode::RateLimited, message).await;
-    }
-    // Held for as long as this socket is open.
-    // Held for as long as this socket carries the session (`session`).
-    let Some(connection) = state.limits.open_connection(&user_id) else {
-        let limit = state.limits.config().max_call_connections_per_user;
-        let message = format!("you already have {limit} call connections open; close one first");
-        return refuse(socket, ErrorCode::TooManyConnections, message).await;
+    let (user_id, connection) = match authenticate(&state, &token) {
+        Ok(authenticated) => authenticated,
+        Err((code, message)) => return refuse(socket, code, message).await,
     };
     // Held until the join is answered.
     let admission = match state.limits.start_join() {
@@ -187,19 +176,9 @@ async fn connection(state: AppState, class_id: ClassId, mut socket: WebSocket) {
 /// A `resume`: the socket goes to the session the token names, if it is this user's in this
 /// class and still running (its grace period has not passed).
 async fn resume(state: AppState, class_id: ClassId, socket: WebSocket, token: String, resume_token: String) {
-    let user_id = match state.jwt.verify(&token) {
-        Ok(user_id) => user_id,
-        Err(err) => return refuse(socket, ErrorCode::Unauthorized, err.to_string()).await,
-    };
-    if let Err(limited) = state.limits.check_user(crate::limits::Kind::Join, &user_id) {
-        let message = format!("too many joins; try again in {} s", limited.retry_after_secs());
-        return refuse(socket, ErrorCode::RateLimited, message).await;
-    }
-    // A socket that resumes is an open call connection again.
-    let Some(connection) = state.limits.open_connection(&user_id) else {
-        let limit = state.limits.config().max_call_connections_per_user;
-        let message = format!("you already have {limit} call connections open; close one first");
-        return refuse(socket, ErrorCode::TooManyConnections, message).await;
+    let (user_id, connection) = match authenticate(&state, &token) {
+        Ok(authenticated) => authenticated,
+        Err((code, message)) => return refuse(socket, code, message).await,
     };
     let gone = "this call session has ended (the connection was lost for too long): join again";
     let Some(handoff) = state.calls.find(&resume_token, &user_id, &class_id) else {
@@ -213,6 +192,25 @@ async fn resume(state: AppState, class_id: ClassId, socket: WebSocket, token: St
             refuse(attached.socket, ErrorCode::ResumeFailed, gone).await;
         }
     }
+}
+
+/// Who a `join` or `resume` is from (the user's token), within the user's join rate, and their
+/// place among their open call connections, held while this socket carries the session.
+fn authenticate(
+    state: &AppState,
+    token: &str,
+) -> Result<(UserId, crate::limits::ConnectionGuard), (ErrorCode, String)> {
+    let user_id = state.jwt.verify(token).map_err(|err| (ErrorCode::Unauthorized, err.to_string()))?;
+    if let Err(limited) = state.limits.check_user(crate::limits::Kind::Join, &user_id) {
+        let message = format!("too many joins; try again in {} s", limited.retry_after_secs());
+        return Err((ErrorCode::RateLimited, message));
+    }
+    let Some(connection) = state.limits.open_connection(&user_id) else {
+        let limit = state.limits.config().max_call_connections_per_user;
+        let message = format!("you already have {limit} call connections open; close one first");
+        return Err((ErrorCode::TooManyConnections, message));
+    };
+    Ok((user_id, connection))
 }
 
 fn join_refusal_message(err: &SfuError) -> String {

@@ -44,7 +44,7 @@ const PARENT_1 = { user: 'parent-n1', name: 'Rose Lambert', role: 'parent' }; //
 const PARENT_2 = { user: 'parent-n2', name: 'Yann Caron', role: 'parent' };
 /** Cameras of 480 lines: the pages send simulcast (640x480 and 320x240). */
 const CAMERA = { width: 640, height: 480 };
-const SETTLE_S = Number(process.env.NETWORK_SETTLE_S || 6);
+const SETTLE_S = Number(process.env.NETWORK_SETTLE_S || 10);
 const MEASURE_S = Number(process.env.NETWORK_MEASURE_S || 20);
 /** Also the resolution of the stall figure (time without a new decoded frame). */
 const SAMPLE_EVERY_MS = 1000;
