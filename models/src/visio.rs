@@ -111,7 +111,8 @@ pub struct IceServer {
     pub credential: Option<String>,
 }
 
-/// A published track. Browsers receive it with `participant_id` as its MediaStream id.
+/// A published track. Who a client receives in which slot is said by `slots`, not by the msid
+/// of our answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Track {
     pub track_id: String,

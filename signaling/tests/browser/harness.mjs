@@ -265,6 +265,23 @@ export async function launchExtraBrowser({ executablePath = CHROMIUM, extraArgs 
   };
 }
 
+/**
+ * A Chromium inside a client namespace of netns.mjs, for pages that reach the server through the
+ * lab: the server's web port is forwarded to the hub address, and that origin (http://10.x, not
+ * "potentially trustworthy") is made a secure context, or Chromium would give it no
+ * getUserMedia. `beforeLaunch(base)` runs first (a firewall that lets that port through).
+ * Returns `{ base, browser }`; `browser.close()` is the caller's.
+ */
+export async function launchBrowserInNamespace(lab, client, { extraArgs = [], beforeLaunch = null } = {}) {
+  const base = await lab.forwardTcp(server.httpPort);
+  if (beforeLaunch) beforeLaunch(base);
+  const browser = await launchExtraBrowser({
+    executablePath: client.chromiumWrapper(),
+    extraArgs: [`--unsafely-treat-insecure-origin-as-secure=${base}`, ...extraArgs],
+  });
+  return { base, browser };
+}
+
 // CALL_WEB_FROM_DISK=1: a small proxy in front of the server serves the page and its files from
 // signaling/web on disk and passes everything else through (HTTP and the WebSocket upgrade), so that
 // the page keeps a real http://localhost origin.

@@ -25,7 +25,7 @@ import assert from 'node:assert/strict';
 import {
   callState,
   launchBrowser,
-  launchExtraBrowser,
+  launchBrowserInNamespace,
   logTail,
   openPage,
   seedClass,
@@ -233,14 +233,8 @@ if (unavailable) {
   });
 
   test('(n) pages on a clean, a lossy and a 600 kbit/s link: received video and audio figures', { timeout: 240_000 }, async () => {
-    // The page in the namespace reaches the server's HTTP port through the hub address. That
-    // origin is not "potentially trustworthy" (not localhost, not https), so Chromium would give
-    // it no getUserMedia; the flag makes it a secure context.
-    const base = await lab.forwardTcp(server.httpPort);
-    netBrowser = await launchExtraBrowser({
-      executablePath: client.chromiumWrapper(),
-      extraArgs: [`--unsafely-treat-insecure-origin-as-secure=${base}`],
-    });
+    let base;
+    ({ base, browser: netBrowser } = await launchBrowserInNamespace(lab, client));
 
     const teacher = await openPage(CLASS, TEACHER, { camera: CAMERA });
     await waitForState(teacher, 'admitted');

@@ -15,7 +15,7 @@ import {
   get,
   inboundByParticipant,
   launchBrowser,
-  launchExtraBrowser,
+  launchBrowserInNamespace,
   logTail,
   mintJwt,
   openPage,
@@ -130,11 +130,8 @@ if (unavailable) {
   });
 
   test('(r) a parent cut off for 20 s, then moved to a new address, comes back by itself as the same participant', { timeout: 240_000 }, async () => {
-    const base = await lab.forwardTcp(server.httpPort);
-    netBrowser = await launchExtraBrowser({
-      executablePath: client.chromiumWrapper(),
-      extraArgs: [`--unsafely-treat-insecure-origin-as-secure=${base}`],
-    });
+    let base;
+    ({ base, browser: netBrowser } = await launchBrowserInNamespace(lab, client));
     const teacher = await openPage(CLASS, TEACHER);
     await waitForState(teacher, 'admitted');
     const parent = await openPage(CLASS, PARENT, { context: netBrowser.context, base });

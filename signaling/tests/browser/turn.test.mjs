@@ -29,7 +29,7 @@ import {
   get,
   inboundByParticipant,
   launchBrowser,
-  launchExtraBrowser,
+  launchBrowserInNamespace,
   logTail,
   openPage,
   seedClass,
@@ -282,14 +282,13 @@ if (unavailable) {
   });
 
   test('(t) a call with UDP blocked and only a TURN/TLS path on 443 connects', { timeout: 90_000 }, async () => {
-    const base = await lab.forwardTcp(server.httpPort);
     // Only TCP to coturn's 443 and to the signaling HTTP port: no UDP at all, and not the SFU's
     // ICE-TCP port either (else the call would connect over ICE-TCP).
-    client.allowOnlyTcp([TURN_TLS_PORT, Number(new URL(base).port)]);
-    netBrowser = await launchExtraBrowser({
-      executablePath: client.chromiumWrapper(),
-      extraArgs: [`--unsafely-treat-insecure-origin-as-secure=${base}`, `--ignore-certificate-errors-spki-list=${turn.spki}`],
-    });
+    let base;
+    ({ base, browser: netBrowser } = await launchBrowserInNamespace(lab, client, {
+      beforeLaunch: (forwarded) => client.allowOnlyTcp([TURN_TLS_PORT, Number(new URL(forwarded).port)]),
+      extraArgs: [`--ignore-certificate-errors-spki-list=${turn.spki}`],
+    }));
 
     const teacher = await openCallPage(TEACHER);
     await waitForState(teacher, 'admitted');
