@@ -171,8 +171,6 @@ pub struct Fit {
     pub desired_bps: u64,
     /// What the choices are expected to use, audio included.
     pub used_bps: u64,
-    /// Some slot gets less than it would without limit.
-    pub limited: bool,
 }
 
 fn rate(option: &LayerOption, n_layers: usize) -> u64 {
@@ -222,7 +220,7 @@ pub fn fit(estimate_bps: Option<u64>, audio_slots_in_use: usize, wants: &[VideoW
     let Some(estimate) = estimate_bps else {
         let choices: Vec<Choice> =
             wants.iter().map(|w| unlimited(w).map_or(Choice::Paused, |l| Choice::Layer(l.index))).collect();
-        return Fit { choices, desired_bps, used_bps: desired_bps, limited: false };
+        return Fit { choices, desired_bps, used_bps: desired_bps };
     };
     let mut remaining = (estimate as f64 * USABLE) as i64 - audio_bps as i64;
     let mut order: Vec<usize> = (0..wants.len()).collect();
@@ -260,12 +258,7 @@ pub fn fit(estimate_bps: Option<u64>, audio_slots_in_use: usize, wants: &[VideoW
             choices[i] = Choice::Layer(option.index);
         }
     }
-    let limited = wants.iter().zip(&choices).any(|(want, choice)| match (unlimited(want), choice) {
-        (Some(best), Choice::Layer(index)) => *index != best.index,
-        (Some(_), Choice::Paused) => true,
-        (None, _) => false,
-    });
-    Fit { choices, desired_bps, used_bps: used, limited }
+    Fit { choices, desired_bps, used_bps: used }
 }
 
 #[cfg(test)]

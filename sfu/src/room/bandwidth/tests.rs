@@ -163,10 +163,3 @@ fn a_lossy_receiver_gets_the_lowest_layers() {
     lowest_only(&mut stage);
     assert_eq!(fit(None, 0, &[stage]).choices, vec![Choice::Layer(0)]);
 }
-
-#[test]
-fn a_fit_says_whether_anything_gets_less_than_it_would_take() {
-    assert!(!fit(Some(3_000_000), 2, &class_call([None; 4])).limited);
-    assert!(fit(Some(600_000), 2, &class_call([None; 4])).limited);
-    assert!(!fit(None, 2, &class_call([None; 4])).limited);
-}
