@@ -246,7 +246,8 @@ pub struct RoomStats {
     pub links_restored: u64,
     /// Times a video slot was paused because its receiver's downlink had no room for it.
     pub bandwidth_pauses: u64,
-    /// Each connected participant's downlink estimate (TWCC) at the end of the interval, kbit/s.
+    /// The downlink estimate of each participant whose video is limited by one (from the loss
+    /// it reports, `room::bandwidth`) at the end of the interval, kbit/s.
     pub downlink_estimates_kbps: Vec<u32>,
     pub n_participants: u32,
 }

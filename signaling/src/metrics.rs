@@ -112,7 +112,7 @@ impl SfuMetrics {
             ),
             downlink_estimate: histogram(
                 "sfu_downlink_estimate_kbps",
-                "Participants' downlink estimates (TWCC), sampled at each stats interval.",
+                "Downlink estimates of the participants whose video they limit (from reported loss), sampled at each stats interval.",
                 vec![150.0, 300.0, 600.0, 1000.0, 2000.0, 4000.0, 8000.0],
             ),
             keyframe_requests: counter_vec(

@@ -29,7 +29,6 @@ import {
   logTail,
   openPage,
   seedClass,
-  server,
   shutdown,
   sleep,
   startServer,
