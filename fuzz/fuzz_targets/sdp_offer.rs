@@ -90,7 +90,12 @@ fn in_a_room(sdp: &str) {
 }
 
 fn participant(id: &str, role: Role) -> ParticipantParams {
-    ParticipantParams { user_id: UserId::new(id).unwrap(), display_name: id.to_owned(), role }
+    ParticipantParams {
+        user_id: UserId::new(id).unwrap(),
+        display_name: id.to_owned(),
+        role,
+        e2ee_public_key: None,
+    }
 }
 
 /// What the load test offers: one audio m-line, sent. Made once: a `Rtc` costs a certificate.

@@ -17,6 +17,16 @@ pub struct ClassUpsert {
     pub options: ClassOptions,
 }
 
+/// `GET` and `PUT /v1/classes/{class_id}/visio/settings`: the class's call settings that its
+/// teachers and admins choose themselves, without the class backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VisioSettings {
+    /// Calls admit browsers that cannot encrypt end to end
+    /// ([`ClassOptions::visio_allow_unencrypted`], which the class backend's `PUT` sets too).
+    pub allow_unencrypted: bool,
+}
+
 /// A limit of the tier that a class is over, typically after a downgrade.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -55,6 +55,10 @@ impl FromStr for Role {
 pub struct ClassOptions {
     /// "Confort famille": parents may download photos and videos, not only view them.
     pub confort_famille: bool,
+    /// Calls admit browsers that cannot encrypt end to end (no WebRTC encoded transforms). Off by
+    /// default: every call is end-to-end encrypted. When such a browser is in a call, the others
+    /// send in clear for it and every page says that the call is not end-to-end encrypted.
+    pub visio_allow_unencrypted: bool,
 }
 
 impl ClassOptions {

@@ -28,6 +28,9 @@ pub enum ErrorCode {
     /// A `resume` whose session is gone: its grace period passed, or the token is not this
     /// user's. Join again.
     ResumeFailed,
+    /// The class's calls are end-to-end encrypted and this browser cannot encrypt (no WebRTC
+    /// encoded transforms); a teacher may allow such browsers in the class options.
+    E2eeRequired,
     /// A moderator muted this participant, who may unmute only once asked to.
     MutedByModerator,
     /// A moderator removed this user from the session: they cannot join it again, whatever
@@ -92,6 +95,7 @@ impl ErrorCode {
             ErrorCode::RoomFull => "room_full",
             ErrorCode::SessionLocked => "session_locked",
             ErrorCode::ResumeFailed => "resume_failed",
+            ErrorCode::E2eeRequired => "e2ee_required",
             ErrorCode::MutedByModerator => "muted_by_moderator",
             ErrorCode::RemovedFromSession => "removed_from_session",
             ErrorCode::TooManyPhotos => "too_many_photos",
@@ -127,6 +131,7 @@ impl ErrorCode {
             | ErrorCode::ForbiddenRole
             | ErrorCode::TierForbidsVisio
             | ErrorCode::SessionLocked
+            | ErrorCode::E2eeRequired
             | ErrorCode::MutedByModerator
             | ErrorCode::RemovedFromSession => 403,
             ErrorCode::MalformedRequest => 400,

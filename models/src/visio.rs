@@ -10,6 +10,12 @@ use crate::{ErrorCode, Role};
 
 pub const PROTOCOL_VERSION: u32 = 2;
 
+/// Most sealed keys in one [`ClientMessage::E2eeKeys`]: one for each other participant of the
+/// largest call, with room to spare.
+pub const MAX_E2EE_KEYS_PER_MESSAGE: usize = 256;
+/// Longest `sealed` of a [`SealedKey`] and longest `public_key` of [`E2eeHello`] (base64url).
+pub const MAX_E2EE_FIELD_CHARS: usize = 256;
+
 /// Largest message a client may send. A browser's answer in a 70-person call has two or three
 /// m-sections per participant at 1 to 3 KB each: a few hundred kilobytes.
 pub const MAX_CLIENT_MESSAGE_BYTES: usize = 1024 * 1024;
@@ -85,6 +91,24 @@ pub struct SlotState {
     pub quality: Option<SlotQuality>,
 }
 
+/// End-to-end encryption (docs/e2ee.md): the page's ephemeral ECDH public key for this call,
+/// base64url without padding of the uncompressed P-256 point (65 bytes, `0x04 || X || Y`). The
+/// server only relays it; the pages derive from it the keys that seal their media keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct E2eeHello {
+    pub public_key: String,
+}
+
+/// A media key sealed by its sender for one other participant (`to`), opaque to the server: it is
+/// relayed as [`ServerMessage::E2eeKey`] to that participant only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SealedKey {
+    pub to: String,
+    pub sealed: String,
+}
+
 /// What a participant sees of another: never an email address or a phone number.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Participant {
@@ -97,6 +121,10 @@ pub struct Participant {
     /// [`ServerMessage::Connection`]).
     #[serde(default)]
     pub reconnecting: bool,
+    /// Their page's public key for end-to-end encryption ([`E2eeHello`]); `null`: their browser
+    /// cannot encrypt, and the call is not end-to-end encrypted while they are in it.
+    #[serde(default)]
+    pub e2ee_public_key: Option<String>,
 }
 
 /// A STUN or TURN server for the page's `RTCPeerConnection` (`iceServers`), with the short-lived
@@ -132,6 +160,10 @@ pub enum ClientMessage {
         tracks: Vec<TrackDeclaration>,
         #[serde(default)]
         slots: Vec<SlotDeclaration>,
+        /// End-to-end encryption: absent or `null` for a browser without encoded transforms,
+        /// which the server admits only where the class allows unencrypted calls.
+        #[serde(default)]
+        e2ee: Option<E2eeHello>,
     },
     /// First message of a new WebSocket after the previous one broke: the same user's token and
     /// the `resume_token` of `joined`. The server answers `resumed` and sends what happened
@@ -153,6 +185,12 @@ pub enum ClientMessage {
     /// the teacher, else the current speaker).
     Pin {
         participant_id: Option<String>,
+    },
+    /// End-to-end encryption: this participant's media key, sealed for each recipient (at most
+    /// [`MAX_E2EE_KEYS_PER_MESSAGE`]). Recipients must be in the session; the server relays each
+    /// one as `e2ee_key` and never reads it.
+    E2eeKeys {
+        keys: Vec<SealedKey>,
     },
     /// A trickled ICE candidate (`candidate:...` line).
     Candidate {
@@ -230,6 +268,11 @@ pub enum ServerMessage {
     },
     /// The answer to `ping`.
     Pong,
+    /// A media key another participant (`from`) sealed for this one (`e2ee_keys`).
+    E2eeKey {
+        from: String,
+        sealed: String,
+    },
     /// The answer to `resume`: this socket carries the participant's session again. The events
     /// missed meanwhile follow.
     Resumed {
@@ -330,6 +373,7 @@ mod tests {
                     layers: vec![]
                 }],
                 slots: vec![],
+                e2ee: None,
             }
         );
         assert_eq!(

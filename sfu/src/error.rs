@@ -20,6 +20,9 @@ pub enum SfuError {
     InvalidSdp(String),
     #[error("invalid track declaration: {0}")]
     InvalidTrack(String),
+    /// Sealed keys (`Command::E2eeKeys`) from a participant that may not send them: why.
+    #[error("end-to-end encryption keys refused: {0}")]
+    E2eeKeysRefused(&'static str),
     #[error("no such room")]
     RoomNotFound,
     #[error("no such participant")]
@@ -42,7 +45,9 @@ impl SfuError {
             SfuError::MutedByModerator => ErrorCode::MutedByModerator,
             SfuError::RemovedFromSession => ErrorCode::RemovedFromSession,
             SfuError::ForbiddenRole => ErrorCode::ForbiddenRole,
-            SfuError::InvalidSdp(_) | SfuError::InvalidTrack(_) => ErrorCode::InvalidRequest,
+            SfuError::InvalidSdp(_) | SfuError::InvalidTrack(_) | SfuError::E2eeKeysRefused(_) => {
+                ErrorCode::InvalidRequest
+            }
             SfuError::RoomNotFound | SfuError::ParticipantNotFound | SfuError::RoomClosed => {
                 ErrorCode::NotFound
             }

@@ -77,6 +77,10 @@ pub struct ParticipantParams {
     /// Already validated with `models::api::validate_display_name`.
     pub display_name: String,
     pub role: Role,
+    /// End-to-end encryption: the page's public key for this call (base64url of a P-256 point,
+    /// checked by the signaling server), shown to the others; `None` for a browser that cannot
+    /// encrypt. The SFU only relays it and the sealed keys ([`Command::E2eeKeys`]).
+    pub e2ee_public_key: Option<String>,
 }
 
 /// A track the client announces with an offer: which m-line carries what, and for a simulcast
@@ -118,6 +122,8 @@ pub struct ParticipantInfo {
     pub video_off: bool,
     /// Its connection is lost and the room holds its place for the grace period.
     pub reconnecting: bool,
+    /// Its page's public key for end-to-end encryption ([`ParticipantParams::e2ee_public_key`]).
+    pub e2ee_public_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,6 +155,18 @@ pub enum Command {
     Pin { participant: Option<ParticipantId> },
     /// Anyone: turn one's own microphone (`Audio`) or camera (`Video`) off or on.
     SetMuted { kind: MediaKind, muted: bool },
+    /// Participants that joined with an end-to-end encryption key: relay media keys, each sealed
+    /// for one other participant, to that participant only (`ParticipantEvent::E2eeKey`). The room
+    /// carries this out itself (`room::e2ee`); the session's rules do not apply.
+    E2eeKeys { keys: Vec<SealedKey> },
+}
+
+/// A media key that one participant sealed for another (`to`): opaque bytes to the SFU, relayed
+/// to `to` only. Its form (base64url, length) is checked by the signaling server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedKey {
+    pub to: ParticipantId,
+    pub sealed: String,
 }
 
 /// What the signaling server sends to one participant's client.
@@ -202,6 +220,12 @@ pub enum ParticipantEvent {
     TimeWarning {
         remaining: Duration,
     },
+    /// A media key that participant `from` sealed for this participant ([`Command::E2eeKeys`]).
+    /// Never coalesced or dropped on the way: a receiver that misses one cannot decrypt `from`.
+    E2eeKey {
+        from: ParticipantId,
+        sealed: String,
+    },
     /// This participant is out of the room; the event stream ends after it.
     Left {
         reason: LeaveReason,
@@ -249,16 +273,46 @@ pub struct RoomStats {
     /// The downlink estimate of each participant whose video is limited by one (from the loss
     /// it reports, `room::bandwidth`) at the end of the interval, kbit/s.
     pub downlink_estimates_kbps: Vec<u32>,
+    /// Sealed media keys relayed to their recipient, and those skipped because the recipient
+    /// was not (or no longer) an admitted participant with a key of its own.
+    pub e2ee_keys_relayed: u64,
+    pub e2ee_keys_skipped: u64,
     pub n_participants: u32,
 }
 
 /// What the SFU tells the signaling server about rooms: webhooks, attendance, metrics.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SfuEvent {
-    SessionStarted { room_id: RoomId },
-    SessionClosed { room_id: RoomId, reason: CloseReason, duration: Duration },
-    ParticipantJoined { room_id: RoomId, participant_id: ParticipantId, user_id: UserId, role: Role },
-    ParticipantLeft { room_id: RoomId, participant_id: ParticipantId, user_id: UserId, reason: LeaveReason },
-    JoinRefused { room_id: RoomId, code: models::ErrorCode },
-    Stats { room_id: RoomId, stats: RoomStats },
+    SessionStarted {
+        room_id: RoomId,
+    },
+    /// `e2ee`: every participant admitted to the session had an end-to-end encryption key.
+    SessionClosed {
+        room_id: RoomId,
+        reason: CloseReason,
+        duration: Duration,
+        e2ee: bool,
+    },
+    /// An admission to the session; `e2ee`: the participant joined with an end-to-end key.
+    ParticipantJoined {
+        room_id: RoomId,
+        participant_id: ParticipantId,
+        user_id: UserId,
+        role: Role,
+        e2ee: bool,
+    },
+    ParticipantLeft {
+        room_id: RoomId,
+        participant_id: ParticipantId,
+        user_id: UserId,
+        reason: LeaveReason,
+    },
+    JoinRefused {
+        room_id: RoomId,
+        code: models::ErrorCode,
+    },
+    Stats {
+        room_id: RoomId,
+        stats: RoomStats,
+    },
 }

@@ -230,7 +230,7 @@ pub struct AttendanceQuery {
     params(("class_id" = ClassId, Path), ("session_id" = SessionId, Path), ("format" = Option<String>, Query, description = "json (default) or csv")),
     responses(
         (status = 200, body = Vec<crate::attendance::AttendanceRecord>, content_type = "application/json"),
-        (status = 200, description = "CSV: user_id,display_name,role,joined_at,left_at,leave_reason", content_type = "text/csv"),
+        (status = 200, description = "CSV: user_id,display_name,role,joined_at,left_at,leave_reason,e2ee", content_type = "text/csv"),
         (status = 401, body = ApiError),
         (status = 403, body = ApiError),
         (status = 404, description = "No such session in this class", body = ApiError),

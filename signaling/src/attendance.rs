@@ -13,6 +13,10 @@ pub struct SessionRecord {
     /// `null` while the session runs.
     pub ended_at: Option<i64>,
     pub close_reason: Option<String>,
+    /// End-to-end encrypted: everyone admitted to the session joined with a key
+    /// (docs/e2ee.md). `false` for good from the first participant whose browser could not
+    /// encrypt, and for sessions from before encryption.
+    pub e2ee: bool,
 }
 
 /// One stay of one person in one session. A person who reconnects has several.
@@ -26,6 +30,8 @@ pub struct AttendanceRecord {
     /// Unix seconds; `null` while still in the call.
     pub left_at: Option<i64>,
     pub leave_reason: Option<String>,
+    /// This person's page encrypted end to end (it joined with a key).
+    pub e2ee: bool,
 }
 
 #[derive(Clone)]
@@ -49,12 +55,15 @@ impl Attendance {
         session_id: &str,
         class_id: &str,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query("INSERT INTO visio_sessions (session_id, class_id, started_at) VALUES ($1, $2, $3)")
-            .bind(session_id)
-            .bind(class_id)
-            .bind(now_secs())
-            .execute(conn)
-            .await?;
+        // End-to-end encrypted until someone who cannot encrypt joins (`joined`).
+        sqlx::query(
+            "INSERT INTO visio_sessions (session_id, class_id, started_at, e2ee) VALUES ($1, $2, $3, 1)",
+        )
+        .bind(session_id)
+        .bind(class_id)
+        .bind(now_secs())
+        .execute(conn)
+        .await?;
         Ok(())
     }
 
@@ -89,10 +98,11 @@ impl Attendance {
         user_id: &str,
         display_name: &str,
         role: &str,
+        e2ee: bool,
     ) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT INTO attendance (session_id, participant_id, user_id, display_name, role, joined_at)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (session_id, participant_id) DO NOTHING",
+            "INSERT INTO attendance (session_id, participant_id, user_id, display_name, role, joined_at, e2ee)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (session_id, participant_id) DO NOTHING",
         )
         .bind(session_id)
         .bind(participant_id)
@@ -100,8 +110,17 @@ impl Attendance {
         .bind(display_name)
         .bind(role)
         .bind(now_secs())
-        .execute(conn)
+        .bind(e2ee as i64)
+        .execute(&mut *conn)
         .await?;
+        if !e2ee {
+            // The others sent in clear for this one: the session was not end-to-end encrypted,
+            // whoever joins or leaves later.
+            sqlx::query("UPDATE visio_sessions SET e2ee = 0 WHERE session_id = $1")
+                .bind(session_id)
+                .execute(&mut *conn)
+                .await?;
+        }
         Ok(())
     }
 
@@ -126,7 +145,7 @@ impl Attendance {
 
     pub async fn sessions(&self, class_id: &ClassId) -> Result<Vec<SessionRecord>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT session_id, started_at, ended_at, close_reason FROM visio_sessions
+            "SELECT session_id, started_at, ended_at, close_reason, e2ee FROM visio_sessions
              WHERE class_id = $1 ORDER BY started_at DESC, session_id",
         )
         .bind(class_id.as_str())
@@ -139,6 +158,7 @@ impl Attendance {
                     started_at: row.try_get("started_at")?,
                     ended_at: row.try_get("ended_at")?,
                     close_reason: row.try_get("close_reason")?,
+                    e2ee: row.try_get::<i64, _>("e2ee")? != 0,
                 })
             })
             .collect()
@@ -160,7 +180,7 @@ impl Attendance {
             return Ok(None);
         }
         let rows = sqlx::query(
-            "SELECT user_id, display_name, role, joined_at, left_at, leave_reason FROM attendance
+            "SELECT user_id, display_name, role, joined_at, left_at, leave_reason, e2ee FROM attendance
              WHERE session_id = $1 ORDER BY joined_at, participant_id",
         )
         .bind(session_id)
@@ -176,12 +196,16 @@ impl Attendance {
                     joined_at: row.try_get("joined_at")?,
                     left_at: row.try_get("left_at")?,
                     leave_reason: row.try_get("leave_reason")?,
+                    e2ee: row.try_get::<i64, _>("e2ee")? != 0,
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
         Ok(Some(records))
     }
 }
+
+/// The columns of the attendance CSV (also in the OpenAPI document).
+pub const CSV_HEADER: &str = "user_id,display_name,role,joined_at,left_at,leave_reason,e2ee";
 
 /// CSV with a header line; fields quoted where needed (RFC 4180).
 pub fn to_csv(records: &[AttendanceRecord]) -> String {
@@ -194,16 +218,18 @@ pub fn to_csv(records: &[AttendanceRecord]) -> String {
             raw
         }
     }
-    let mut out = String::from("user_id,display_name,role,joined_at,left_at,leave_reason\r\n");
+    let mut out = String::from(CSV_HEADER);
+    out.push_str("\r\n");
     for record in records {
         out.push_str(&format!(
-            "{},{},{},{},{},{}\r\n",
+            "{},{},{},{},{},{},{}\r\n",
             field(&record.user_id),
             field(&record.display_name),
             field(&record.role),
             record.joined_at,
             record.left_at.map(|t| t.to_string()).unwrap_or_default(),
             field(record.leave_reason.as_deref().unwrap_or("")),
+            record.e2ee,
         ));
     }
     out

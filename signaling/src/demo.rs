@@ -28,7 +28,8 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Vec<DemoUser>> {
         let class = ClassUpsert {
             name: format!("CE2 démo ({tier})"),
             tier,
-            options: ClassOptions { confort_famille: tier >= Tier::Standard },
+            // Calls stay end-to-end encrypted, as in a new class: the demo shows what schools get.
+            options: ClassOptions { confort_famille: tier >= Tier::Standard, visio_allow_unencrypted: false },
         };
         state.directory.upsert_class(&class_id, &class).await?;
         let people = std::iter::once((format!("teacher-{tier}"), "Mme Lefèvre".to_owned(), Role::Teacher))

@@ -84,16 +84,19 @@ impl Directory {
         let mut tx = self.pool.begin().await?;
         let existed = db::lock_class(&mut tx, class_id).await?;
         sqlx::query(
-            "INSERT INTO classes (class_id, name, tier, confort_famille, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $5)
+            "INSERT INTO classes
+                (class_id, name, tier, confort_famille, visio_allow_unencrypted, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $6)
              ON CONFLICT (class_id) DO UPDATE SET
-                name = excluded.name, tier = excluded.tier,
-                confort_famille = excluded.confort_famille, updated_at = excluded.updated_at",
+                name = excluded.name, tier = excluded.tier, confort_famille = excluded.confort_famille,
+                visio_allow_unencrypted = excluded.visio_allow_unencrypted,
+                updated_at = excluded.updated_at",
         )
         .bind(class_id.as_str())
         .bind(class.name.as_str())
         .bind(class.tier.as_str())
         .bind(class.options.confort_famille as i64)
+        .bind(class.options.visio_allow_unencrypted as i64)
         .bind(now)
         .execute(&mut *tx)
         .await?;
@@ -127,10 +130,12 @@ impl Directory {
         conn: &mut AnyConnection,
         class_id: &ClassId,
     ) -> Result<Option<ClassView>, DirectoryError> {
-        let Some(row) = sqlx::query("SELECT name, tier, confort_famille FROM classes WHERE class_id = $1")
-            .bind(class_id.as_str())
-            .fetch_optional(&mut *conn)
-            .await?
+        let Some(row) = sqlx::query(
+            "SELECT name, tier, confort_famille, visio_allow_unencrypted FROM classes WHERE class_id = $1",
+        )
+        .bind(class_id.as_str())
+        .fetch_optional(&mut *conn)
+        .await?
         else {
             return Ok(None);
         };
@@ -148,7 +153,7 @@ impl Directory {
             class_id: class_id.clone(),
             name: row.try_get("name")?,
             tier,
-            options: ClassOptions { confort_famille: row.try_get::<i64, _>("confort_famille")? != 0 },
+            options: class_options(&row)?,
             n_members,
             n_admins,
             over_limits,
@@ -223,6 +228,26 @@ impl Directory {
         Ok((if existing.is_some() { Written::Updated } else { Written::Created }, view))
     }
 
+    /// Sets whether the class's calls admit browsers that cannot encrypt end to end (a teacher's
+    /// choice, `visio/settings`; the class backend's `PUT` of the class sets it too). `false`
+    /// when there is no such class. Calls already running keep who is in them.
+    pub async fn set_visio_allow_unencrypted(
+        &self,
+        class_id: &ClassId,
+        allow: bool,
+    ) -> Result<bool, DirectoryError> {
+        let n_rows = sqlx::query(
+            "UPDATE classes SET visio_allow_unencrypted = $1, updated_at = $2 WHERE class_id = $3",
+        )
+        .bind(allow as i64)
+        .bind(now_secs())
+        .bind(class_id.as_str())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n_rows > 0)
+    }
+
     /// Removes a member. Removing someone who is not a member is not an error.
     pub async fn delete_member(&self, class_id: &ClassId, user_id: &UserId) -> Result<(), DirectoryError> {
         sqlx::query("DELETE FROM members WHERE class_id = $1 AND user_id = $2")
@@ -241,7 +266,7 @@ impl Directory {
         user_id: &UserId,
     ) -> Result<Option<(MemberView, Tier, ClassOptions)>, DirectoryError> {
         let Some(row) = sqlx::query(
-            "SELECT m.display_name, m.role, c.tier, c.confort_famille
+            "SELECT m.display_name, m.role, c.tier, c.confort_famille, c.visio_allow_unencrypted
              FROM members m JOIN classes c ON c.class_id = m.class_id
              WHERE m.class_id = $1 AND m.user_id = $2 AND m.approved = 1",
         )
@@ -260,7 +285,7 @@ impl Directory {
             approved: true,
         };
         let tier = parse_column::<Tier>(&row, "tier")?;
-        let options = ClassOptions { confort_famille: row.try_get::<i64, _>("confort_famille")? != 0 };
+        let options = class_options(&row)?;
         self.note_activity(class_id).await;
         Ok(Some((member, tier, options)))
     }
@@ -312,6 +337,14 @@ impl Directory {
         }
         Ok(counts)
     }
+}
+
+/// The options columns of a row of `classes`.
+fn class_options(row: &sqlx::any::AnyRow) -> Result<ClassOptions, sqlx::Error> {
+    Ok(ClassOptions {
+        confort_famille: row.try_get::<i64, _>("confort_famille")? != 0,
+        visio_allow_unencrypted: row.try_get::<i64, _>("visio_allow_unencrypted")? != 0,
+    })
 }
 
 /// Approved members, and approved teachers and admins, of a class.

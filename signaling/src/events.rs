@@ -82,7 +82,7 @@ async fn record(event: &SfuEvent, sinks: &EventSinks, calls: &mut Calls) -> Resu
             calls.sessions.insert(room_id.clone(), session_id);
             calls.participants_by_room.entry(room_id.clone()).or_insert(0);
         }
-        SfuEvent::SessionClosed { room_id, reason, duration } => {
+        SfuEvent::SessionClosed { room_id, reason, duration, .. } => {
             let Some(session_id) = calls.sessions.get(room_id) else {
                 calls.participants_by_room.remove(room_id);
                 return Ok(());
@@ -98,7 +98,7 @@ async fn record(event: &SfuEvent, sinks: &EventSinks, calls: &mut Calls) -> Resu
             webhooks.wake();
             calls.participants_by_room.remove(room_id);
         }
-        SfuEvent::ParticipantJoined { room_id, participant_id, user_id, role } => {
+        SfuEvent::ParticipantJoined { room_id, participant_id, user_id, role, e2ee } => {
             let Some(session_id) = calls.sessions.get(room_id) else { return Ok(()) };
             // The display name as the class knows it now; a member removed meanwhile keeps their id.
             let display_name = match models::ClassId::new(room_id.as_str()) {
@@ -120,6 +120,7 @@ async fn record(event: &SfuEvent, sinks: &EventSinks, calls: &mut Calls) -> Resu
                 user_id.as_str(),
                 &display_name,
                 role.as_str(),
+                *e2ee,
             )
             .await?;
             let fields = json!({
@@ -203,6 +204,7 @@ mod tests {
             participant_id: ParticipantId::new(n).unwrap(),
             user_id: user_id.clone(),
             role: Role::Parent,
+            e2ee: true,
         };
         record(&SfuEvent::SessionStarted { room_id: room_id.clone() }, &sinks, &mut calls).await.unwrap();
         // The erasure commits while the join is still on its way to this loop.
@@ -213,5 +215,30 @@ mod tests {
         assert_eq!(count(&sinks, "SELECT COUNT(*) FROM webhook_outbox WHERE body LIKE '%pupil%'").await, 0);
         // The session's own webhook is kept.
         assert_eq!(count(&sinks, "SELECT COUNT(*) FROM webhook_outbox").await, 1);
+    }
+
+    #[tokio::test]
+    async fn a_session_is_end_to_end_encrypted_until_someone_without_a_key_joins() {
+        let sinks = sinks().await;
+        let mut calls = Calls::default();
+        let room_id = RoomId::new("c1").unwrap();
+        let joined = |n: &str, e2ee: bool| SfuEvent::ParticipantJoined {
+            room_id: room_id.clone(),
+            participant_id: ParticipantId::new(n).unwrap(),
+            user_id: UserId::new(format!("user-{n}")).unwrap(),
+            role: Role::Parent,
+            e2ee,
+        };
+        let session_e2ee = "SELECT e2ee FROM visio_sessions";
+        record(&SfuEvent::SessionStarted { room_id: room_id.clone() }, &sinks, &mut calls).await.unwrap();
+        record(&joined("p1", true), &sinks, &mut calls).await.unwrap();
+        record(&joined("p2", true), &sinks, &mut calls).await.unwrap();
+        assert_eq!(count(&sinks, session_e2ee).await, 1);
+        record(&joined("p3", false), &sinks, &mut calls).await.unwrap();
+        record(&joined("p4", true), &sinks, &mut calls).await.unwrap();
+        assert_eq!(count(&sinks, session_e2ee).await, 0);
+        let encrypted = "SELECT COUNT(*) FROM attendance WHERE e2ee = 1";
+        assert_eq!(count(&sinks, encrypted).await, 3);
+        assert_eq!(count(&sinks, "SELECT COUNT(*) FROM attendance WHERE e2ee = 0").await, 1);
     }
 }

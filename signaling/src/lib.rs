@@ -7,7 +7,8 @@
 //! - [`api`]: JSON handlers; [`openapi`]: the OpenAPI document, with the answers every operation
 //!   shares; [`extract`] and [`error`] make every refusal a JSON `{code, message}`.
 //! - [`metrics`]: Prometheus metrics and the middleware that records them.
-//! - [`visio`]: the call WebSocket of each participant, relayed to the SFU; [`web`]: the call page.
+//! - [`visio`]: the call WebSocket of each participant, relayed to the SFU, and the class's call
+//!   settings (`visio::settings`); [`web`]: the call page.
 //! - [`api_media`], [`uploads`], [`storage`]: posts and resumable uploads into object storage; each
 //!   complete upload queues a `media-worker` job in the same transaction. [`links`]: signed,
 //!   expiring links to the published files.
@@ -244,6 +245,10 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/classes/{class_id}/visio/ws", get(visio::visio_ws))
         .route("/v1/classes/{class_id}/visio/ice-servers", get(turn::ice_servers_endpoint))
+        .route(
+            "/v1/classes/{class_id}/visio/settings",
+            get(visio::settings::get_settings).put(visio::settings::put_settings),
+        )
         .route("/v1/classes/{class_id}/sessions", get(api::sessions))
         .route("/v1/classes/{class_id}/sessions/{session_id}/attendance", get(api::attendance))
         .route("/call/{class_id}", get(web::call_page))

@@ -46,7 +46,7 @@ impl Rate {
         Rate { per_minute, burst }
     }
 
-    fn quota(self) -> Quota {
+    pub(crate) fn quota(self) -> Quota {
         let period = Duration::from_secs(60) / self.per_minute.max(1);
         Quota::with_period(period.max(Duration::from_micros(1)))
             .expect("a positive period")
@@ -67,6 +67,9 @@ pub struct LimitsConfig {
     /// Chunks of an upload count one each.
     pub uploads_per_address: Rate,
     pub uploads_per_user: Rate,
+    /// `e2ee_keys` messages of one call participant. A join or a departure in a 70-person call
+    /// makes every page send one; beyond the rate, `rate_limited` and the call goes on.
+    pub e2ee_keys_per_participant: Rate,
     /// Call WebSockets one user may hold at once (tabs, devices, a reconnection overlapping).
     pub max_call_connections_per_user: usize,
     /// Joins negotiated at once by this node; the next get `503 server_busy`. 0 admits none
@@ -89,6 +92,7 @@ impl Default for LimitsConfig {
             joins_per_user: Rate::new(20, 6),
             uploads_per_address: Rate::new(3000, 600),
             uploads_per_user: Rate::new(1200, 300),
+            e2ee_keys_per_participant: Rate::new(1200, 100),
             max_call_connections_per_user: 4,
             max_joins_in_progress: 32,
             max_call_event_backlog: 10_000,

@@ -47,6 +47,11 @@ struct SfuMetrics {
     receiver_loss: Histogram,
     session_duration: Histogram,
     joins_refused: IntCounterVec,
+    /// Admissions to sessions, and sessions ended, by whether they were end-to-end encrypted.
+    participants_joined: IntCounterVec,
+    sessions_ended: IntCounterVec,
+    /// Sealed media keys of `e2ee_keys` messages, by what became of them.
+    e2ee_keys: IntCounterVec,
     participants_left: IntCounterVec,
     /// What the SFU's shell dropped rather than queue, by queue; read at each scrape.
     queue_drops: IntCounterVec,
@@ -131,6 +136,24 @@ impl SfuMetrics {
                 vec![60.0, 300.0, 600.0, 1200.0, 1800.0, 2700.0, 3600.0, 7200.0, 14400.0],
             ),
             joins_refused: counter_vec("sfu_joins_refused_total", "Joins refused, by error code.", &["code"]),
+            participants_joined: counter_vec(
+                "sfu_participants_joined_total",
+                "Participants admitted to a call session, by whether their page encrypts end to end \
+                 (e2ee=\"false\": a browser without encoded transforms, in a class that allows it).",
+                &["e2ee"],
+            ),
+            sessions_ended: counter_vec(
+                "sfu_sessions_ended_total",
+                "Call sessions ended, by whether they were end-to-end encrypted (everyone admitted had a key).",
+                &["e2ee"],
+            ),
+            e2ee_keys: counter_vec(
+                "sfu_e2ee_keys_total",
+                "Sealed media keys of e2ee_keys messages: relayed to their recipient, skipped (the recipient \
+                 is not an admitted participant with a key, e.g. it just left), or refused (a malformed or \
+                 rate-limited message).",
+                &["outcome"],
+            ),
             participants_left: counter_vec(
                 "sfu_participants_left_total",
                 "Participants who left a call, by reason (too_slow: dropped for not reading their events).",
@@ -160,8 +183,20 @@ impl SfuMetrics {
         for direction in ["received", "sent"] {
             metrics.keyframe_requests.with_label_values(&[direction]);
         }
-        for code in [ErrorCode::RoomFull, ErrorCode::TierForbidsVisio, ErrorCode::SessionLocked] {
+        for code in [
+            ErrorCode::RoomFull,
+            ErrorCode::TierForbidsVisio,
+            ErrorCode::SessionLocked,
+            ErrorCode::E2eeRequired,
+        ] {
             metrics.joins_refused.with_label_values(&[code.as_str()]);
+        }
+        for e2ee in ["true", "false"] {
+            metrics.participants_joined.with_label_values(&[e2ee]);
+            metrics.sessions_ended.with_label_values(&[e2ee]);
+        }
+        for outcome in ["relayed", "skipped", "refused"] {
+            metrics.e2ee_keys.with_label_values(&[outcome]);
         }
         for reason in [LeaveReason::Left, LeaveReason::ConnectionLost, LeaveReason::TooSlow] {
             metrics.participants_left.with_label_values(&[leave_reason(reason)]);
@@ -256,6 +291,16 @@ impl Metrics {
         metrics.event_backlog.set(event_backlog as i64);
     }
 
+    /// A join the signaling server refused itself before the SFU saw it (`e2ee_required`).
+    pub fn join_refused(&self, code: ErrorCode) {
+        self.sfu.joins_refused.with_label_values(&[code.as_str()]).inc();
+    }
+
+    /// Sealed keys of an `e2ee_keys` message refused before the SFU saw them.
+    pub fn e2ee_keys_refused(&self, n_keys: usize) {
+        self.sfu.e2ee_keys.with_label_values(&["refused"]).inc_by(n_keys as u64);
+    }
+
     /// A `resume` was carried out, or refused.
     pub fn resume(&self, resumed: bool) {
         self.resumes.with_label_values(&[if resumed { "resumed" } else { "failed" }]).inc();
@@ -348,7 +393,13 @@ impl Metrics {
     pub fn sfu_event(&self, event: &SfuEvent) {
         let sfu = &self.sfu;
         match event {
-            SfuEvent::SessionClosed { duration, .. } => sfu.session_duration.observe(duration.as_secs_f64()),
+            SfuEvent::SessionClosed { duration, e2ee, .. } => {
+                sfu.session_duration.observe(duration.as_secs_f64());
+                sfu.sessions_ended.with_label_values(&[bool_label(*e2ee)]).inc();
+            }
+            SfuEvent::ParticipantJoined { e2ee, .. } => {
+                sfu.participants_joined.with_label_values(&[bool_label(*e2ee)]).inc()
+            }
             SfuEvent::JoinRefused { code, .. } => sfu.joins_refused.with_label_values(&[code.as_str()]).inc(),
             SfuEvent::Stats { stats, .. } => {
                 for (kind, counters) in [("audio", &stats.audio), ("video", &stats.video)] {
@@ -361,6 +412,8 @@ impl Metrics {
                 sfu.links.with_label_values(&["lost"]).inc_by(stats.links_lost);
                 sfu.links.with_label_values(&["restored"]).inc_by(stats.links_restored);
                 sfu.bandwidth_pauses.inc_by(stats.bandwidth_pauses);
+                sfu.e2ee_keys.with_label_values(&["relayed"]).inc_by(stats.e2ee_keys_relayed);
+                sfu.e2ee_keys.with_label_values(&["skipped"]).inc_by(stats.e2ee_keys_skipped);
                 for kbps in &stats.downlink_estimates_kbps {
                     sfu.downlink_estimate.observe(f64::from(*kbps));
                 }
@@ -375,13 +428,21 @@ impl Metrics {
             SfuEvent::ParticipantLeft { reason, .. } => {
                 sfu.participants_left.with_label_values(&[leave_reason(*reason)]).inc()
             }
-            SfuEvent::SessionStarted { .. } | SfuEvent::ParticipantJoined { .. } => {}
+            SfuEvent::SessionStarted { .. } => {}
         }
     }
 
     pub fn set_sfu_occupancy(&self, n_rooms: i64, n_participants: i64) {
         self.sfu.rooms.set(n_rooms);
         self.sfu.participants.set(n_participants);
+    }
+}
+
+fn bool_label(value: bool) -> &'static str {
+    if value {
+        "true"
+    } else {
+        "false"
     }
 }
 

@@ -33,7 +33,8 @@ use utoipa::{Modify, OpenApi};
         crate::api_media::put_chunk, crate::api_media::get_post, crate::api_media::publish_post,
         crate::api_media::media_faces, crate::api_media::put_regions, crate::api::sessions, crate::api::attendance,
         crate::privacy::erase_user, crate::privacy::scheduled, crate::visio::visio_ws,
-        crate::turn::ice_servers_endpoint
+        crate::turn::ice_servers_endpoint, crate::visio::settings::get_settings,
+        crate::visio::settings::put_settings
     ),
     components(schemas(ApiError, ErrorCode, ClassId, UserId, PostId, MediaId, SessionId)),
     modifiers(&SecuritySchemes, &SharedResponses, &LinkNames),

@@ -1,8 +1,9 @@
 //! The browser call page, compiled into the binary: no build step, no other file to deploy.
 //!
 //! The page is split into ES modules by job (`call.js` wires them: `connection.js`, `tiles.js`,
-//! `roster.js`, `moderation.js`, `strings.js`, `state.js`); they load from this same origin, which
-//! the Content-Security-Policy allows and nothing else.
+//! `roster.js`, `moderation.js`, `strings.js`, `state.js`, `e2ee.js` and its worker
+//! `e2ee-worker.js`); they load from this same origin, which the Content-Security-Policy allows and
+//! nothing else (workers included: `worker-src` falls back to `default-src 'self'`).
 
 use axum::extract::Path;
 use axum::http::{header, HeaderName, StatusCode};
@@ -24,6 +25,9 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("moderation.js", JAVASCRIPT, include_str!("../web/moderation.js")),
     ("ice.js", JAVASCRIPT, include_str!("../web/ice.js")),
     ("reconnect.js", JAVASCRIPT, include_str!("../web/reconnect.js")),
+    ("e2ee.js", JAVASCRIPT, include_str!("../web/e2ee.js")),
+    ("e2ee-worker.js", JAVASCRIPT, include_str!("../web/e2ee-worker.js")),
+    ("sframe.js", JAVASCRIPT, include_str!("../web/sframe.js")),
     ("call.css", CSS, include_str!("../web/call.css")),
 ];
 

@@ -1,7 +1,7 @@
 use super::*;
 
 fn check(role: Role, confort_famille: bool, may_download: bool) {
-    let options = ClassOptions { confort_famille };
+    let options = ClassOptions { confort_famille, ..Default::default() };
     assert_eq!(options.may_download_media(role), may_download, "{role} confort_famille={confort_famille}");
 }
 

@@ -15,6 +15,9 @@ mod downtrack;
 mod keyframe;
 pub mod red;
 mod slot;
+/// Test-only (debug builds): a copy of forwarded packets to files, for the browser tests.
+#[cfg(debug_assertions)]
+pub mod tap;
 
 pub use buffer::{Buffer, PacketView};
 pub use downtrack::{Decision, DownTrack, DropReason};

@@ -302,6 +302,8 @@ impl Room {
         // One copy of the payload (str0m's `Arc`), shared by every receiver's send queue.
         let payload = packet.payload;
 
+        #[cfg(debug_assertions)]
+        let tap_out_before = counters(&mut self.stats, kind).packets_out;
         let mut wants_keyframe = false;
         let mut switched = Vec::new();
         for &(receiver, slot_idx) in &subscribers {
@@ -386,6 +388,29 @@ impl Room {
         if let Some(track) = self.published_mut(publisher, mid) {
             // Nothing touches the list during the walk but `switched`, handled below.
             track.layers[layer].subscribers = subscribers;
+        }
+        // Test-only (debug builds, KLASS_SFU_TEST_TAP): a copy of what was forwarded, to files.
+        #[cfg(debug_assertions)]
+        {
+            let receivers = counters(&mut self.stats, kind).packets_out - tap_out_before;
+            if let Some(track) = self.published(publisher, mid).filter(|_| receivers > 0) {
+                crate::forward::tap::record(crate::forward::tap::Forwarded {
+                    room: self.room_id.as_str(),
+                    participant: self.participants[idx].id.as_str(),
+                    track: track.track_id.as_str(),
+                    kind,
+                    rid,
+                    ssrc: *packet.header.ssrc,
+                    pt: *pt,
+                    seq: *packet.seq_no,
+                    ts: packet.header.timestamp,
+                    marker: packet.header.marker,
+                    red: is_red,
+                    receivers,
+                    arrival: packet.timestamp,
+                    payload: &payload,
+                });
+            }
         }
         for (receiver, slot_idx) in switched {
             self.slot_switched(receiver, slot_idx);

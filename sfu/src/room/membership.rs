@@ -59,6 +59,7 @@ impl Room {
                     room_id: self.room_id.clone(),
                     reason,
                     duration,
+                    e2ee: self.session_e2ee,
                 }));
             }
         }
@@ -70,15 +71,15 @@ impl Room {
 
     fn participant_info(&self, participant_id: &ParticipantId) -> Option<ParticipantInfo> {
         let member = self.session.member(participant_id)?;
+        let participant = self.index_of_id(participant_id).map(|idx| &self.participants[idx]);
         Some(ParticipantInfo {
             participant_id: participant_id.clone(),
             display_name: member.display_name.clone(),
             role: member.role,
             audio_muted: member.audio.muted,
             video_off: member.video.muted,
-            reconnecting: self
-                .index_of_id(participant_id)
-                .is_some_and(|idx| self.participants[idx].reconnecting()),
+            reconnecting: participant.is_some_and(|p| p.reconnecting()),
+            e2ee_public_key: participant.and_then(|p| p.e2ee_public_key.clone()),
         })
     }
 
@@ -88,6 +89,10 @@ impl Room {
         let Some(idx) = self.index_of_id(&participant_id) else { return };
         let key = self.participants[idx].key;
         self.participants[idx].active = true;
+        let e2ee = self.participants[idx].e2ee_public_key.is_some();
+        // One participant who cannot encrypt makes the whole session not end-to-end encrypted,
+        // even after it leaves: the others sent in clear for it meanwhile (docs/e2ee.md).
+        self.session_e2ee &= e2ee;
         self.refresh_forwarding(key);
 
         let mut participants = Vec::new();
@@ -115,6 +120,7 @@ impl Room {
                 participant_id: participant_id.clone(),
                 user_id: member.user_id.clone(),
                 role: member.role,
+                e2ee,
             }));
         }
         let own: Vec<TrackInfo> = self.participants[idx]

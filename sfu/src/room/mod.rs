@@ -10,13 +10,15 @@
 //! flows into which slot (`allocation`, `speakers`) and switches them (`slots`).
 //!
 //! The files of this folder, by job: `sdp` (offer checks, declarations, the `Rtc` we build),
-//! `membership` (session events: admission, removal, broadcasts), `media` (str0m's events,
+//! `membership` (session events: admission, removal, broadcasts), `e2ee` (relaying sealed media
+//! keys between admitted participants), `media` (str0m's events,
 //! publishing, forwarding a packet), `slots` (applying the allocation to the slots),
 //! `allocation` and `speakers` (sans-IO choices), `participant` (per-participant state).
 
 mod allocation;
 mod answer;
 mod bandwidth;
+mod e2ee;
 mod link;
 mod media;
 mod membership;
@@ -100,6 +102,9 @@ pub struct Room {
     /// Kept here: the session forgets its start once closed, and the close event reports it.
     started_at: Option<Instant>,
     closed: bool,
+    /// Every participant admitted so far joined with an end-to-end encryption key: what the
+    /// session's close reports.
+    session_e2ee: bool,
     speakers: speakers::Speakers,
     /// The speakers the participants were last told of.
     announced_speakers: Vec<PeerKey>,
@@ -145,6 +150,7 @@ impl Room {
             last_now: now,
             started_at: None,
             closed: false,
+            session_e2ee: true,
             speakers: speakers::Speakers::default(),
             announced_speakers: Vec::new(),
             latest_screen: None,
@@ -214,6 +220,7 @@ impl Room {
         let ice_ufrag = rtc.direct_api().local_ice_credentials().ufrag;
 
         let user_id = params.user_id.clone();
+        let e2ee_public_key = params.e2ee_public_key.clone();
         self.session.handle_input(SessionInput::Join {
             now,
             participant_id: participant_id.clone(),
@@ -226,6 +233,7 @@ impl Room {
             key,
             id: participant_id,
             user_id,
+            e2ee_public_key,
             rtc,
             joined_at: now,
             active: false,
@@ -336,6 +344,10 @@ impl Room {
 
     pub fn command(&mut self, now: Instant, from: &ParticipantId, command: Command) -> Result<(), SfuError> {
         self.last_now = now;
+        let command = match command {
+            Command::E2eeKeys { keys } => return self.relay_e2ee_keys(from, keys),
+            command => command,
+        };
         let pin = match &command {
             Command::Pin { participant } => Some(participant.clone()),
             _ => None,

@@ -121,6 +121,9 @@ pub(crate) struct Participant {
     pub key: PeerKey,
     pub id: ParticipantId,
     pub user_id: models::UserId,
+    /// Its page's end-to-end encryption public key, shown to the others; `None`: its browser
+    /// cannot encrypt, and it may neither send nor receive sealed keys (`e2ee`).
+    pub e2ee_public_key: Option<String>,
     pub rtc: Rtc,
     pub joined_at: Instant,
     /// Admitted by the session: only then are its tracks forwarded and does it receive others'.

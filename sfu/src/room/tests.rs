@@ -10,7 +10,7 @@ use str0m::{Candidate, Rtc};
 use super::*;
 use crate::proto::{SlotKind, TrackSource};
 
-fn room(t0: Instant) -> Room {
+pub(super) fn room(t0: Instant) -> Room {
     room_with(t0, TierPolicy::offer(Tier::Standard).visio.unwrap(), RoomConfig::default())
 }
 
@@ -24,7 +24,7 @@ fn room_with(t0: Instant, policy: models::VisioPolicy, config: RoomConfig) -> Ro
     Room::new(params, t0)
 }
 
-fn offer(t0: Instant) -> String {
+pub(super) fn offer(t0: Instant) -> String {
     let mut rtc = Rtc::builder().set_rtp_mode(true).build(t0);
     rtc.add_local_candidate(Candidate::host("127.0.0.1:5000".parse().unwrap(), "udp").unwrap());
     let mut changes = rtc.sdp_api();
@@ -34,12 +34,17 @@ fn offer(t0: Instant) -> String {
 }
 
 fn join(room: &mut Room, t0: Instant, id: &str, role: Role) -> Result<JoinAccepted, SfuError> {
-    let params = ParticipantParams { user_id: UserId::new(id).unwrap(), display_name: id.to_owned(), role };
+    let params = ParticipantParams {
+        user_id: UserId::new(id).unwrap(),
+        display_name: id.to_owned(),
+        role,
+        e2ee_public_key: None,
+    };
     room.join(t0, ParticipantId::new(id).unwrap(), params, &offer(t0), &[], &[])
 }
 
 /// Drains the room up to its timeout; returns the events for participants and the server.
-fn drain(room: &mut Room) -> (Vec<(ParticipantId, ParticipantEvent)>, Vec<SfuEvent>, Instant) {
+pub(super) fn drain(room: &mut Room) -> (Vec<(ParticipantId, ParticipantEvent)>, Vec<SfuEvent>, Instant) {
     let mut to_participants = Vec::new();
     let mut to_server = Vec::new();
     loop {
@@ -106,6 +111,7 @@ fn room_refuses_ninth_and_bad_sdp_without_disturbing_others() {
         user_id: UserId::new("x").unwrap(),
         display_name: "x".into(),
         role: Role::Parent,
+        e2ee_public_key: None,
     };
     let bad = room.join(t0, ParticipantId::new("x").unwrap(), params, "v=0\r\ngarbage", &[], &[]);
     assert!(matches!(bad, Err(SfuError::InvalidSdp(_))));
@@ -133,6 +139,7 @@ fn parent_cannot_publish_a_screen_share() {
         user_id: UserId::new("p").unwrap(),
         display_name: "p".into(),
         role: Role::Parent,
+        e2ee_public_key: None,
     };
     let mut rtc = Rtc::builder().set_rtp_mode(true).build(t0);
     rtc.add_local_candidate(Candidate::host("127.0.0.1:5001".parse().unwrap(), "udp").unwrap());
@@ -161,8 +168,12 @@ fn offer_with(t0: Instant, n_media_lines: usize) -> String {
 }
 
 fn parent(id: &str) -> (ParticipantId, ParticipantParams) {
-    let params =
-        ParticipantParams { user_id: UserId::new(id).unwrap(), display_name: id.into(), role: Role::Parent };
+    let params = ParticipantParams {
+        user_id: UserId::new(id).unwrap(),
+        display_name: id.into(),
+        role: Role::Parent,
+        e2ee_public_key: None,
+    };
     (ParticipantId::new(id).unwrap(), params)
 }
 

@@ -68,7 +68,12 @@ pub fn room(raw: &str) -> RoomId {
 }
 
 pub fn participant(user: &str, role: Role) -> ParticipantParams {
-    ParticipantParams { user_id: UserId::new(user).unwrap(), display_name: user.to_owned(), role }
+    ParticipantParams {
+        user_id: UserId::new(user).unwrap(),
+        display_name: user.to_owned(),
+        role,
+        e2ee_public_key: None,
+    }
 }
 
 /// Slots the test clients declare: 3 audio, a stage and 4 thumbnails.

@@ -37,6 +37,7 @@ fn participant(info: ParticipantInfo) -> Participant {
         audio_muted: info.audio_muted,
         video_off: info.video_off,
         reconnecting: info.reconnecting,
+        e2ee_public_key: info.e2ee_public_key,
     }
 }
 
@@ -129,6 +130,9 @@ pub(super) fn server_message(event: ParticipantEvent) -> ServerMessage {
         }
         ParticipantEvent::TimeWarning { remaining } => {
             ServerMessage::TimeWarning { remaining_seconds: remaining.as_secs() }
+        }
+        ParticipantEvent::E2eeKey { from, sealed } => {
+            ServerMessage::E2eeKey { from: from.to_string(), sealed }
         }
         ParticipantEvent::Left { reason } => ServerMessage::Left { reason: left_reason(reason) },
     }

@@ -5,10 +5,14 @@
 //! `SfuHandle` calls, and the SFU's per-participant events become `ServerMessage`s ([`convert`]).
 //! A first message `resume` instead hands the socket to the session it names, whose previous
 //! socket broke. Session rules (capacity, duration, waiting room, moderation, the grace period of
-//! a lost connection) are the SFU's; this module only decides *who* is asking.
+//! a lost connection) are the SFU's; this module only decides *who* is asking. End-to-end
+//! encryption ([`e2ee`]): a `join` brings the page's public key, required unless the class allows
+//! browsers that cannot encrypt ([`settings`]), and sealed keys go through the SFU's room.
 
 mod convert;
+mod e2ee;
 mod session;
+pub mod settings;
 
 pub use session::Resumable;
 
@@ -32,6 +36,11 @@ use crate::AppState;
 
 /// A client that connects but never says who it is is dropped after this long.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Why a `join` without `e2ee` is refused where the class does not allow unencrypted calls.
+const E2EE_REQUIRED: &str = "this class's calls are end-to-end encrypted and this browser cannot \
+     encrypt them: join with an up-to-date browser (Firefox, Chrome, Edge or Safari), or ask a \
+     teacher to allow unencrypted calls in the class settings";
 
 /// The call WebSocket of one participant (see `docs/protocol.md`). The user's token travels in the
 /// first message (`join`), never in the URL, so refusals after the upgrade (`unauthorized`,
@@ -84,8 +93,8 @@ async fn connection(state: AppState, class_id: ClassId, mut socket: WebSocket) {
         Ok(_) => return,
         Err(_) => Err("no `join` message in time".to_owned()),
     };
-    let (token, offer_sdp, tracks, slots) = match first {
-        Ok(ClientMessage::Join { token, sdp, tracks, slots }) => (token, sdp, tracks, slots),
+    let (token, offer_sdp, tracks, slots, e2ee) = match first {
+        Ok(ClientMessage::Join { token, sdp, tracks, slots, e2ee }) => (token, sdp, tracks, slots, e2ee),
         Ok(ClientMessage::Resume { token, resume_token }) => {
             return resume(state, class_id, socket, token, resume_token).await
         }
@@ -98,6 +107,10 @@ async fn connection(state: AppState, class_id: ClassId, mut socket: WebSocket) {
     let (user_id, connection) = match authenticate(&state, &token) {
         Ok(authenticated) => authenticated,
         Err((code, message)) => return refuse(socket, code, message).await,
+    };
+    let e2ee_public_key = match e2ee.map(e2ee::public_key).transpose() {
+        Ok(key) => key,
+        Err(message) => return refuse(socket, ErrorCode::InvalidRequest, message).await,
     };
     // Held until the join is answered.
     let admission = match state.limits.start_join() {
@@ -118,10 +131,14 @@ async fn connection(state: AppState, class_id: ClassId, mut socket: WebSocket) {
             return refuse(socket, ErrorCode::Unavailable, "Service temporarily unavailable").await;
         }
     };
-    let (member, tier, _) = member;
+    let (member, tier, options) = member;
     let Some(visio) = state.directory.tiers().policy(tier).visio else {
         return refuse(socket, ErrorCode::TierForbidsVisio, "this class's offer has no video calls").await;
     };
+    if e2ee_public_key.is_none() && !options.visio_allow_unencrypted {
+        state.metrics.join_refused(ErrorCode::E2eeRequired);
+        return refuse(socket, ErrorCode::E2eeRequired, E2EE_REQUIRED).await;
+    }
     let room_id = RoomId::from(&class_id);
     let request = JoinRequest {
         room_id: room_id.clone(),
@@ -130,6 +147,7 @@ async fn connection(state: AppState, class_id: ClassId, mut socket: WebSocket) {
             user_id: member.user_id.clone(),
             display_name: member.display_name.clone(),
             role: member.role,
+            e2ee_public_key,
         },
         offer_sdp,
         tracks: tracks.into_iter().map(track_declaration).collect(),
@@ -161,6 +179,8 @@ async fn connection(state: AppState, class_id: ClassId, mut socket: WebSocket) {
         room_id: room_id.clone(),
         participant_id: participant_id.clone(),
         events: joined.events,
+        metrics: state.metrics.clone(),
+        e2ee_rate: e2ee::rate_limiter(state.limits.config()),
         // Every third of the HTTP idle timeout (`listener`), so that a live call is never idle.
         ping_interval: Duration::from_secs(state.config.http.idle_timeout_secs.max(3) / 3),
     };

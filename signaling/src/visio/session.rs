@@ -89,6 +89,9 @@ pub(super) struct CallSession {
     pub room_id: RoomId,
     pub participant_id: ParticipantId,
     pub events: mpsc::Receiver<ParticipantEvent>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// How often this participant may send `e2ee_keys` (`None`: rate limits are off).
+    pub e2ee_rate: Option<governor::DefaultDirectRateLimiter>,
     /// Pings every this long while a socket is attached (a third of the HTTP idle timeout).
     pub ping_interval: Duration,
 }
@@ -272,6 +275,10 @@ impl CallSession {
                 ClientMessage::Pin { participant_id } => {
                     Command::Pin { participant: participant_id.map(target).transpose()? }
                 }
+                ClientMessage::E2eeKeys { keys } => match self.e2ee_keys(keys) {
+                    Ok(keys) => Command::E2eeKeys { keys },
+                    Err((code, message)) => return Ok(Some(ServerMessage::Error { code, message })),
+                },
             };
             sfu.command(room_id, participant_id, command).await?;
             Ok(None)
@@ -279,10 +286,31 @@ impl CallSession {
         .await;
         result.unwrap_or_else(|err| Some(ServerMessage::Error { code: err.code(), message: err.to_string() }))
     }
+
+    /// The sealed keys of an `e2ee_keys` message, within this participant's rate and well-formed,
+    /// or the code and message of the `error` that refuses them (the call goes on).
+    fn e2ee_keys(
+        &self,
+        keys: Vec<models::visio::SealedKey>,
+    ) -> Result<Vec<sfu::SealedKey>, (ErrorCode, String)> {
+        let n_keys = keys.len();
+        let refusal = |code, message| {
+            self.metrics.e2ee_keys_refused(n_keys);
+            (code, message)
+        };
+        if self.e2ee_rate.as_ref().is_some_and(|rate| rate.check().is_err()) {
+            let message = "too many e2ee_keys messages: wait a moment before sending more".to_owned();
+            return Err(refusal(ErrorCode::RateLimited, message));
+        }
+        super::e2ee::sealed_keys(keys, &self.participant_id)
+            .map_err(|message| refusal(ErrorCode::InvalidRequest, message))
+    }
 }
 
 /// Adds an event missed while parked. `slots` and `speakers` say the whole state each time:
-/// only the latest of each is kept.
+/// only the latest of each is kept. Everything else is kept in order, sealed keys (`e2ee_key`)
+/// above all: each one is the only way its recipient gets that sender's media key, and a later
+/// one (a rotation) must not arrive before an earlier one.
 fn keep_missed(missed: &mut VecDeque<ParticipantEvent>, event: ParticipantEvent) {
     match &event {
         ParticipantEvent::Slots(_) => missed.retain(|e| !matches!(e, ParticipantEvent::Slots(_))),
@@ -313,5 +341,27 @@ mod tests {
         assert_eq!(missed[1], ParticipantEvent::Speakers(vec![b]));
         assert!(matches!(missed[2], ParticipantEvent::ParticipantLeft { .. }));
         assert!(matches!(missed[3], ParticipantEvent::Slots(_)));
+    }
+
+    #[test]
+    fn sealed_keys_are_all_kept_in_order() {
+        let mut missed = VecDeque::new();
+        let key = |from: &str, sealed: &str| ParticipantEvent::E2eeKey {
+            from: ParticipantId::new(from.to_owned()).unwrap(),
+            sealed: sealed.to_owned(),
+        };
+        keep_missed(&mut missed, key("p1", "first"));
+        keep_missed(&mut missed, ParticipantEvent::Slots(Vec::new()));
+        keep_missed(&mut missed, key("p1", "rotated"));
+        keep_missed(&mut missed, key("p2", "other"));
+        keep_missed(&mut missed, ParticipantEvent::Slots(Vec::new()));
+        keep_missed(&mut missed, key("p1", "rotated again"));
+        let kept: Vec<&ParticipantEvent> =
+            missed.iter().filter(|e| matches!(e, ParticipantEvent::E2eeKey { .. })).collect();
+        assert_eq!(
+            kept,
+            [&key("p1", "first"), &key("p1", "rotated"), &key("p2", "other"), &key("p1", "rotated again")]
+        );
+        assert_eq!(missed.len(), 5);
     }
 }

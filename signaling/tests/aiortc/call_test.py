@@ -11,6 +11,11 @@ says, and applies the server's answers exactly as they come, without touching a 
   parent's audio: so the server both receives and forwards each one's media;
 - the `slots` messages must say who is in the slots the media arrives on.
 
+aiortc has no WebRTC encoded transforms, so it cannot encrypt end to end (docs/e2ee.md): it joins
+without `e2ee`, which the server refuses (`e2ee_required`) until the class allows unencrypted
+calls. The test checks that refusal, then sets the class option through the class backend's sync
+API (with the API key the demo prints), and checks that the others it sees have no public key.
+
 Exits 0 with a one-line summary, or 1 with what failed. scripts/aiortc-test.sh starts the server
 (`signaling serve --demo`) and runs this with the demo's printout, which holds the tokens.
 """
@@ -25,6 +30,7 @@ import math
 import re
 import sys
 import time
+import urllib.request
 
 import av
 from aiortc import RTCPeerConnection, RTCSessionDescription
@@ -214,7 +220,11 @@ class Participant:
         kind = message.get("type")
         if kind == "admitted":
             log(f"{self.name}: admitted with {len(message['participants'])} other(s)")
+            for participant in message["participants"]:
+                self.check_unencrypted(participant)
             self.admitted.set()
+        elif kind == "participant_joined":
+            self.check_unencrypted(message["participant"])
         elif kind == "waiting":
             log(f"{self.name}: waiting for the teacher")
         elif kind == "slots":
@@ -224,6 +234,11 @@ class Participant:
             self.speakers_seen.update(message["participant_ids"])
         elif kind in ("error", "left"):
             self.errors.append(f"server sent {message}")
+
+    def check_unencrypted(self, participant: dict) -> None:
+        """Everyone in this call is an aiortc client: none has a public key to show."""
+        if "e2ee_public_key" not in participant or participant["e2ee_public_key"] is not None:
+            self.errors.append(f"a participant without encryption shows a public key: {participant}")
 
     async def count_frames(self, mid: str, track) -> None:
         try:
@@ -274,12 +289,52 @@ def demo_tokens(printout: str, class_id: str) -> dict:
     return tokens
 
 
+def demo_api_key(printout: str) -> str:
+    """The class backend's API key, which `signaling serve --demo` prints."""
+    found = re.search(r"\(KLASS_API_KEY\): (\S+)", printout)
+    if not found:
+        raise Failure("no class backend API key in the demo's printout")
+    return found.group(1)
+
+
+def backend(base: str, api_key: str, method: str, path: str, body=None) -> dict:
+    """One call of the class backend's sync API; its JSON answer."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"{base.rstrip('/')}{path}", data=data, method=method)
+    request.add_header("Authorization", f"Bearer {api_key}")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+async def refused_without_encryption(ws_url: str, token: str) -> None:
+    """A join without `e2ee` in a class that does not allow unencrypted calls: `e2ee_required`."""
+    async with websockets.connect(ws_url, open_timeout=10) as ws:
+        await ws.send(json.dumps({"type": "join", "token": token, "sdp": "v=0\r\n", "tracks": []}))
+        answer = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+    if answer.get("type") != "error" or answer.get("code") != "e2ee_required":
+        raise Failure(f"a join without e2ee was not refused with e2ee_required: {answer}")
+    log(f"without encryption: refused ({answer['code']}: {answer['message']})")
+
+
 async def run(args) -> None:
     with open(args.demo_output, encoding="utf-8") as printout:
-        tokens = demo_tokens(printout.read(), args.class_id)
+        demo_printout = printout.read()
+    tokens = demo_tokens(demo_printout, args.class_id)
     if "teacher" not in tokens or "parent" not in tokens:
         raise Failure(f"no teacher and parent tokens for {args.class_id} in {args.demo_output}")
     ws_url = re.sub(r"^http", "ws", args.base.rstrip("/")) + f"/v1/classes/{args.class_id}/visio/ws"
+
+    # aiortc cannot encrypt: refused, until the class backend allows unencrypted calls.
+    await refused_without_encryption(ws_url, tokens["teacher"])
+    api_key = demo_api_key(demo_printout)
+    path = f"/v1/classes/{args.class_id}"
+    view = backend(args.base, api_key, "GET", path)
+    options = dict(view["options"], visio_allow_unencrypted=True)
+    view = backend(args.base, api_key, "PUT", path, {"name": view["name"], "tier": view["tier"], "options": options})
+    if view["options"].get("visio_allow_unencrypted") is not True:
+        raise Failure(f"the class option did not stick: {view}")
 
     teacher = Participant("teacher", ws_url, tokens["teacher"], camera=True)
     parent = Participant("parent", ws_url, tokens["parent"], camera=False)

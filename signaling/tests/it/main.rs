@@ -7,6 +7,7 @@ mod auth;
 mod binary;
 mod capabilities;
 mod connections;
+mod e2ee;
 mod errors;
 mod hostile_media;
 mod limits;

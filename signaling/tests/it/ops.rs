@@ -95,6 +95,7 @@ async fn openapi_documents_every_route() {
         ("/v1/classes/{class_id}/sessions", &["get"]),
         ("/v1/classes/{class_id}/sessions/{session_id}/attendance", &["get"]),
         ("/v1/classes/{class_id}/visio/ws", &["get"]),
+        ("/v1/classes/{class_id}/visio/settings", &["get", "put"]),
         ("/v1/users/{user_id}", &["delete"]),
         ("/v1/retention/scheduled", &["get"]),
         ("/healthz", &["get"]),
@@ -121,6 +122,9 @@ async fn openapi_documents_every_route() {
         "MediaLinks",
         "FacesView",
         "RegionsUpdate",
+        "VisioSettings",
+        "SessionRecord",
+        "AttendanceRecord",
     ] {
         assert!(doc["components"]["schemas"][schema].is_object(), "schema {schema} missing");
     }
@@ -129,9 +133,20 @@ async fn openapi_documents_every_route() {
     }
     // Every error code is listed, so clients can generate their enums from the document.
     let codes = doc["components"]["schemas"]["ErrorCode"]["enum"].as_array().unwrap();
-    for code in ["not_a_member", "tier_forbids_visio", "member_limit_reached", "room_full", "media_not_ready"]
-    {
+    for code in [
+        "not_a_member",
+        "tier_forbids_visio",
+        "member_limit_reached",
+        "room_full",
+        "media_not_ready",
+        "e2ee_required",
+    ] {
         assert!(codes.iter().any(|c| c == code), "{code} missing from ErrorCode");
+    }
+    // Attendance says what was end-to-end encrypted.
+    for schema in ["SessionRecord", "AttendanceRecord"] {
+        let required = doc["components"]["schemas"][schema]["required"].as_array().unwrap();
+        assert!(required.iter().any(|field| field == "e2ee"), "{schema} lacks e2ee");
     }
 }
 

@@ -33,7 +33,8 @@ async fn a_broken_socket_resumes_within_the_grace_period(db: Db) {
     for (user, role) in [("teacher", "teacher"), ("parent0", "parent"), ("parent1", "parent")] {
         server.put_member("std", user, role, true).await;
     }
-    let (mut teacher, _teacher_rtc, _) = join(&server, "std", "teacher").await;
+    let (mut teacher, _teacher_rtc, joined) = join(&server, "std", "teacher").await;
+    let teacher_id = joined["participant_id"].as_str().unwrap().to_owned();
     next_of(&mut teacher, "admitted").await;
     let (mut parent, _parent_rtc, joined) = join(&server, "std", "parent0").await;
     assert_eq!(joined["type"], "joined", "{joined}");
@@ -67,9 +68,19 @@ async fn a_broken_socket_resumes_within_the_grace_period(db: Db) {
     assert!(connection_of(&mut teacher, &parent_id).await);
     send(&mut teacher, json!({ "type": "lock", "locked": false })).await;
     next_of(&mut teacher, "lock_changed").await;
+    // Sealed keys sent meanwhile are all kept, in order: a rotation must not overtake its
+    // predecessor, and none may be lost.
+    for sealed in ["Zmlyc3Q", "c2Vjb25k", "dGhpcmQ"] {
+        let keys = json!([{ "to": parent_id, "sealed": sealed }]);
+        send(&mut teacher, json!({ "type": "e2ee_keys", "keys": keys })).await;
+    }
     let (mut parent, resumed) = resume(&server, "parent0", &resume_token).await;
     assert_eq!(resumed["type"], "resumed", "{resumed}");
     assert_eq!(next_of(&mut parent, "lock_changed").await["locked"], false, "the missed event follows");
+    for sealed in ["Zmlyc3Q", "c2Vjb25k", "dGhpcmQ"] {
+        let key = next_of(&mut parent, "e2ee_key").await;
+        assert_eq!(key, json!({ "type": "e2ee_key", "from": teacher_id, "sealed": sealed }));
+    }
 
     // A resume while the old socket still looks alive (a network change leaves it hanging)
     // takes the session over; the old socket is closed.

@@ -65,10 +65,37 @@ pub(crate) fn token(user: &str) -> String {
     signaling::auth::mint_hs256(crate::support::JWT_SECRET, &user_id, 600)
 }
 
+/// A page's end-to-end encryption public key, as the call page sends it: base64url of 65 bytes
+/// starting with 0x04 (an uncompressed P-256 point; the server checks only its form), one per user.
+pub(crate) fn public_key(user: &str) -> String {
+    use base64::Engine;
+    let mut point = [0x04u8; 65];
+    for (byte, seed) in point[1..].iter_mut().zip(user.bytes().cycle()) {
+        *byte = seed;
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(point)
+}
+
+/// `user` joins with a public key, as every up-to-date browser does.
 pub(crate) async fn join(server: &TestServer, class_id: &str, user: &str) -> (Socket, Rtc, Value) {
+    join_with(server, class_id, user, Some(json!({ "public_key": public_key(user) }))).await
+}
+
+/// `user` joins with `e2ee` as given: `None` leaves the field out, as a browser that cannot
+/// encrypt does (or sends `null`).
+pub(crate) async fn join_with(
+    server: &TestServer,
+    class_id: &str,
+    user: &str,
+    e2ee: Option<Value>,
+) -> (Socket, Rtc, Value) {
     let mut socket = connect(server, class_id).await;
     let (rtc, sdp) = offer();
-    send(&mut socket, json!({ "type": "join", "token": token(user), "sdp": sdp, "tracks": [] })).await;
+    let mut message = json!({ "type": "join", "token": token(user), "sdp": sdp, "tracks": [] });
+    if let Some(e2ee) = e2ee {
+        message["e2ee"] = e2ee;
+    }
+    send(&mut socket, message).await;
     let first = next(&mut socket).await.expect("an answer to join");
     (socket, rtc, first)
 }
@@ -103,7 +130,8 @@ async fn refusals_have_codes_and_leave_the_server_running(db: Db) {
     for (first, code) in [
         (json!({ "type": "join", "token": "forged.token.value", "sdp": sdp, "tracks": [] }), "unauthorized"),
         (
-            json!({ "type": "join", "token": token("teacher"), "sdp": "v=0 garbage", "tracks": [] }),
+            json!({ "type": "join", "token": token("teacher"), "sdp": "v=0 garbage", "tracks": [],
+                    "e2ee": { "public_key": public_key("teacher") } }),
             "invalid_request",
         ),
         (json!({ "type": "fly" }), "invalid_request"),
@@ -163,8 +191,17 @@ async fn refusals_have_codes_and_leave_the_server_running(db: Db) {
         keys.sort();
         assert_eq!(
             keys,
-            ["audio_muted", "display_name", "participant_id", "reconnecting", "role", "video_off"]
+            [
+                "audio_muted",
+                "display_name",
+                "e2ee_public_key",
+                "participant_id",
+                "reconnecting",
+                "role",
+                "video_off"
+            ]
         );
+        assert_eq!(participant["e2ee_public_key"], public_key("teacher"), "{participant}");
     }
 }
 both_backends!(refusals_have_codes_and_leave_the_server_running);
@@ -271,6 +308,7 @@ async fn attendance_and_signed_webhooks(db: Db) {
     assert_eq!(status, 200, "{sessions}");
     assert_eq!(sessions.as_array().unwrap().len(), 1);
     assert_eq!(sessions[0]["close_reason"], "ended_by_moderator");
+    assert_eq!(sessions[0]["e2ee"], true, "everyone joined with a key");
     let session_id = sessions[0]["session_id"].as_str().unwrap();
     let path = format!("/v1/classes/std/sessions/{session_id}/attendance");
     let (status, records) =
@@ -281,6 +319,7 @@ async fn attendance_and_signed_webhooks(db: Db) {
     assert_eq!(records[0]["display_name"], "Person teacher");
     assert_eq!(records[1]["user_id"], "parent0");
     assert_eq!(records[1]["leave_reason"], "left");
+    assert!(records.iter().all(|record| record["e2ee"] == true), "{records:?}");
     for record in records {
         assert!(record["left_at"].as_i64().unwrap() >= record["joined_at"].as_i64().unwrap());
     }
@@ -288,8 +327,9 @@ async fn attendance_and_signed_webhooks(db: Db) {
     assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
     let csv = csv.text().await.unwrap();
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], "user_id,display_name,role,joined_at,left_at,leave_reason");
+    assert_eq!(lines[0], "user_id,display_name,role,joined_at,left_at,leave_reason,e2ee");
     assert!(lines[2].starts_with("parent0,Person parent0,parent,"), "{csv}");
+    assert!(lines[1..].iter().all(|line| line.ends_with(",true")), "{csv}");
 
     // Parents do not see attendance; nobody sees another class's sessions.
     expect_error(server.user(Method::GET, &path, "parent1").send().await.unwrap(), 403, "forbidden_role")

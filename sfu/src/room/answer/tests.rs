@@ -55,6 +55,7 @@ fn teacher() -> (ParticipantId, ParticipantParams) {
         user_id: UserId::new("t").unwrap(),
         display_name: "t".into(),
         role: Role::Teacher,
+        e2ee_public_key: None,
     };
     (ParticipantId::new("t").unwrap(), params)
 }

@@ -20,7 +20,12 @@ fn pid(raw: &str) -> ParticipantId {
 }
 
 fn params(user: &str, role: Role) -> ParticipantParams {
-    ParticipantParams { user_id: UserId::new(user).unwrap(), display_name: user.to_owned(), role }
+    ParticipantParams {
+        user_id: UserId::new(user).unwrap(),
+        display_name: user.to_owned(),
+        role,
+        e2ee_public_key: None,
+    }
 }
 
 fn join(session: &mut Session, now: Instant, id: &str, role: Role) -> Result<(), SfuError> {
