@@ -6,7 +6,14 @@
 //! publishes what [`crate::media`] synthesises and records, in a [`ClientReport`], what it sent,
 //! each `slots` and `speakers` message, and every packet that arrived on a slot with the CSRC the
 //! SFU put on it. It judges nothing itself: [`crate::report`] does, once everyone is done.
+//!
+//! Its media are end-to-end encrypted as a page's are (docs/e2ee.md, [`crate::e2ee`]): it joins
+//! with a public key, seals its media key for the others as the key rules say, encrypts each frame
+//! before packetising it, and decrypts what it receives: each audio packet (one frame), and each
+//! video frame once rebuilt from its packets ([`crate::reassembly`]). A frame it cannot decrypt is
+//! dropped, as a page drops it: an audio packet so dropped does not count as delivered.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,7 +33,9 @@ use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::media::{read_counter, AudioSource, SpeakerSchedule, VideoSource};
+use crate::e2ee::{E2eeSession, FrameKind, Received};
+use crate::media::{read_counter, AudioSource, SpeakerSchedule, VideoSource, COUNTER_LEN};
+use crate::reassembly::FrameAssembler;
 use crate::timeline::{ms_since, Arrival, ClientReport, Ms, SlotChange};
 
 /// How many receive slots of each kind a participant declares.
@@ -63,6 +72,8 @@ pub struct ClientConfig {
     pub epoch: Instant,
     /// A real VP8 clip to send instead of synthetic frames (`--video-ivf`).
     pub clip: Option<Arc<crate::ivf::Clip>>,
+    /// Join with a public key and encrypt end to end (off: `--no-e2ee`).
+    pub e2ee: bool,
 }
 
 /// What the caller may watch while the participant runs.
@@ -91,9 +102,11 @@ pub async fn run(
     stop: impl Future<Output = ()>,
 ) -> ClientReport {
     let mut report = ClientReport { slot_kinds: config.slots.kinds(), ..ClientReport::default() };
-    if let Err(err) = drive(&config, &progress, &mut report, stop).await {
+    let mut e2ee = E2eeSession::new(config.e2ee, config.epoch);
+    if let Err(err) = drive(&config, &progress, &mut report, &mut e2ee, stop).await {
         report.error = Some(format!("{err:#}"));
     }
+    report.e2ee = e2ee.into_log();
     set(&progress.done);
     report
 }
@@ -109,6 +122,11 @@ struct Peer {
     audio: AudioSource,
     video: VideoSource,
     connected: bool,
+    /// Each publisher's SSRC (the CSRC of what the SFU forwards) to its participant id, from the
+    /// `slots` messages: whose keys decrypt a packet.
+    owners: HashMap<u32, String>,
+    /// Per slot, the video frames being rebuilt (`None` for audio slots).
+    assemblers: Vec<Option<FrameAssembler>>,
 }
 
 fn encode(message: &ClientMessage) -> Message {
@@ -120,6 +138,7 @@ async fn drive(
     config: &ClientConfig,
     progress: &Progress,
     report: &mut ClientReport,
+    e2ee: &mut E2eeSession,
     stop: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let epoch = config.epoch;
@@ -157,11 +176,24 @@ async fn drive(
     let (ws, _) = tokio_tungstenite::connect_async(config.ws_url.as_str()).await?;
     report.ws_opened = Some(ms_since(epoch, Instant::now()));
     let (mut ws_tx, mut ws_rx) = ws.split();
-    let join = ClientMessage::Join { token: config.token.clone(), sdp: offer.to_sdp_string(), tracks, slots };
+    let join = ClientMessage::Join {
+        token: config.token.clone(),
+        sdp: offer.to_sdp_string(),
+        tracks,
+        slots,
+        e2ee: e2ee.hello(),
+    };
     ws_tx.send(encode(&join)).await?;
     report.join_sent = Some(ms_since(epoch, Instant::now()));
     let mut pending = Some(pending);
 
+    // Synthetic video payloads end with the publisher's packet counter, outside the frame.
+    let trailer_len = if config.clip.is_some() { 0 } else { COUNTER_LEN };
+    let assemblers = report
+        .slot_kinds
+        .iter()
+        .map(|kind| (*kind != SlotKind::Audio).then(|| FrameAssembler::new(trailer_len)))
+        .collect();
     let seed =
         0x9E37_79B9_7F4A_7C15 ^ (config.participant_idx as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D);
     let mut peer = Peer {
@@ -173,14 +205,19 @@ async fn drive(
         audio: AudioSource::new(epoch, seed),
         video: VideoSource::with_clip(epoch, seed.rotate_left(17), config.clip.clone()),
         connected: false,
+        owners: HashMap::new(),
+        assemblers,
     };
     let mut buf = vec![0u8; 2048];
     tokio::pin!(stop);
     loop {
-        let timeout = peer.drain(&socket, report, progress, epoch).await?;
+        let timeout = peer.drain(&socket, report, progress, e2ee, epoch).await?;
         let now = Instant::now();
         let speaking = config.speakers.speaks(config.participant_idx, now);
         let mut wake = timeout;
+        if let Some(rotation) = e2ee.poll_timeout() {
+            wake = wake.min(rotation);
+        }
         if peer.connected {
             wake = wake.min(peer.audio.next_at(speaking));
             if let Some(change) = config.speakers.next_change(now) {
@@ -206,32 +243,55 @@ async fn drive(
                     Some(Ok(_)) => continue,
                     Some(Err(err)) => return Err(err.into()),
                 };
-                let at = ms_since(epoch, Instant::now());
+                let now = Instant::now();
+                let at = ms_since(epoch, now);
+                let mut sealed = Vec::new();
                 match serde_json::from_str::<ServerMessage>(&text)? {
                     ServerMessage::Joined { participant_id, sdp, protocol_version, .. } => {
                         anyhow::ensure!(protocol_version == models::visio::PROTOCOL_VERSION,
                             "the server speaks protocol version {protocol_version}");
                         let pending = pending.take().ok_or_else(|| anyhow::anyhow!("joined twice"))?;
                         peer.rtc.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(&sdp)?)?;
+                        e2ee.joined(&participant_id, now);
                         report.participant_id = Some(participant_id);
                         report.joined = Some(at);
                     }
-                    ServerMessage::Admitted { .. } => {
+                    ServerMessage::Admitted { participants, .. } => {
                         report.admitted = Some(at);
                         set(&progress.admitted);
+                        sealed = e2ee.admitted(&participants, now);
                     }
-                    ServerMessage::Slots { slots } => record_slots(report, &peer.slot_mids, at, &slots),
+                    ServerMessage::ParticipantJoined { participant } => {
+                        sealed = e2ee.participant_joined(&participant, now);
+                    }
+                    ServerMessage::ParticipantLeft { participant_id } => {
+                        sealed = e2ee.participant_left(&participant_id, now);
+                    }
+                    ServerMessage::E2eeKey { from, sealed } => e2ee.e2ee_key(&from, &sealed),
+                    ServerMessage::Slots { slots } => {
+                        for state in &slots {
+                            if let (Some(csrc), Some(participant_id)) = (state.csrc, &state.participant_id) {
+                                peer.owners.insert(csrc, participant_id.clone());
+                            }
+                        }
+                        record_slots(report, &peer.slot_mids, at, &slots)
+                    }
                     ServerMessage::Speakers { participant_ids } => report.speakers.push((at, participant_ids)),
                     ServerMessage::Left { reason } => anyhow::bail!("left the call: {reason:?}"),
                     ServerMessage::Error { code, message } => anyhow::bail!("{}: {message}", code.as_str()),
                     ServerMessage::Answer { .. } => report.unexpected.push("answer".into()),
                     _ => {}
                 }
+                for message in e2ee.key_messages(sealed) {
+                    ws_tx.send(encode(&message)).await?;
+                }
             }
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
                 let now = Instant::now();
+                e2ee.handle_timeout(now);
                 if peer.connected {
-                    peer.send_media(now, config.speakers.speaks(config.participant_idx, now), report, epoch);
+                    let speaking = config.speakers.speaks(config.participant_idx, now);
+                    peer.send_media(now, speaking, report, e2ee, epoch);
                 }
                 let _ = peer.rtc.handle_input(Input::Timeout(now));
             }
@@ -272,6 +332,7 @@ impl Peer {
         socket: &UdpSocket,
         report: &mut ClientReport,
         progress: &Progress,
+        e2ee: &mut E2eeSession,
         epoch: Instant,
     ) -> anyhow::Result<Instant> {
         loop {
@@ -295,8 +356,39 @@ impl Peer {
                 Output::Event(Event::RtpPacket(packet)) => {
                     let slot_idx = self.slot_of(packet.header.ssrc);
                     let csrc = if packet.header.csrc_count > 0 { packet.header.csrc[0] } else { 0 };
-                    match (slot_idx, read_counter(&packet.payload)) {
-                        (Some(slot_idx), Some(counter)) if csrc != 0 => {
+                    let now = Instant::now();
+                    let sender = self.owners.get(&csrc).map(String::as_str);
+                    let assembler =
+                        slot_idx.and_then(|idx| self.assemblers.get_mut(idx)).and_then(Option::as_mut);
+                    // An audio packet is one frame, decrypted before its counter is read. A
+                    // video packet's counter is outside the frame; the frame is decrypted once
+                    // all its packets are in.
+                    let counted = match assembler {
+                        None => match e2ee.unprotect(sender, FrameKind::Audio, &packet.payload, now) {
+                            Received::Frame(frame) => Some(read_counter(&frame)),
+                            // Counted in the E2EE log, not as delivered.
+                            Received::Dropped(_) => None,
+                        },
+                        Some(assembler) => {
+                            let header = &packet.header;
+                            let frame = assembler.push(
+                                *packet.seq_no,
+                                header.timestamp,
+                                header.marker,
+                                csrc,
+                                &packet.payload,
+                            );
+                            e2ee.record_incomplete(std::mem::take(&mut assembler.n_incomplete));
+                            if let Some(frame) = frame {
+                                let sender = self.owners.get(&frame.csrc).map(String::as_str);
+                                e2ee.unprotect(sender, FrameKind::Vp8, &frame.data, now);
+                            }
+                            Some(read_counter(&packet.payload))
+                        }
+                    };
+                    match (slot_idx, counted) {
+                        (_, None) => {}
+                        (Some(slot_idx), Some(Some(counter))) if csrc != 0 => {
                             report.arrivals.push(Arrival { slot_idx: slot_idx as u16, csrc, counter });
                         }
                         _ => report.n_unattributed += 1,
@@ -323,11 +415,23 @@ impl Peer {
         slot_idx
     }
 
-    fn send_media(&mut self, now: Instant, speaking: bool, report: &mut ClientReport, epoch: Instant) {
+    fn send_media(
+        &mut self,
+        now: Instant,
+        speaking: bool,
+        report: &mut ClientReport,
+        e2ee: &mut E2eeSession,
+        epoch: Instant,
+    ) {
         let at = ms_since(epoch, now);
         let opus = self.rtc.codec_config().find(|p| p.spec().codec == Codec::Opus).map(|p| p.pt());
         let vp8 = self.rtc.codec_config().find(|p| p.spec().codec == Codec::Vp8).map(|p| p.pt());
-        if let (Some(pt), Some(packet)) = (opus, self.audio.poll(now, speaking)) {
+        // Audio is never dropped: it has no clear prefix to be too short for.
+        let audio = self.audio.poll(now, speaking).and_then(|mut packet| {
+            packet.payload = e2ee.protect(FrameKind::Audio, std::mem::take(&mut packet.payload))?;
+            Some(packet)
+        });
+        if let (Some(pt), Some(packet)) = (opus, audio) {
             let mut direct = self.rtc.direct_api();
             if let Some(stream) = direct.stream_tx_by_mid(self.microphone, None) {
                 let ext_vals = ExtensionValues {
@@ -344,7 +448,8 @@ impl Peer {
             }
         }
         let Some(camera) = self.camera else { return };
-        if let (Some(pt), Some(frame)) = (vp8, self.video.poll(now)) {
+        let frame = self.video.poll(now, |frame| e2ee.protect(FrameKind::Vp8, frame));
+        if let (Some(pt), Some(frame)) = (vp8, frame) {
             let mut direct = self.rtc.direct_api();
             let Some(stream) = direct.stream_tx_by_mid(camera, None) else { return };
             if frame.keyframe {

@@ -10,8 +10,6 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::media::MAX_VIDEO_PAYLOAD;
-
 #[derive(Debug)]
 pub struct ClipFrame {
     pub keyframe: bool,
@@ -53,31 +51,16 @@ impl Clip {
     }
 }
 
-/// One VP8 frame as RTP payloads (RFC 7741): a descriptor with a 15-bit picture id, S on the
-/// first packet, then the frame's bytes in pieces of at most [`MAX_VIDEO_PAYLOAD`].
+/// One VP8 frame as RTP payloads (RFC 7741), without packet counters.
+#[cfg(test)]
 pub fn packetize(picture_id: u16, frame: &[u8]) -> Vec<Vec<u8>> {
-    const DESCRIPTOR_LEN: usize = 4;
-    frame
-        .chunks(MAX_VIDEO_PAYLOAD - DESCRIPTOR_LEN)
-        .enumerate()
-        .map(|(idx, chunk)| {
-            let start = if idx == 0 { 0x10 } else { 0x00 };
-            let mut payload = Vec::with_capacity(DESCRIPTOR_LEN + chunk.len());
-            payload.extend_from_slice(&[
-                0x80 | start,
-                0x80,
-                0x80 | (picture_id >> 8) as u8,
-                picture_id as u8,
-            ]);
-            payload.extend_from_slice(chunk);
-            payload
-        })
-        .collect()
+    crate::media::packetize(picture_id, frame, None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::MAX_VIDEO_PAYLOAD;
 
     fn ivf(frames: &[&[u8]]) -> Vec<u8> {
         let mut bytes = b"DKIF".to_vec();

@@ -8,15 +8,18 @@
 //! - [`soak`]: a school day in fast motion for minutes.
 //!
 //! The participants: [`client`] (the WebSocket protocol and a str0m peer), [`media`] (what they
-//! publish and who speaks when), [`timeline`] (what they record), [`report`] (judging it) and
-//! [`server`] (the server's CPU and `/metrics`).
+//! publish and who speaks when), [`e2ee`] (end-to-end encryption as the page does it, on by
+//! default), [`reassembly`] (video frames rebuilt to be decrypted), [`timeline`] (what they
+//! record), [`report`] (judging it) and [`server`] (the server's CPU and `/metrics`).
 //!
 //! It links only `models` and speaks the public protocol like any client.
 
 mod call;
 mod client;
+mod e2ee;
 mod ivf;
 mod media;
+mod reassembly;
 mod report;
 mod server;
 mod soak;

@@ -11,6 +11,9 @@
 //!   the SFU's keyframe detection reads. The last packet of a frame has the marker bit.
 //! - Every payload ends with the publisher's packet counter for its kind ([`read_counter`]), so a
 //!   receiver knows exactly which of a publisher's packets reached it whatever the SFU renumbered.
+//!   An audio frame is one packet and its counter is part of the frame; a video frame goes through
+//!   `protect` (end-to-end encryption) whole before it is packetised, and each packet's counter is
+//!   added after, outside the frame.
 //!
 //! Nothing here reads the clock: time comes in as arguments.
 
@@ -28,9 +31,9 @@ pub const KEYFRAME_INTERVAL: Duration = Duration::from_secs(3);
 pub const MAX_VIDEO_PAYLOAD: usize = 1100;
 pub const SPEECH_DBOV: i8 = -20;
 pub const SILENCE_DBOV: i8 = -127;
-const COUNTER_LEN: usize = 4;
+pub const COUNTER_LEN: usize = 4;
 /// VP8 payload descriptor: X=1, then I=1, then a 15-bit picture id (M=1).
-const DESCRIPTOR_LEN: usize = 4;
+pub const DESCRIPTOR_LEN: usize = 4;
 /// VP8 frame tag, then for keyframes the start code and the dimensions (RFC 6386 9.1).
 const KEYFRAME_HEADER_LEN: usize = 10;
 const INTERFRAME_HEADER_LEN: usize = 3;
@@ -272,8 +275,13 @@ impl VideoSource {
     }
 
     /// The frame due at `now`, if one is. A late call sends one frame, not the ones it missed,
-    /// as an encoder that fell behind does.
-    pub fn poll(&mut self, now: Instant) -> Option<VideoFrame> {
+    /// as an encoder that fell behind does. `protect` gets the encoded frame before it is
+    /// packetised (end-to-end encryption, docs/e2ee.md) and may drop it (`None`).
+    pub fn poll(
+        &mut self,
+        now: Instant,
+        protect: impl FnOnce(Vec<u8>) -> Option<Vec<u8>>,
+    ) -> Option<VideoFrame> {
         let frame = (now.saturating_duration_since(self.start).as_nanos() / VIDEO_FRAME.as_nanos()) as u64;
         if self.last_frame.is_some_and(|last| frame <= last) {
             return None;
@@ -285,8 +293,10 @@ impl VideoSource {
             }
             let clip_frame = &clip.frames[*position];
             *position = (*position + 1) % clip.frames.len();
-            let payloads = crate::ivf::packetize(self.picture_id, &clip_frame.data);
             let keyframe = clip_frame.keyframe;
+            let data = protect(clip_frame.data.clone())?;
+            // A real clip's payloads carry no counter: that would break the bitstream.
+            let payloads = packetize(self.picture_id, &data, None);
             return Some(self.frame(frame, keyframe, payloads));
         }
         let keyframe = self.keyframe_requested
@@ -297,7 +307,8 @@ impl VideoSource {
         }
         let frame_len =
             if keyframe { self.jitter.between(20_000, 40_000) } else { self.jitter.between(1000, 2000) };
-        let payloads = packetize_vp8(self.picture_id, keyframe, frame_len, self.n_sent);
+        let data = protect(synthetic_frame(keyframe, frame_len))?;
+        let payloads = packetize(self.picture_id, &data, Some(self.n_sent));
         Some(self.frame(frame, keyframe, payloads))
     }
 
@@ -320,34 +331,52 @@ impl VideoSource {
     }
 }
 
-/// One VP8 frame of about `frame_len` bytes as RTP payloads of at most [`MAX_VIDEO_PAYLOAD`]
-/// bytes, each ending with its packet counter (from `first_counter` on).
-pub fn packetize_vp8(picture_id: u16, keyframe: bool, frame_len: usize, first_counter: u32) -> Vec<Vec<u8>> {
+/// A synthetic VP8 frame of about `frame_len` bytes: its frame tag (and for a keyframe the start
+/// code and dimensions), then filler.
+pub fn synthetic_frame(keyframe: bool, frame_len: usize) -> Vec<u8> {
     let header_len = if keyframe { KEYFRAME_HEADER_LEN } else { INTERFRAME_HEADER_LEN };
-    let room = MAX_VIDEO_PAYLOAD - DESCRIPTOR_LEN - COUNTER_LEN;
     let frame_len = frame_len.max(header_len);
-    let n_packets = frame_len.div_ceil(room);
-    let mut payloads = Vec::with_capacity(n_packets);
-    let mut left = frame_len;
-    for packet_idx in 0..n_packets {
-        let chunk = left.min(room);
-        left -= chunk;
-        let mut payload = Vec::with_capacity(DESCRIPTOR_LEN + chunk + COUNTER_LEN);
-        let start = if packet_idx == 0 { 0x10 } else { 0x00 };
-        // X=1, S, PID=0; I=1; M=1 and the picture id's 15 bits.
-        payload.extend_from_slice(&[0x80 | start, 0x80, 0x80 | (picture_id >> 8) as u8, picture_id as u8]);
-        if packet_idx == 0 {
-            payload.extend_from_slice(&frame_tag(keyframe, frame_len / 4));
-            if keyframe {
-                // Start code, then 640 x 360 without scaling.
-                payload.extend_from_slice(&[0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01]);
-            }
-        }
-        payload.resize(DESCRIPTOR_LEN + chunk, 0x5a);
-        write_counter(&mut payload, first_counter + packet_idx as u32);
-        payloads.push(payload);
+    let mut frame = Vec::with_capacity(frame_len);
+    frame.extend_from_slice(&frame_tag(keyframe, frame_len / 4));
+    if keyframe {
+        // Start code, then 640 x 360 without scaling.
+        frame.extend_from_slice(&[0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01]);
     }
-    payloads
+    frame.resize(frame_len, 0x5a);
+    frame
+}
+
+/// One VP8 frame as RTP payloads of at most [`MAX_VIDEO_PAYLOAD`] bytes (RFC 7741): a descriptor
+/// with a 15-bit picture id, S on the first packet, then the frame's bytes in order; with
+/// `first_counter`, each payload ends with its packet counter (from `first_counter` on).
+pub fn packetize(picture_id: u16, frame: &[u8], first_counter: Option<u32>) -> Vec<Vec<u8>> {
+    let trailer_len = if first_counter.is_some() { COUNTER_LEN } else { 0 };
+    frame
+        .chunks(MAX_VIDEO_PAYLOAD - DESCRIPTOR_LEN - trailer_len)
+        .enumerate()
+        .map(|(packet_idx, chunk)| {
+            let start = if packet_idx == 0 { 0x10 } else { 0x00 };
+            let mut payload = Vec::with_capacity(DESCRIPTOR_LEN + chunk.len() + trailer_len);
+            // X=1, S, PID=0; I=1; M=1 and the picture id's 15 bits.
+            payload.extend_from_slice(&[
+                0x80 | start,
+                0x80,
+                0x80 | (picture_id >> 8) as u8,
+                picture_id as u8,
+            ]);
+            payload.extend_from_slice(chunk);
+            if let Some(first) = first_counter {
+                write_counter(&mut payload, first + packet_idx as u32);
+            }
+            payload
+        })
+        .collect()
+}
+
+/// A synthetic frame of about `frame_len` bytes, packetised with counters.
+#[cfg(test)]
+pub fn packetize_vp8(picture_id: u16, keyframe: bool, frame_len: usize, first_counter: u32) -> Vec<Vec<u8>> {
+    packetize(picture_id, &synthetic_frame(keyframe, frame_len), Some(first_counter))
 }
 
 /// The VP8 frame tag: P (0 for a keyframe), version 0, show_frame, first partition size.

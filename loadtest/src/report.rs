@@ -20,6 +20,8 @@ use models::visio::SlotKind;
 
 use crate::timeline::{ClientReport, Ms, SendLog};
 
+pub mod e2ee;
+
 #[derive(Debug, Clone, Copy)]
 pub struct DeliveryRules {
     /// Only packets sent in `window.0..window.1` count.

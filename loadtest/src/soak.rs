@@ -50,6 +50,12 @@ struct Tally {
     api_failures: AtomicU64,
     uploads: AtomicU64,
     upload_failures: AtomicU64,
+    /// End-to-end encryption (docs/e2ee.md), summed over the calls.
+    keys_sealed: AtomicU64,
+    keys_opened: AtomicU64,
+    keys_refused: AtomicU64,
+    frames_decrypted: AtomicU64,
+    frames_not_verified: AtomicU64,
 }
 
 /// A small xorshift: the soak needs varied waits, not good randomness.
@@ -151,6 +157,18 @@ pub async fn soak(args: SoakArgs) -> anyhow::Result<bool> {
         tally.uploads.load(Ordering::Relaxed),
         tally.upload_failures.load(Ordering::Relaxed)
     );
+    let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+    println!(
+        "| e2ee sealed keys sent / opened / refused | {} / {} / {} |",
+        load(&tally.keys_sealed),
+        load(&tally.keys_opened),
+        load(&tally.keys_refused)
+    );
+    println!(
+        "| e2ee frames decrypted / that did not verify | {} / {} |",
+        load(&tally.frames_decrypted),
+        load(&tally.frames_not_verified)
+    );
     println!("| sessions in the database | {} |", rows.sessions);
     println!("| attendance rows | {} |", rows.attendance);
     for kind in ["session_started", "session_ended", "participant_joined", "participant_left"] {
@@ -191,6 +209,13 @@ pub async fn soak(args: SoakArgs) -> anyhow::Result<bool> {
     if seen == 0 {
         fail("nobody was admitted to a call".into());
     }
+    if load(&tally.keys_refused) > 0 || load(&tally.frames_not_verified) > 0 {
+        fail(format!(
+            "e2ee: {} sealed keys did not open, {} frames did not verify",
+            load(&tally.keys_refused),
+            load(&tally.frames_not_verified)
+        ));
+    }
     // Flat: the last sample within a quarter of the first one taken after the first minute.
     let settled: Vec<u64> = samples.iter().filter(|(t, _)| *t >= 60).map(|(_, kib)| *kib).collect();
     if let (Some(first), Some(last)) = (settled.first(), settled.last()) {
@@ -228,9 +253,16 @@ impl User {
                 bind_ip: self.bind_ip,
                 epoch: Instant::now(),
                 clip: None,
+                e2ee: true,
             };
             let stay = jitter.between(2000, 8000);
             let report = client::run(config, Arc::new(Progress::default()), tokio::time::sleep(stay)).await;
+            let e2ee = &report.e2ee;
+            tally.keys_sealed.fetch_add(e2ee.keys_sealed, Ordering::Relaxed);
+            tally.keys_opened.fetch_add(e2ee.keys_received, Ordering::Relaxed);
+            tally.keys_refused.fetch_add(e2ee.keys_rejected, Ordering::Relaxed);
+            tally.frames_decrypted.fetch_add(e2ee.frames_decrypted, Ordering::Relaxed);
+            tally.frames_not_verified.fetch_add(e2ee.failed.len() as u64, Ordering::Relaxed);
             if report.admitted.is_some() {
                 tally.joins_seen.fetch_add(1, Ordering::Relaxed);
             } else if !self.teacher {

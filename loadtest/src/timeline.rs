@@ -69,5 +69,44 @@ pub struct ClientReport {
     pub n_unattributed: u64,
     /// Server messages this client did not expect (`offer` from v1, for one).
     pub unexpected: Vec<String>,
+    pub e2ee: E2eeLog,
     pub error: Option<String>,
+}
+
+/// Someone with a public key came into the call (`public_key`) or left it (`None`), as one
+/// participant saw it: what its safety code is computed from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RosterChange {
+    pub at: Ms,
+    pub participant_id: String,
+    pub public_key: Option<String>,
+}
+
+/// What one participant's end-to-end encryption did (docs/e2ee.md).
+#[derive(Debug, Default)]
+pub struct E2eeLog {
+    /// It joined with a public key.
+    pub enabled: bool,
+    pub frames_encrypted: u64,
+    /// Frames it sent in clear: without `--no-e2ee`, while someone in the call could not decrypt.
+    pub frames_sent_clear: u64,
+    /// Received frames (audio packets, reassembled video frames) it decrypted.
+    pub frames_decrypted: u64,
+    /// Received frames it passed through in clear, the call not being end-to-end encrypted.
+    pub frames_received_clear: u64,
+    /// When a received frame was dropped for want of its key (not arrived yet, or forgotten).
+    pub no_key: Vec<Ms>,
+    /// When a received frame was dropped because it did not verify or had no SFrame header.
+    pub failed: Vec<Ms>,
+    /// Video frames never decrypted because packets of them were lost.
+    pub incomplete_frames: u64,
+    /// `e2ee_keys` messages it sent, and the sealed keys in them.
+    pub key_messages_sent: u64,
+    pub keys_sealed: u64,
+    /// `e2ee_key` messages that opened, and those that did not.
+    pub keys_received: u64,
+    pub keys_rejected: u64,
+    /// Fresh keys it made after leaves.
+    pub rotations: u64,
+    pub roster: Vec<RosterChange>,
 }

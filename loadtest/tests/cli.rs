@@ -19,6 +19,7 @@ fn call_explains_its_options() {
         "--seconds",
         "--server-pid",
         "--min-delivery",
+        "--no-e2ee",
     ] {
         assert!(help.contains(option), "{option} missing from:\n{help}");
     }

@@ -36,7 +36,7 @@ fn video_keyframes_come_every_three_seconds_and_on_request() {
     let mut n_frames = 0;
     let mut at = t0;
     while at < t0 + Duration::from_secs(7) {
-        if let Some(frame) = video.poll(at) {
+        if let Some(frame) = video.poll(at, Some) {
             n_frames += 1;
             assert!(frame.packets.last().is_some_and(|p| p.marker));
             assert_eq!(frame.packets.iter().filter(|p| p.marker).count(), 1);
