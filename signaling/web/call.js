@@ -9,12 +9,13 @@
 // - `tiles.js`: the stage, the thumbnails, the audio slots, our preview, who speaks;
 // - `roster.js`: everyone in the call; `moderation.js`: teacher controls;
 // - `reconnect.js`: a broken WebSocket resumed, a failed media link restarted;
-// - `ice.js`: TURN servers and their credentials.
+// - `ice.js`: TURN servers and their credentials;
+// - `e2ee.js` (with `e2ee-worker.js` and `sframe.js`): end-to-end encryption, its safety code.
 
 import { S, applyStaticStrings, errorText, leftText } from './strings.js';
 import {
   call, local, ui, trace, setState, setStatus, showAlert, hideAlert, send, isModerator, onRender,
-  render, pin,
+  render, pin, displayName,
 } from './state.js';
 import {
   PROTOCOL_VERSION, getLocalMedia, stopLocalMedia, createPeer, applyJoinAnswer, openSocket,
@@ -23,6 +24,10 @@ import {
 } from './connection.js';
 import { watchLinks, rememberSession, socketLost, socketResumed, iceStateChanged } from './reconnect.js';
 import { fetchIceServers, usableServers } from './ice.js';
+import {
+  startE2ee, onAdmitted as e2eeAdmitted, onParticipantJoined, onParticipantLeft, onSealedKey,
+  onSecurityChange, refreshMode, onNegotiated,
+} from './e2ee.js';
 import { createSlotViews, showSelfPreview, renderTiles, playAudio, clearViews } from './tiles.js';
 import { renderRoster, clearRoster } from './roster.js';
 import {
@@ -34,6 +39,28 @@ let timerHandle = null;
 
 onRender(renderTiles);
 onRender(renderRoster);
+onRender(renderSecurity);
+onSecurityChange(renderSecurity);
+
+// ---------- end-to-end encryption ----------
+
+/** Says whether the call is end-to-end encrypted, and its safety code, or because of whom not. */
+function renderSecurity() {
+  const e = call.e2ee;
+  const inCall = call.state === 'admitted';
+  ui.security.hidden = !inCall;
+  if (!inCall) return;
+  ui.security.dataset.encrypted = String(e.encrypted);
+  if (e.encrypted) {
+    ui.securityText.textContent = S.e2eeOn;
+    ui.safetyCode.hidden = e.safetyCode === null;
+    ui.safetyCodeValue.textContent = e.safetyCode || '';
+  } else {
+    const names = e.unencryptedBy.map((pid) => displayName(pid));
+    ui.securityText.textContent = e.unencryptedBy.includes(call.participantId) ? S.e2eeOffSelf : S.e2eeOffBecause(names.join(', '));
+    ui.safetyCode.hidden = true;
+  }
+}
 
 // ---------- link ----------
 
@@ -99,12 +126,16 @@ async function handle(msg) {
     case 'participant_joined':
       call.participants[msg.participant.participant_id] = msg.participant;
       render();
-      return announceCount();
+      announceCount();
+      return onParticipantJoined(msg.participant.participant_id);
     case 'participant_left':
       delete call.participants[msg.participant_id];
       if (call.pinned === msg.participant_id) call.pinned = null;
       render();
-      return announceCount();
+      announceCount();
+      return onParticipantLeft(msg.participant_id);
+    case 'e2ee_key':
+      return onSealedKey(msg.from, msg.sealed);
     case 'track_published':
       call.tracks[msg.track.track_id] = msg.track;
       return;
@@ -148,6 +179,7 @@ async function onJoined(msg) {
   setState('joined');
   setStatus(S.connectingCall);
   await applyJoinAnswer(msg.sdp, send);
+  onNegotiated(call.pc);
   ui.controls.hidden = false;
   refreshModeratorControls();
   render();
@@ -166,6 +198,7 @@ function onAdmitted(msg) {
   }
   render();
   announceCount();
+  e2eeAdmitted();
   enqueue(maybeSendLocalOffer);
 }
 
@@ -362,6 +395,8 @@ async function start() {
   refreshSelfButtons();
   showSelfPreview();
 
+  const e2ee = await startE2ee();
+  refreshMode();
   const iceServers = await fetchIceServers(classId, token);
   const join = await createPeer({ onConnectionState, onIceState: iceStateChanged, iceServers });
   createSlotViews(join.transceivers);
@@ -371,7 +406,7 @@ async function start() {
   setStatus(stream ? S.connectingServer : S.connectingReceiveOnly);
   watchLinks({ classId, token, onMessage: handle, onGiveUp: giveUp });
   openSocket(classId, {
-    onOpen: () => send({ type: 'join', token, sdp: join.sdp, tracks: join.tracks, slots: join.slots }),
+    onOpen: () => send({ type: 'join', token, sdp: join.sdp, tracks: join.tracks, slots: join.slots, e2ee }),
     onMessage: handle,
     onClose: (opened, ws) => {
       // A socket that a resumed one replaced (reconnect.js).

@@ -6,6 +6,7 @@
 // it never offers. Our only later offers are our own (a screen share), answered by the server.
 
 import { call, local, trace } from './state.js';
+import { attachSender, attachReceiver, peerConfig } from './e2ee.js';
 
 export const PROTOCOL_VERSION = 2;
 /** Audio slots we declare; the server fills at most `max_audio_slots` of them (4 by default). */
@@ -87,6 +88,7 @@ export function addSender(track, source, stream) {
   const simulcast = source === 'camera' && (track.getSettings().height || 0) >= SIMULCAST_MIN_HEIGHT;
   if (simulcast) init.sendEncodings = CAMERA_LAYERS;
   const transceiver = call.pc.addTransceiver(track, init);
+  attachSender(transceiver.sender, track.kind);
   const entry = { transceiver, source, active: true, layers: simulcast ? CAMERA_LAYERS.map((l) => l.rid) : null };
   local.senders.push(entry);
   return entry;
@@ -100,7 +102,10 @@ export function addSender(track, source, stream) {
 export async function createPeer({ onConnectionState, onIceState, iceServers }) {
   // TURN servers (ice.js) for networks that let only TLS on 443 through; the server's own
   // candidates (UDP, and ICE-TCP) come with its answer.
-  const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require', iceServers: iceServers || [] });
+  // End-to-end encryption: every sender and receiver goes through e2ee.js's worker.
+  const pc = new RTCPeerConnection({
+    bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require', iceServers: iceServers || [], ...peerConfig(),
+  });
   call.pc = pc;
   pc.addEventListener('icecandidate', onLocalCandidate);
   pc.addEventListener('iceconnectionstatechange', () => {
@@ -120,6 +125,7 @@ export async function createPeer({ onConnectionState, onIceState, iceServers }) 
   const slots = [];
   const addSlot = (kind) => {
     const transceiver = pc.addTransceiver(kind === 'audio' ? 'audio' : 'video', { direction: 'recvonly' });
+    attachReceiver(transceiver.receiver, kind === 'audio' ? 'audio' : 'video');
     slots.push({ kind, transceiver });
   };
   for (let i = 0; i < AUDIO_SLOTS; i++) addSlot('audio');

@@ -16,6 +16,8 @@ export const ui = {
   lockIndicator: $('lock-indicator'), bandwidthNotice: $('bandwidth-notice'),
   prompt: $('unmute-prompt'), promptText: $('unmute-text'), promptAccept: $('unmute-accept'),
   promptIgnore: $('unmute-ignore'),
+  security: $('security'), securityText: $('security-text'), safetyCode: $('safety-code'),
+  safetyCodeValue: $('safety-code-value'),
 };
 
 export const call = {

@@ -188,8 +188,9 @@ export async function api(method, urlPath, body) {
   return text ? JSON.parse(text) : null;
 }
 
-export async function seedClass(classId, name, members) {
-  await api('PUT', `/v1/classes/${classId}`, { name, tier: 'standard' });
+/** `options`: the class's `ClassOptions`, e.g. `{ visio_allow_unencrypted: true }`. */
+export async function seedClass(classId, name, members, { tier = 'standard', options = undefined } = {}) {
+  await api('PUT', `/v1/classes/${classId}`, { name, tier, options });
   for (const m of members) {
     await api('PUT', `/v1/classes/${classId}/members/${m.user}`, {
       display_name: m.name,
@@ -231,12 +232,23 @@ export function mediaInitScript({ audioOnly, camera }) {
   };
 }
 
-export async function launchBrowser() {
+/**
+ * Runs in a page before its scripts: no encoded transforms, as in a browser that cannot encrypt
+ * (docs/e2ee.md), so the page sends in clear (in a class that allows unencrypted calls).
+ */
+export function noEncodedTransforms() {
+  delete window.RTCRtpScriptTransform;
+  if (window.RTCRtpSender) delete RTCRtpSender.prototype.createEncodedStreams;
+  if (window.RTCRtpReceiver) delete RTCRtpReceiver.prototype.createEncodedStreams;
+}
+
+/** `extraArgs`: more Chromium switches, e.g. `--use-file-for-fake-audio-capture=<wav>`. */
+export async function launchBrowser({ extraArgs = [] } = {}) {
   userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'klass-chromium-'));
   browser = await chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM,
     headless: false, // --headless=new is in the args, as given
-    args: CHROMIUM_ARGS,
+    args: [...CHROMIUM_ARGS, ...extraArgs],
     viewport: { width: 800, height: 600 },
     // The page speaks French unless the browser prefers English.
     locale: 'fr-FR',
@@ -294,7 +306,7 @@ export async function startWebFromDiskProxy(targetPort) {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
       return res.end(fs.readFileSync(path.join(web, 'call.html')));
     }
-    const file = /^\/web\/([a-z]+\.(js|css))$/.exec(pathname);
+    const file = /^\/web\/([a-z0-9-]+\.(js|css))$/.exec(pathname);
     if (file && fs.existsSync(path.join(web, file[1]))) {
       res.writeHead(200, { 'content-type': types[path.extname(file[1])] });
       return res.end(fs.readFileSync(path.join(web, file[1])));
@@ -332,13 +344,15 @@ export function englishInitScript() {
 /**
  * `camera`: the fake camera's size. 320x240 spares the machine; from 360 lines the page sends
  * simulcast (two layers). `context` and `base`: another browser (`launchExtraBrowser`) and the
- * server's address as it sees it.
+ * server's address as it sees it. `initScripts`: more functions to run in the page before its
+ * scripts (e.g. `noEncodedTransforms`), each a function or `[function, argument]`.
  */
-export async function openPage(classId, member, { audioOnly = false, token = null, viewport = null, english = false, camera = { width: 320, height: 240 }, context = null, base = null } = {}) {
+export async function openPage(classId, member, { audioOnly = false, token = null, viewport = null, english = false, camera = { width: 320, height: 240 }, context = null, base = null, initScripts = [] } = {}) {
   const page = await (context || browser).newPage();
   if (viewport) await page.setViewportSize(viewport);
   await page.addInitScript(mediaInitScript, { audioOnly, camera });
   if (english) await page.addInitScript(englishInitScript);
+  for (const script of initScripts) await page.addInitScript(...(Array.isArray(script) ? script : [script]));
   page.on('pageerror', (err) => console.log(`[${member.user}] page error: ${err.message}`));
   page.on('console', (msg) => {
     if (msg.type() === 'error') console.log(`[${member.user}] console: ${msg.text()}`);
