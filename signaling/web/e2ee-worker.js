@@ -202,7 +202,8 @@ self.onmessage = async (event) => {
       // we see no frame of for many joins stays within reach).
       for (const entry of receiving.values()) {
         const { step, key } = entry.base;
-        entry.base = { step: step + 1, key: ratchet(key) };
+        // `key` may still be the promise of the previous join's ratchet.
+        entry.base = { step: step + 1, key: Promise.resolve(key).then(ratchet) };
       }
       break;
     case 'receive-key':

@@ -23,6 +23,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
+import { freeTcpPort } from './harness.mjs';
+
 export const FIREFOX = process.env.FIREFOX_BIN || '/usr/bin/firefox-esr';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -106,18 +108,6 @@ async function forwardInNamespace(client, routes, logPath) {
   };
 }
 
-/** A port on 127.0.0.1 nobody listens on now (in the root namespace; fine for a fresh namespace too). */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 /**
  * Starts Firefox (headless) with a fresh profile. `client`, `lab`, `serverPort`: run it in that
  * netns.mjs client namespace, with the server's web port (`serverPort`, on 127.0.0.1 here)
@@ -132,7 +122,7 @@ export async function launchFirefox({ client = null, lab = null, serverPort = nu
   const allPrefs = { ...FIREFOX_PREFS, ...prefs };
   fs.writeFileSync(path.join(profile, 'user.js'),
     Object.entries(allPrefs).map(([k, v]) => `user_pref(${JSON.stringify(k)}, ${JSON.stringify(v)});\n`).join(''));
-  const bidiPort = await freePort();
+  const bidiPort = await freeTcpPort();
   const args = ['--headless', '--no-remote', '--profile', profile, `--remote-debugging-port=${bidiPort}`, 'about:blank'];
   const [file, argv] = client ? ['ip', ['netns', 'exec', client.ns, FIREFOX, ...args]] : [FIREFOX, args];
   const proc = spawn(file, argv, { stdio: ['ignore', fs.openSync(log, 'a'), fs.openSync(log, 'a')], env: { ...process.env, MOZ_CRASHREPORTER_DISABLE: '1' } });
