@@ -36,6 +36,7 @@ pub mod directory;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod home;
 pub mod limits;
 pub mod links;
 pub mod listener;
@@ -251,6 +252,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/classes/{class_id}/sessions", get(api::sessions))
         .route("/v1/classes/{class_id}/sessions/{session_id}/attendance", get(api::attendance))
+        .route("/", get(home::home))
         .route("/call/{class_id}", get(web::call_page))
         .route("/web/{file}", get(web::asset))
         .route("/healthz", get(api::healthz))

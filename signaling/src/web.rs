@@ -29,11 +29,12 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("e2ee-worker.js", JAVASCRIPT, include_str!("../web/e2ee-worker.js")),
     ("sframe.js", JAVASCRIPT, include_str!("../web/sframe.js")),
     ("call.css", CSS, include_str!("../web/call.css")),
+    ("home.css", CSS, include_str!("../web/home.css")),
 ];
 
 /// The page loads nothing but itself: no third-party script can read the token in the fragment,
 /// and no referrer carries the page's URL elsewhere.
-const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
+pub(crate) const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
     (
         header::CONTENT_SECURITY_POLICY,
         "default-src 'self'; img-src 'self' data:; media-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'",

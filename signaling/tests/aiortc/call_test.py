@@ -17,7 +17,8 @@ calls. The test checks that refusal, then sets the class option through the clas
 API (with the API key the demo prints), and checks that the others it sees have no public key.
 
 Exits 0 with a one-line summary, or 1 with what failed. scripts/aiortc-test.sh starts the server
-(`signaling serve --demo`) and runs this with the demo's printout, which holds the tokens.
+(`signaling serve --demo`) and runs this with the demo's printout, which holds the class backend's
+API key; the members' tokens come from the call links of the demo's home page `/`.
 """
 
 import argparse
@@ -273,19 +274,16 @@ def log(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
-def demo_tokens(printout: str, class_id: str) -> dict:
-    """Role -> token of the first demo member of `class_id` with that role, from the `call:` links
-    that `signaling serve --demo` prints: the token is in the link's fragment."""
+def demo_tokens(base: str, class_id: str) -> dict:
+    """Role -> token of the first demo member of `class_id` with that role, from the call links of
+    the demo's home page `/`, as a person would click them: the token is in the link's fragment."""
+    with urllib.request.urlopen(f"{base.rstrip('/')}/", timeout=10) as response:
+        html = response.read().decode()
     tokens = {}
-    role = None
-    for line in printout.splitlines():
-        member = re.search(r"\((teacher|parent|admin)\) in (\S+):$", line.strip())
-        if member:
-            role = member.group(1) if member.group(2) == class_id else None
-            continue
-        link = re.search(r"call: \S+/call/([^#\s]+)#token=(\S+)", line)
-        if link and role and link.group(1) == class_id:
-            tokens.setdefault(role, link.group(2))
+    for user, path, token in re.findall(r'<a data-kind="call" data-user="([^"]+)" href="([^"#]+)#token=([^"]+)"', html):
+        role = user.split("-")[0]
+        if path == f"/call/{class_id}":
+            tokens.setdefault(role, token)
     return tokens
 
 
@@ -321,9 +319,9 @@ async def refused_without_encryption(ws_url: str, token: str) -> None:
 async def run(args) -> None:
     with open(args.demo_output, encoding="utf-8") as printout:
         demo_printout = printout.read()
-    tokens = demo_tokens(demo_printout, args.class_id)
+    tokens = demo_tokens(args.base, args.class_id)
     if "teacher" not in tokens or "parent" not in tokens:
-        raise Failure(f"no teacher and parent tokens for {args.class_id} in {args.demo_output}")
+        raise Failure(f"no teacher and parent call links for {args.class_id} on {args.base}/")
     ws_url = re.sub(r"^http", "ws", args.base.rstrip("/")) + f"/v1/classes/{args.class_id}/visio/ws"
 
     # aiortc cannot encrypt: refused, until the class backend allows unencrypted calls.

@@ -90,9 +90,10 @@ export function logTail(lines = 80) {
 /**
  * `sfuIp`: the address the SFU binds (UDP and ICE-TCP) and advertises; loopback by default.
  * network.test.mjs uses an address that its network namespaces reach. `env`: more environment
- * variables for the server (e.g. KLASS_TURN_URLS), over the defaults.
+ * variables for the server (e.g. KLASS_TURN_URLS), over the defaults. `demo`: `serve --demo`, the
+ * demo school and its home page at `/`.
  */
-export async function startServer({ sfuIp = '127.0.0.1', env = {} } = {}) {
+export async function startServer({ sfuIp = '127.0.0.1', env = {}, demo = false } = {}) {
   if (!fs.existsSync(SIGNALING_BIN)) {
     throw new Error(`no signaling binary at ${SIGNALING_BIN}: build it (cargo build -p signaling) or set SIGNALING_BIN`);
   }
@@ -102,7 +103,7 @@ export async function startServer({ sfuIp = '127.0.0.1', env = {} } = {}) {
   const tcpPort = await freeTcpPort();
   const logPath = path.join(tmp, 'signaling.log');
   const log = fs.openSync(logPath, 'a');
-  const proc = spawn(SIGNALING_BIN, ['serve'], {
+  const proc = spawn(SIGNALING_BIN, demo ? ['serve', '--demo'] : ['serve'], {
     env: {
       ...process.env,
       RUST_LOG: process.env.RUST_LOG || 'info',

@@ -21,41 +21,71 @@ fn refuses_to_start_without_secrets() {
 }
 
 #[tokio::test]
-async fn demo_mode_prints_working_tokens_and_stops_on_sigterm() {
+async fn demo_mode_serves_a_home_page_with_working_links_and_stops_on_sigterm() {
     let data = tempfile::tempdir().unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
     let mut child = spawn_binary(&["serve", "--demo"], &[("KLASS_HTTP_ADDR", &addr)], data.path());
     let stdout = child.stdout.take().unwrap();
 
-    // The demo prints one curl line per demo user; collect them. The reader keeps draining stdout
+    // The demo prints where its home page is (and no token); the reader keeps draining stdout
     // afterwards so that the server never writes into a closed pipe.
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.trim_start().starts_with("curl ") {
-                let _ = tx.send(line.trim().to_owned());
-            }
+            let _ = tx.send(line);
         }
     });
-    let lines = tokio::task::spawn_blocking(move || {
-        (0..16).map_while(|_| rx.recv_timeout(Duration::from_secs(120)).ok()).collect::<Vec<_>>()
+    let printed = tokio::task::spawn_blocking(move || {
+        let mut printed = Vec::new();
+        while let Ok(line) = rx.recv_timeout(Duration::from_secs(120)) {
+            let done = line.contains("teacher's call link first");
+            printed.push(line);
+            if done {
+                break;
+            }
+        }
+        printed
     })
     .await
     .unwrap();
-    assert_eq!(lines.len(), 16, "one token per demo user (4 tiers x 4 people)");
+    let home = format!("http://{addr}/");
+    assert!(printed.iter().any(|line| line.contains(&format!("open {home}"))), "{printed:?}");
+    assert!(!printed.iter().any(|line| line.contains("eyJ")), "no token on the terminal: {printed:?}");
 
+    // The home page: a call link per member of the classes with calls, a media link per member;
+    // every token works for its class.
     let client = reqwest::Client::new();
-    for line in &lines {
-        // curl -H 'Authorization: Bearer TOKEN' URL
-        let token = line.split("Bearer ").nth(1).unwrap().split('\'').next().unwrap();
-        let url = line.rsplit(' ').next().unwrap();
-        let response = client.get(url).bearer_auth(token).send().await.unwrap();
-        assert_eq!(response.status(), 200, "{line}");
+    let page = client.get(&home).header("accept-language", "fr-FR,fr;q=0.9").send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-security-policy"].to_str().unwrap().starts_with("default-src 'self'"));
+    let html = page.text().await.unwrap();
+    assert!(html.contains("<html lang=\"fr\">"), "{html}");
+    let links: Vec<(String, String, String)> = html
+        .split("<a data-kind=\"")
+        .skip(1)
+        .map(|rest| {
+            let kind = rest.split('"').next().unwrap().to_owned();
+            let href = rest.split("href=\"").nth(1).unwrap().split('"').next().unwrap();
+            let (path, token) = href.split_once("#token=").unwrap();
+            (kind, path.to_owned(), token.to_owned())
+        })
+        .collect();
+    let calls = links.iter().filter(|(kind, _, _)| kind == "call").count();
+    let media = links.iter().filter(|(kind, _, _)| kind == "media").count();
+    assert_eq!((calls, media), (8, 16), "calls for Standard and Plus members, media for all 16: {links:?}");
+    for (kind, path, token) in &links {
+        let class_id = path.rsplit('/').next().unwrap();
+        assert!(path == &format!("/{kind}/{class_id}"), "{path}");
+        let url = format!("http://{addr}/v1/classes/{class_id}/capabilities");
+        let response = client.get(&url).bearer_auth(token).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
         let body: serde_json::Value = response.json().await.unwrap();
         let visio = body["visio"]["allowed"].as_bool().unwrap();
         let tier = body["tier"].as_str().unwrap();
         assert_eq!(visio, tier == "standard" || tier == "plus", "{body}");
     }
+    let english = client.get(&home).header("accept-language", "en-GB,en").send().await.unwrap().text().await.unwrap();
+    assert!(english.contains("<html lang=\"en\">") && english.contains("Join the call as"), "{english}");
 
     // The call page the demo links to is served, with its script.
     let page = client.get(format!("http://{addr}/call/demo-standard")).send().await.unwrap();

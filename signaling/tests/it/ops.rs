@@ -12,6 +12,13 @@ async fn probes_answer(db: Db) {
         let response = server.request(Method::GET, path).send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
     }
+    // Outside demo mode the home page says what the server is, with no token and no class.
+    let home = server.request(Method::GET, "/").send().await.unwrap();
+    assert_eq!(home.status(), 200);
+    assert!(home.headers()["content-security-policy"].to_str().unwrap().starts_with("default-src 'self'"));
+    let html = home.text().await.unwrap();
+    assert!(html.contains("href=\"/openapi.json\"") && html.contains("href=\"/healthz\""), "{html}");
+    assert!(!html.contains("#token=") && !html.contains("data-kind"), "{html}");
 }
 both_backends!(probes_answer);
 
