@@ -256,6 +256,14 @@ export async function launchBrowser({ extraArgs = [] } = {}) {
   });
 }
 
+/** Closes the shared browser and removes its profile (shutdown() does it too), e.g. to launch afresh. */
+export async function closeBrowser() {
+  if (browser) await browser.close().catch(() => {});
+  if (userDataDir) fs.rmSync(userDataDir, { recursive: true, force: true });
+  browser = null;
+  userDataDir = null;
+}
+
 /**
  * Another Chromium besides the shared one, e.g. inside a network namespace through a wrapper
  * script (`executablePath`). The caller closes it (`close()`).
