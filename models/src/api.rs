@@ -14,7 +14,28 @@ pub struct ClassUpsert {
     pub name: String,
     pub tier: Tier,
     #[serde(default)]
-    pub options: ClassOptions,
+    pub options: ClassOptionsUpsert,
+}
+
+/// The options of a class as the class backend sends them. `visio_allow_unencrypted` is also the
+/// teachers' to choose (`PUT .../visio/settings`): left out (or `null`), the class keeps what it
+/// has (off for a new class), so that a backend syncing a class does not undo a teacher's choice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClassOptionsUpsert {
+    /// "Confort famille": parents may download photos and videos, not only view them.
+    pub confort_famille: bool,
+    /// Calls admit browsers that cannot encrypt end to end; absent or `null`: unchanged.
+    pub visio_allow_unencrypted: Option<bool>,
+}
+
+impl From<ClassOptions> for ClassOptionsUpsert {
+    fn from(options: ClassOptions) -> Self {
+        ClassOptionsUpsert {
+            confort_famille: options.confort_famille,
+            visio_allow_unencrypted: Some(options.visio_allow_unencrypted),
+        }
+    }
 }
 
 /// `GET` and `PUT /v1/classes/{class_id}/visio/settings`: the class's call settings that its
@@ -23,7 +44,7 @@ pub struct ClassUpsert {
 #[serde(deny_unknown_fields)]
 pub struct VisioSettings {
     /// Calls admit browsers that cannot encrypt end to end
-    /// ([`ClassOptions::visio_allow_unencrypted`], which the class backend's `PUT` sets too).
+    /// ([`ClassOptions::visio_allow_unencrypted`], which the class backend's `PUT` may set too).
     pub allow_unencrypted: bool,
 }
 

@@ -56,7 +56,7 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Vec<DemoUser>> {
             name: class_name(tier),
             tier,
             // Calls stay end-to-end encrypted, as in a new class: the demo shows what schools get.
-            options: ClassOptions { confort_famille: tier >= Tier::Standard, visio_allow_unencrypted: false },
+            options: ClassOptions { confort_famille: tier >= Tier::Standard, visio_allow_unencrypted: false }.into(),
         };
         state.directory.upsert_class(&class_id(tier), &class).await?;
     }

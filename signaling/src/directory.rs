@@ -89,15 +89,18 @@ impl Directory {
              VALUES ($1, $2, $3, $4, $5, $6, $6)
              ON CONFLICT (class_id) DO UPDATE SET
                 name = excluded.name, tier = excluded.tier, confort_famille = excluded.confort_famille,
-                visio_allow_unencrypted = excluded.visio_allow_unencrypted,
+                visio_allow_unencrypted = CASE WHEN $7 = 1 THEN classes.visio_allow_unencrypted
+                                               ELSE excluded.visio_allow_unencrypted END,
                 updated_at = excluded.updated_at",
         )
         .bind(class_id.as_str())
         .bind(class.name.as_str())
         .bind(class.tier.as_str())
         .bind(class.options.confort_famille as i64)
-        .bind(class.options.visio_allow_unencrypted as i64)
+        .bind(class.options.visio_allow_unencrypted.unwrap_or(false) as i64)
         .bind(now)
+        // Absent: the teachers' choice (or the default of a new class) stays.
+        .bind(class.options.visio_allow_unencrypted.is_none() as i64)
         .execute(&mut *tx)
         .await?;
         let view = self.class_view(&mut tx, class_id).await?.ok_or(DirectoryError::ClassNotFound)?;

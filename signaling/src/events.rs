@@ -82,7 +82,7 @@ async fn record(event: &SfuEvent, sinks: &EventSinks, calls: &mut Calls) -> Resu
             calls.sessions.insert(room_id.clone(), session_id);
             calls.participants_by_room.entry(room_id.clone()).or_insert(0);
         }
-        SfuEvent::SessionClosed { room_id, reason, duration, .. } => {
+        SfuEvent::SessionClosed { room_id, reason, duration, e2ee } => {
             let Some(session_id) = calls.sessions.get(room_id) else {
                 calls.participants_by_room.remove(room_id);
                 return Ok(());
@@ -91,7 +91,7 @@ async fn record(event: &SfuEvent, sinks: &EventSinks, calls: &mut Calls) -> Resu
             Attendance::session_ended(&mut tx, session_id, close_reason(*reason)).await?;
             let fields = json!({
                 "class_id": room_id.as_str(), "session_id": session_id,
-                "reason": close_reason(*reason), "duration_seconds": duration.as_secs(),
+                "reason": close_reason(*reason), "duration_seconds": duration.as_secs(), "e2ee": e2ee,
             });
             webhooks.enqueue(&mut tx, "session_ended", None, fields).await?;
             tx.commit().await?;
@@ -125,7 +125,7 @@ async fn record(event: &SfuEvent, sinks: &EventSinks, calls: &mut Calls) -> Resu
             .await?;
             let fields = json!({
                 "class_id": room_id.as_str(), "session_id": session_id,
-                "user_id": user_id.as_str(), "role": role.as_str(),
+                "user_id": user_id.as_str(), "role": role.as_str(), "e2ee": e2ee,
             });
             webhooks.enqueue(&mut tx, "participant_joined", Some(user_id), fields).await?;
             tx.commit().await?;

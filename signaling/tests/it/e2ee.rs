@@ -140,6 +140,19 @@ async fn joins_without_a_key_need_the_class_to_allow_them(db: Db) {
     assert_eq!((status.as_u16(), settings), (200, json!({ "allow_unencrypted": true })));
     let (_, view) = status_json(server.backend(Method::GET, "/v1/classes/std").send().await.unwrap()).await;
     assert_eq!(view["options"], json!({ "confort_famille": false, "visio_allow_unencrypted": true }));
+    // The class backend syncing the class without the option keeps the teacher's choice; with
+    // it, the backend decides.
+    for (options, kept) in [
+        (json!({ "confort_famille": true }), true),
+        (json!({ "confort_famille": false, "visio_allow_unencrypted": null }), true),
+        (json!({ "confort_famille": false, "visio_allow_unencrypted": false }), false),
+        (json!({ "confort_famille": false, "visio_allow_unencrypted": true }), true),
+    ] {
+        let body = json!({ "name": "Standard class", "tier": "standard", "options": options });
+        let (status, view) =
+            status_json(server.backend(Method::PUT, "/v1/classes/std").json(&body).send().await.unwrap()).await;
+        assert_eq!((status.as_u16(), &view["options"]["visio_allow_unencrypted"]), (200, &json!(kept)), "{body}");
+    }
 
     let (mut teacher, _teacher_rtc, teacher_id) = admitted(&server, "std", "teacher").await;
     let (mut clear, _clear_rtc, joined) = join_with(&server, "std", "parent", Some(Value::Null)).await;

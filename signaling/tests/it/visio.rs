@@ -298,8 +298,12 @@ async fn attendance_and_signed_webhooks(db: Db) {
         ]
     );
     assert!(summary.iter().any(|s| s == "session_ended "), "{summary:?}");
-    // Webhooks carry ids and roles, never names.
+    // Webhooks carry ids and roles, never names; joins and the session's end say whether they
+    // were end-to-end encrypted, as attendance does.
     assert!(deliveries.iter().all(|(_, body)| !body.contains("Person ")));
+    for event in events.iter().filter(|e| e["event"] == "participant_joined" || e["event"] == "session_ended") {
+        assert!(event["e2ee"].is_boolean(), "{event}");
+    }
 
     // Attendance: teachers and admins read it as JSON or CSV.
     let (status, sessions) =
@@ -308,6 +312,8 @@ async fn attendance_and_signed_webhooks(db: Db) {
     assert_eq!(status, 200, "{sessions}");
     assert_eq!(sessions.as_array().unwrap().len(), 1);
     assert_eq!(sessions[0]["close_reason"], "ended_by_moderator");
+    let ended = events.iter().find(|e| e["event"] == "session_ended").unwrap();
+    assert_eq!(ended["e2ee"], sessions[0]["e2ee"], "the webhook and attendance agree");
     assert_eq!(sessions[0]["e2ee"], true, "everyone joined with a key");
     let session_id = sessions[0]["session_id"].as_str().unwrap();
     let path = format!("/v1/classes/std/sessions/{session_id}/attendance");
