@@ -32,12 +32,15 @@ const stats = {
   encrypted: 0, sentClear: 0, decrypted: 0, passedClear: 0, failed: 0, unknownKey: 0, dropped: 0,
 };
 
+/** Our sending contexts by KID: the current one and the few before it (a key handed again). */
 const contexts = new Map();
+const SEND_CONTEXTS_KEPT = 4;
 function contextFor(kid, key) {
   let ctx = contexts.get(kid);
   if (!ctx) {
     ctx = deriveSFrame(key, kid);
     contexts.set(kid, ctx);
+    while (contexts.size > SEND_CONTEXTS_KEPT) contexts.delete(contexts.keys().next().value);
   }
   return ctx;
 }

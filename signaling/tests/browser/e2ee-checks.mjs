@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 
 import { logTail, sleep } from './harness.mjs';
-import { audioFrames, decodeCheck, decodeOpus, decodes, describeCheck } from './tap.mjs';
+import { audioFrames, decodeCheck, decodeOpus, decodes, describeCheck, streamsOf } from './tap.mjs';
 
 /** `window.klassCall.e2ee` of `entry.page`, its worker's counters and what the page shows. */
 export async function e2eeState(entry) {
@@ -98,7 +98,7 @@ export async function assertMediaPlays(entries, ids, ms = 6000) {
  */
 export async function assertTapUnreadable(t, streams, entries, ids, { since, until, toneHz }) {
   for (const p of entries) {
-    const mine = streams.filter((s) => s.participant === ids[p.user]);
+    const mine = streamsOf(streams, ids[p.user]);
     assert.ok(mine.some((s) => s.kind === 'video') && mine.some((s) => s.kind === 'audio'), `tap has ${p.user}'s media`);
     let judged = 0;
     for (const s of mine) {

@@ -28,7 +28,7 @@ import {
   seedClass, server, shutdown, sleep, startServer, waitForMediaEverywhere, waitForState,
 } from './harness.mjs';
 import {
-  audioFrames, ffmpegUnavailable, makeToneWav, readTap, vp8Frames,
+  audioFrames, ffmpegUnavailable, makeToneWav, readTap, streamsOf, vp8Frames,
 } from './tap.mjs';
 import { MAX_RATCHET_AHEAD, decryptFrame, deriveSFrame, parseFrame, ratchet, splitKid } from '../../web/sframe.js';
 import {
@@ -83,11 +83,6 @@ after(async () => {
   await shutdown();
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
-
-/** Tapped streams of one participant (its video layers and audio) between two moments. */
-function streamsOf(streams, pid) {
-  return streams.filter((s) => s.participant === pid);
-}
 
 test('(e1) three Chromium pages in an encrypted call: media decodes in the pages, the same safety code, the SFU sees no VP8 or Opus', { timeout: 240_000 }, async (t) => {
   if (await ffmpegUnavailable()) return t.skip('ffmpeg with libvpx and libopus is needed to check the tap');

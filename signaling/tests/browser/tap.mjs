@@ -29,6 +29,11 @@ export const FFMPEG = process.env.FFMPEG_BIN || 'ffmpeg';
 // ---------------------------------------------------------------------------------------------
 // The tap's files
 
+/** The tapped streams (video layers and audio) of one participant. */
+export function streamsOf(streams, pid) {
+  return streams.filter((s) => s.participant === pid);
+}
+
 /**
  * Every stream in a tap directory: one per (room, participant, track, kind, rid), its packets
  * (the tap's records: t_ms, seq, ts, marker, red, ssrc, pt, receivers) in arrival order, payloads

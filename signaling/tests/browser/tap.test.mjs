@@ -48,6 +48,7 @@ import {
   readTap,
   scrambleAudio,
   scrambleVp8,
+  streamsOf,
   vp8Frames,
   vp8Window,
 } from './tap.mjs';
@@ -215,7 +216,7 @@ test('(t2) a clear call: what the SFU forwards decodes as VP8 and as Opus with t
 
   for (const e of everyone) {
     const pid = ids[e.user];
-    const mine = streams.filter((s) => s.participant === pid);
+    const mine = streamsOf(streams, pid);
     const video = mine.filter((s) => s.kind === 'video');
     const audio = mine.filter((s) => s.kind === 'audio');
     assert.ok(video.length > 0 && audio.length > 0, `${e.user}: the tap has ${mine.map((s) => s.kind)}`);
