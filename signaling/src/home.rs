@@ -146,17 +146,18 @@ fn tier_summary(policy: &TierPolicy, tier: Tier, lang: Lang) -> String {
             }
         }
     };
+    let (photos, videos) = (policy.max_photos_per_post, policy.max_videos_per_post);
+    let plural = |n: u32| if n == 1 { "" } else { "s" };
     let media = match lang {
-        Lang::Fr => format!(
-            "{} photos et {} vidéos par publication",
-            policy.max_photos_per_post, policy.max_videos_per_post
-        ),
-        Lang::En => format!("{} photos and {} videos per post", policy.max_photos_per_post, policy.max_videos_per_post),
+        Lang::Fr => format!("{photos} photo{} et {videos} vidéo{} par publication", plural(photos), plural(videos)),
+        Lang::En => format!("{photos} photo{} and {videos} video{} per post", plural(photos), plural(videos)),
     };
     let name = match lang {
         Lang::Fr => "Offre",
         Lang::En => "Tier",
     };
+    let tier = tier.as_str();
+    let tier = format!("{}{}", tier[..1].to_ascii_uppercase(), &tier[1..]);
     format!("{name} {tier} · {visio} · {media}")
 }
 
