@@ -58,6 +58,9 @@ pub struct HttpConfig {
     /// A request's whole body must arrive within this long (a chunk of `max_chunk_bytes` on a
     /// slow phone included); past it the request fails and the connection is freed.
     pub body_timeout_secs: u64,
+    /// Load balancers and ingresses (addresses or CIDR networks) whose `X-Forwarded-For` names the
+    /// client, for the per-address rate limits (`client_addr`). Empty: the header is ignored.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -71,6 +74,7 @@ impl Default for HttpConfig {
             idle_timeout_secs: 60,
             header_timeout_secs: 10,
             body_timeout_secs: 300,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -309,6 +313,10 @@ impl Config {
         if let Some(url) = env("KLASS_PUBLIC_URL") {
             self.http.public_url = Some(url);
         }
+        if let Some(list) = env("KLASS_TRUSTED_PROXIES") {
+            self.http.trusted_proxies =
+                list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+        }
         if let Some(dir) = env("KLASS_DATA_DIR") {
             self.data_dir = PathBuf::from(dir);
         }
@@ -430,6 +438,8 @@ impl Config {
         if !(1..=600).contains(&self.sfu.reconnect_grace_secs) {
             return Err(ConfigError::Invalid("sfu.reconnect_grace_secs must be between 1 and 600 s".into()));
         }
+        crate::client_addr::TrustedProxies::parse(&self.http.trusted_proxies)
+            .map_err(|err| ConfigError::Invalid(format!("http.trusted_proxies: {err}")))?;
         if self.demo {
             self.auth.api_key.get_or_insert_with(|| random_secret(24));
             if self.auth.jwt_public_key_file.is_none() {

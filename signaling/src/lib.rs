@@ -29,6 +29,7 @@ pub mod api;
 pub mod api_media;
 pub mod attendance;
 pub mod auth;
+pub mod client_addr;
 pub mod config;
 pub mod db;
 pub mod demo;
@@ -307,7 +308,9 @@ pub async fn run(
         header: std::time::Duration::from_secs(http.header_timeout_secs.max(1)),
         body: std::time::Duration::from_secs(http.body_timeout_secs.max(1)),
     };
-    listener::serve(listener, app(state), timeouts, shutdown).await;
+    // Checked by `Config::validate`.
+    let proxies = client_addr::TrustedProxies::parse(&http.trusted_proxies).unwrap_or_default();
+    listener::serve(listener, app(state), timeouts, proxies, shutdown).await;
     workers.stop().await;
     sfu.shutdown().await;
     // The departures the shutdown caused are recorded before the database closes.

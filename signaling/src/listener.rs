@@ -7,7 +7,8 @@
 //! browsers answer pings by themselves.
 //!
 //! [`serve`] is axum's `serve` with those settings (axum does not expose hyper's header timeout),
-//! and the peer's address in each request as `ConnectInfo` for the rate limits.
+//! and the client's address in each request as `ConnectInfo` for the rate limits: the peer's, or
+//! the one a trusted proxy names (`client_addr`).
 
 use std::future::Future;
 use std::io;
@@ -27,6 +28,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
+
+use crate::client_addr::TrustedProxies;
 
 pub struct LimitedListener {
     inner: TcpListener,
@@ -111,8 +114,10 @@ pub async fn serve(
     mut listener: LimitedListener,
     app: Router,
     timeouts: Timeouts,
+    proxies: TrustedProxies,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
+    let proxies = Arc::new(proxies);
     let Timeouts { header: header_timeout, body: body_timeout } = timeouts;
     let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
     builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
@@ -124,8 +129,10 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let app = app.clone();
+        let proxies = proxies.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(peer));
+            let client = proxies.client(peer, request.headers());
+            request.extensions_mut().insert(ConnectInfo(client));
             let request = request.map(|body| axum::body::Body::new(DeadlineBody::new(body, body_timeout)));
             tower::ServiceExt::oneshot(app.clone(), request)
         });

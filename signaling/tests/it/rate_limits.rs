@@ -129,3 +129,31 @@ async fn a_class_has_a_bounded_number_of_uploads_in_progress() {
     }
     expect_error(announce().send().await.unwrap(), 429, "too_many_uploads").await;
 }
+
+/// Behind a trusted proxy, each client named by `X-Forwarded-For` has a bucket of its own; from
+/// an untrusted peer the header changes nothing (a client cannot escape its limit by writing it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_clients_are_limited_apart_only_behind_trusted_proxies() {
+    async fn statuses(server: &TestServer, forwarded_for: &str) -> Vec<u16> {
+        let mut out = Vec::new();
+        for _ in 0..4 {
+            let request = server.request(Method::GET, "/v1/classes/c/capabilities");
+            let response = request.header("x-forwarded-for", forwarded_for).send().await.unwrap();
+            out.push(response.status().as_u16());
+        }
+        out
+    }
+    for (trusted, separate) in [(vec!["127.0.0.0/8".to_owned()], true), (vec![], false)] {
+        let server = TestServer::start_with(Db::Sqlite, |config| {
+            config.limits.api_per_address = rate(60, 3);
+            config.http.trusted_proxies = trusted.clone();
+        })
+        .await;
+        // 3 requests in the burst, the 4th refused: then another client through the same proxy.
+        let first = statuses(&server, "203.0.113.1").await;
+        assert_eq!(first, [401, 401, 401, 429], "trusted {trusted:?}");
+        let second = statuses(&server, "1.2.3.4, 203.0.113.2").await;
+        let expected: &[u16] = if separate { &[401, 401, 401, 429] } else { &[429, 429, 429, 429] };
+        assert_eq!(second, expected, "trusted {trusted:?}");
+    }
+}
