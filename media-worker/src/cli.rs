@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use media_worker::{FaceBlurConfig, FaceConfig, ManualRegion, ProcessConfig, TrackConfig};
 
 #[derive(Parser, Debug)]
-#[command(name = "media-worker", about = "Transcodes photos and videos and blurs faces")]
+#[command(name = "media-worker", version, about = "Transcodes photos and videos and blurs faces")]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -14,7 +14,7 @@ use tracing_subscriber::EnvFilter;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "signaling", about = "Class visio and media server (all-in-one by default)")]
+#[command(name = "signaling", version, about = "Class visio and media server (all-in-one by default)")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

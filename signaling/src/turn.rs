@@ -11,7 +11,7 @@
 //! The participant part is an opaque id (a `UserId` or a participant id), never a name, an email or
 //! a phone number: coturn logs usernames.
 //!
-//! This module does not run or reach coturn; `k8s/coturn.yaml` deploys it and
+//! This module does not run or reach coturn; `k8s/base/coturn.yaml` deploys it and
 //! `tests/it/turn.rs` proves its allocations against a real `turnserver`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -66,7 +66,8 @@ fn work_reads_the_variables_its_manifest_sets() {
     let help = Command::new(env!("CARGO_BIN_EXE_media-worker")).args(["work", "--help"]).output().unwrap();
     assert!(help.status.success());
     let help = String::from_utf8_lossy(&help.stdout);
-    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../k8s/media-worker.yaml");
+    let manifest =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../k8s/overlays/cluster/media-worker.yaml");
     let manifest = std::fs::read_to_string(manifest).unwrap();
     let vars: Vec<&str> =
         manifest.lines().filter_map(|line| line.trim().strip_prefix("- name: KLASS_")).collect();

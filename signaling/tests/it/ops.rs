@@ -177,7 +177,10 @@ fn alert_rules_pass_promtool() {
     assert!(n_files > 0);
 }
 
-/// The manifests parse, and every KLASS_* variable they set is one the program reads.
+/// The manifests of the Kustomize base and overlays parse, every configuration an overlay gives
+/// (`config.yaml`) is a valid server config, and every KLASS_* variable they set is one the
+/// program reads. (scripts/k8s-validate.sh renders the overlays and checks them against
+/// Kubernetes' schemas.)
 #[test]
 fn k8s_manifests_parse_and_use_known_variables() {
     let known = [
@@ -188,31 +191,62 @@ fn k8s_manifests_parse_and_use_known_variables() {
         "KLASS_SFU_ADVERTISED_IP",
         "KLASS_TURN_SECRET",
     ];
-    assert_eq!(check_manifest("signaling.yaml", &known), 4);
     // `media-worker work` reads these (media-worker's CLI test checks its `--help` lists them).
     let worker = ["KLASS_DATABASE_URL", "KLASS_STORAGE_URL", "KLASS_WORKER_METRICS_ADDR", "KLASS_FACE_MODEL"];
-    assert_eq!(check_manifest("media-worker.yaml", &worker), 1);
+    let k8s = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../k8s");
+    let mut files = Vec::new();
+    for dir in ["base", "overlays/one-node", "overlays/cluster"] {
+        for entry in std::fs::read_dir(k8s.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|ext| ext == "yaml") {
+                files.push(path);
+            }
+        }
+    }
+    let (mut n_configs, mut n_docs) = (0, 0);
+    for path in &files {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let text = std::fs::read_to_string(path).unwrap();
+        if name == "config.yaml" {
+            // As a pod gets it: the body in KLASS_CONFIG_BODY, secrets in KLASS_* variables.
+            let env = |key: &str| match key {
+                "KLASS_CONFIG_BODY" => Some(text.clone()),
+                "KLASS_API_KEY" => Some("k8s-test-api-key-0123456789".to_owned()),
+                "KLASS_JWT_SECRET" | "KLASS_TURN_SECRET" => {
+                    Some("k8s-test-secret-0123456789abcdef0123".to_owned())
+                }
+                _ => None,
+            };
+            let mut config = signaling::config::Config::load(None, &env)
+                .unwrap_or_else(|err| panic!("{}: not a config: {err}", path.display()));
+            config.validate().unwrap_or_else(|err| panic!("{}: not a valid config: {err}", path.display()));
+            n_configs += 1;
+        } else if name != "kustomization.yaml" {
+            n_docs += check_manifest(path, &text, if name == "media-worker.yaml" { &worker } else { &known });
+        }
+    }
+    assert_eq!(n_configs, 3);
+    assert!(n_docs >= 15, "{n_docs}");
 }
 
-/// Parses a manifest (ConfigMaps must be valid server configs), checks the KLASS_* variables it
-/// sets against `known`, and returns its number of documents.
-fn check_manifest(file: &str, known: &[&str]) -> usize {
+/// Parses a manifest (a JSON patch is a list of operations; anything else, documents that each
+/// have a kind), checks the KLASS_* variables it sets against `known`, and returns its number of
+/// documents.
+fn check_manifest(path: &std::path::Path, text: &str, known: &[&str]) -> usize {
     use serde::Deserialize;
-    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../k8s").join(file);
-    let text = std::fs::read_to_string(&manifest).unwrap();
     let mut n_docs = 0;
-    for document in serde_yaml::Deserializer::from_str(&text) {
+    for document in serde_yaml::Deserializer::from_str(text) {
         let value = serde_yaml::Value::deserialize(document).unwrap();
-        assert!(value["kind"].as_str().is_some(), "every document has a kind");
-        n_docs += 1;
-        if value["kind"] == "ConfigMap" {
-            let body = value["data"]["config.yaml"].as_str().unwrap();
-            signaling::config::Config::from_yaml(body).expect("the ConfigMap is a valid config");
+        if value.is_sequence() {
+            assert!(value[0]["op"].is_string(), "{}: a list that is no JSON patch", path.display());
+            continue;
         }
+        assert!(value["kind"].as_str().is_some(), "{}: every document has a kind", path.display());
+        n_docs += 1;
     }
     for line in text.lines().filter(|line| line.contains("- name: KLASS_")) {
         let var = line.trim().trim_start_matches("- name: ");
-        assert!(known.contains(&var), "{file}: {var} is not read");
+        assert!(known.contains(&var), "{}: {var} is not read", path.display());
     }
     n_docs
 }

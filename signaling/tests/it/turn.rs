@@ -1,7 +1,7 @@
 //! TURN: who gets credentials from `GET /v1/classes/{class_id}/visio/ice-servers`, and a real coturn
 //! (`turnserver` from Debian's package, which scripts/install-deps.sh installs) that opens relays
 //! with them over UDP and over TLS, and refuses a wrong secret and an expired credential. The mtail
-//! program of k8s/coturn.yaml then reads that coturn's log into the series the alerts use.
+//! program of k8s/base/coturn.yaml then reads that coturn's log into the series the alerts use.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -283,7 +283,7 @@ fn refused_by_coturn(log: &str, username: &str) -> bool {
     log.lines().any(|line| line.contains(&user) && line.contains("error 401"))
 }
 
-/// The mtail program of k8s/coturn.yaml on the log of the coturn above, and the alerts' series.
+/// The mtail program of k8s/base/coturn.yaml on the log of the coturn above, and the alerts' series.
 async fn check_metrics_of_the_log(coturn: &Coturn, server: &TestServer) {
     if on_path("mtail").is_none() {
         eprintln!("skipped coturn's metrics: mtail is not installed (scripts/install-deps.sh installs it)");
@@ -350,14 +350,14 @@ fn of_kind<'a>(documents: &'a [serde_yaml::Value], kind: &str) -> &'a serde_yaml
 }
 
 fn coturn_config_map() -> serde_yaml::Value {
-    of_kind(&manifest("coturn.yaml"), "ConfigMap")["data"].clone()
+    of_kind(&manifest("base/coturn.yaml"), "ConfigMap")["data"].clone()
 }
 
-/// What coturn.yaml and signaling.yaml must agree on, and what keeps coturn from being an open
-/// relay into the cluster.
+/// What coturn.yaml, signaling.yaml and the overlays' configurations must agree on, and what keeps
+/// coturn from being an open relay into the cluster.
 #[test]
 fn coturn_manifest_shares_the_secret_and_relays_to_the_sfu_only() {
-    let documents = manifest("coturn.yaml");
+    let documents = manifest("base/coturn.yaml");
     for document in &documents {
         assert!(document["kind"].as_str().is_some(), "every document has a kind");
     }
@@ -390,7 +390,7 @@ fn coturn_manifest_shares_the_secret_and_relays_to_the_sfu_only() {
         .map(|env| &env["valueFrom"]["secretKeyRef"])
         .collect();
     assert_eq!(secret_refs.len(), 1);
-    let signaling = manifest("signaling.yaml");
+    let signaling = manifest("base/signaling.yaml");
     let signaling_env =
         &of_kind(&signaling, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"];
     let shared = signaling_env
@@ -400,13 +400,17 @@ fn coturn_manifest_shares_the_secret_and_relays_to_the_sfu_only() {
         .find(|env| env["name"] == "KLASS_TURN_SECRET")
         .expect("signaling reads KLASS_TURN_SECRET");
     assert_eq!(&shared["valueFrom"]["secretKeyRef"], secret_refs[0], "coturn and signaling share one secret");
-    assert!(of_kind(&signaling, "Secret")["stringData"]["turn-secret"].is_string());
-    // The TURN URLs signaling hands out are valid, with the secret set.
-    let body = of_kind(&signaling, "ConfigMap")["data"]["config.yaml"].as_str().unwrap();
-    let mut turn = signaling::config::Config::from_yaml(body).unwrap().turn;
-    assert!(turn.urls.iter().any(|url| url.starts_with("turns:") && url.contains(":443")), "{:?}", turn.urls);
-    turn.secret = Some(TURN_SECRET.into());
-    turn.validate().unwrap();
+    assert!(of_kind(&manifest("base/secret.example.yaml"), "Secret")["stringData"]["turn-secret"].is_string());
+    // The TURN URLs signaling hands out in each overlay are valid, with the secret set.
+    for overlay in ["one-node", "cluster"] {
+        let body =
+            std::fs::read_to_string(repo_file(&format!("k8s/overlays/{overlay}/config.yaml"))).unwrap();
+        let mut turn = signaling::config::Config::from_yaml(&body).unwrap().turn;
+        let has_tls_443 = turn.urls.iter().any(|url| url.starts_with("turns:") && url.contains(":443"));
+        assert!(has_tls_443, "{overlay}: {:?}", turn.urls);
+        turn.secret = Some(TURN_SECRET.into());
+        turn.validate().unwrap();
+    }
 
     // Metrics: scraped where mtail listens.
     let annotations = &deployment["spec"]["template"]["metadata"]["annotations"];
