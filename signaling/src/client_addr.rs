@@ -25,7 +25,8 @@ impl TrustedProxies {
                 Some((addr, prefix)) => (addr, Some(prefix)),
                 None => (entry, None),
             };
-            let addr: IpAddr = addr.parse().map_err(|_| format!("`{entry}`: not an IP address or network"))?;
+            let addr: IpAddr =
+                addr.parse().map_err(|_| format!("`{entry}`: not an IP address or network"))?;
             let max = if addr.is_ipv4() { 32 } else { 128 };
             let prefix = match prefix {
                 None => max,
@@ -113,7 +114,8 @@ mod tests {
 
     #[test]
     fn networks_parse_and_match() {
-        let trusted = TrustedProxies::parse(&["10.0.0.0/8", "192.168.1.7", "fd00::/8", "172.16.0.0/12"]).unwrap();
+        let trusted =
+            TrustedProxies::parse(&["10.0.0.0/8", "192.168.1.7", "fd00::/8", "172.16.0.0/12"]).unwrap();
         assert!(trusted.contains("10.200.3.4".parse().unwrap()));
         assert!(trusted.contains("192.168.1.7".parse().unwrap()));
         assert!(!trusted.contains("192.168.1.8".parse().unwrap()));
@@ -133,11 +135,20 @@ mod tests {
         let trusted = TrustedProxies::parse(&["10.0.0.0/8"]).unwrap();
         let proxy = addr("10.0.0.5:4000");
         // A client behind two of our proxies.
-        assert_eq!(trusted.client(proxy, &headers(&["203.0.113.9, 10.0.0.7"])).ip(), addr("203.0.113.9:1").ip());
+        assert_eq!(
+            trusted.client(proxy, &headers(&["203.0.113.9, 10.0.0.7"])).ip(),
+            addr("203.0.113.9:1").ip()
+        );
         // What a client writes on the left is not believed: our proxy appended the real one.
-        assert_eq!(trusted.client(proxy, &headers(&["1.2.3.4, 198.51.100.2"])).ip(), addr("198.51.100.2:1").ip());
+        assert_eq!(
+            trusted.client(proxy, &headers(&["1.2.3.4, 198.51.100.2"])).ip(),
+            addr("198.51.100.2:1").ip()
+        );
         // Several header lines read as one list.
-        assert_eq!(trusted.client(proxy, &headers(&["1.2.3.4", "198.51.100.3"])).ip(), addr("198.51.100.3:1").ip());
+        assert_eq!(
+            trusted.client(proxy, &headers(&["1.2.3.4", "198.51.100.3"])).ip(),
+            addr("198.51.100.3:1").ip()
+        );
         // Only proxies: the first of them.
         assert_eq!(trusted.client(proxy, &headers(&["10.1.1.1, 10.2.2.2"])).ip(), addr("10.1.1.1:1").ip());
         // No header, or one that does not parse: the proxy itself.

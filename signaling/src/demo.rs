@@ -34,11 +34,20 @@ pub fn people() -> Vec<DemoUser> {
     let mut users = Vec::new();
     for tier in Tier::ALL {
         let people = std::iter::once((format!("teacher-{tier}"), TEACHER, Role::Teacher)).chain(
-            PARENTS.iter().enumerate().map(|(idx, name)| (format!("parent-{tier}-{}", idx + 1), *name, Role::Parent)),
+            PARENTS
+                .iter()
+                .enumerate()
+                .map(|(idx, name)| (format!("parent-{tier}-{}", idx + 1), *name, Role::Parent)),
         );
         for (user_raw, display_name, role) in people {
             let user_id = UserId::new(user_raw).expect("demo user ids are valid");
-            users.push(DemoUser { class_id: class_id(tier), tier, user_id, display_name: display_name.to_owned(), role });
+            users.push(DemoUser {
+                class_id: class_id(tier),
+                tier,
+                user_id,
+                display_name: display_name.to_owned(),
+                role,
+            });
         }
     }
     users
@@ -46,7 +55,12 @@ pub fn people() -> Vec<DemoUser> {
 
 /// A fresh token for a demo user, when the server signs its own (HS256 secret).
 pub fn token(state: &AppState, user: &DemoUser) -> Option<String> {
-    state.config.auth.jwt_secret.as_deref().map(|secret| mint_hs256(secret, &user.user_id, DEMO_TOKEN_TTL_SECS))
+    state
+        .config
+        .auth
+        .jwt_secret
+        .as_deref()
+        .map(|secret| mint_hs256(secret, &user.user_id, DEMO_TOKEN_TTL_SECS))
 }
 
 /// Creates (or refreshes) the demo school. Idempotent.
@@ -56,13 +70,15 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Vec<DemoUser>> {
             name: class_name(tier),
             tier,
             // Calls stay end-to-end encrypted, as in a new class: the demo shows what schools get.
-            options: ClassOptions { confort_famille: tier >= Tier::Standard, visio_allow_unencrypted: false }.into(),
+            options: ClassOptions { confort_famille: tier >= Tier::Standard, visio_allow_unencrypted: false }
+                .into(),
         };
         state.directory.upsert_class(&class_id(tier), &class).await?;
     }
     let users = people();
     for user in &users {
-        let member = MemberUpsert { display_name: user.display_name.clone(), role: user.role, approved: true };
+        let member =
+            MemberUpsert { display_name: user.display_name.clone(), role: user.role, approved: true };
         state.directory.upsert_member(&user.class_id, &user.user_id, &member).await?;
     }
     Ok(users)

@@ -111,7 +111,9 @@ fn demo_school(state: &AppState, lang: Lang) -> String {
             let name = escape(&user.display_name);
             let role = role_name(user.role, lang);
             let user_id = escape(user.user_id.as_str());
-            out.push_str(&format!("<li><span class=\"who\">{name} <span class=\"role\">({role})</span></span>"));
+            out.push_str(&format!(
+                "<li><span class=\"who\">{name} <span class=\"role\">({role})</span></span>"
+            ));
             if policy.has_visio() {
                 out.push_str(&format!(
                     " <a data-kind=\"call\" data-user=\"{user_id}\" href=\"/call/{class_id}#token={token}\">{} {name}</a>",
@@ -140,7 +142,9 @@ fn tier_summary(policy: &TierPolicy, tier: Tier, lang: Lang) -> String {
             let minutes = visio.max_duration.map(|d| d.as_secs() / 60);
             match (lang, minutes) {
                 (Lang::Fr, Some(m)) => format!("visio : {} personnes, {m} min", visio.max_participants),
-                (Lang::Fr, None) => format!("visio : {} personnes, sans limite de durée", visio.max_participants),
+                (Lang::Fr, None) => {
+                    format!("visio : {} personnes, sans limite de durée", visio.max_participants)
+                }
                 (Lang::En, Some(m)) => format!("calls: {} people, {m} min", visio.max_participants),
                 (Lang::En, None) => format!("calls: {} people, no time limit", visio.max_participants),
             }
@@ -149,7 +153,9 @@ fn tier_summary(policy: &TierPolicy, tier: Tier, lang: Lang) -> String {
     let (photos, videos) = (policy.max_photos_per_post, policy.max_videos_per_post);
     let plural = |n: u32| if n == 1 { "" } else { "s" };
     let media = match lang {
-        Lang::Fr => format!("{photos} photo{} et {videos} vidéo{} par publication", plural(photos), plural(videos)),
+        Lang::Fr => {
+            format!("{photos} photo{} et {videos} vidéo{} par publication", plural(photos), plural(videos))
+        }
         Lang::En => format!("{photos} photo{} and {videos} video{} per post", plural(photos), plural(videos)),
     };
     let name = match lang {
@@ -202,6 +208,9 @@ mod tests {
 
     #[test]
     fn escapes_markup() {
-        assert_eq!(escape("<a href=\"x\">O'Neil & co</a>"), "&lt;a href=&quot;x&quot;&gt;O&#39;Neil &amp; co&lt;/a&gt;");
+        assert_eq!(
+            escape("<a href=\"x\">O'Neil & co</a>"),
+            "&lt;a href=&quot;x&quot;&gt;O&#39;Neil &amp; co&lt;/a&gt;"
+        );
     }
 }

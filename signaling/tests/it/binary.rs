@@ -84,7 +84,8 @@ async fn demo_mode_serves_a_home_page_with_working_links_and_stops_on_sigterm() 
         let tier = body["tier"].as_str().unwrap();
         assert_eq!(visio, tier == "standard" || tier == "plus", "{body}");
     }
-    let english = client.get(&home).header("accept-language", "en-GB,en").send().await.unwrap().text().await.unwrap();
+    let english =
+        client.get(&home).header("accept-language", "en-GB,en").send().await.unwrap().text().await.unwrap();
     assert!(english.contains("<html lang=\"en\">") && english.contains("Join the call as"), "{english}");
 
     // The call page the demo links to is served, with its script.

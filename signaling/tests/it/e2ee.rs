@@ -150,8 +150,13 @@ async fn joins_without_a_key_need_the_class_to_allow_them(db: Db) {
     ] {
         let body = json!({ "name": "Standard class", "tier": "standard", "options": options });
         let (status, view) =
-            status_json(server.backend(Method::PUT, "/v1/classes/std").json(&body).send().await.unwrap()).await;
-        assert_eq!((status.as_u16(), &view["options"]["visio_allow_unencrypted"]), (200, &json!(kept)), "{body}");
+            status_json(server.backend(Method::PUT, "/v1/classes/std").json(&body).send().await.unwrap())
+                .await;
+        assert_eq!(
+            (status.as_u16(), &view["options"]["visio_allow_unencrypted"]),
+            (200, &json!(kept)),
+            "{body}"
+        );
     }
 
     let (mut teacher, _teacher_rtc, teacher_id) = admitted(&server, "std", "teacher").await;

@@ -301,7 +301,8 @@ async fn attendance_and_signed_webhooks(db: Db) {
     // Webhooks carry ids and roles, never names; joins and the session's end say whether they
     // were end-to-end encrypted, as attendance does.
     assert!(deliveries.iter().all(|(_, body)| !body.contains("Person ")));
-    for event in events.iter().filter(|e| e["event"] == "participant_joined" || e["event"] == "session_ended") {
+    for event in events.iter().filter(|e| e["event"] == "participant_joined" || e["event"] == "session_ended")
+    {
         assert!(event["e2ee"].is_boolean(), "{event}");
     }
 
