@@ -20,7 +20,9 @@ fuzz_target!(|data: &[u8]| {
         ClientMessage::Mute { target }
         | ClientMessage::RequestUnmute { target, .. }
         | ClientMessage::DisableCamera { target }
-        | ClientMessage::Remove { target } => {
+        | ClientMessage::Remove { target }
+        | ClientMessage::GiveFloor { target }
+        | ClientMessage::LowerHand { target: Some(target) } => {
             let _ = ParticipantId::new(target.as_str());
         }
         ClientMessage::Pin { participant_id: Some(target) } => {

@@ -218,6 +218,20 @@ pub enum ClientMessage {
     Remove {
         target: String,
     },
+    /// Raise one's hand: it joins the end of the queue (`hands`). Raising a raised hand changes
+    /// nothing. A participant changing their own hand too often gets `error` `rate_limited`.
+    RaiseHand,
+    /// Lower a raised hand: one's own (`target` absent, `null` or oneself), or, for moderators,
+    /// anyone's. Lowering a lowered hand changes nothing.
+    LowerHand {
+        #[serde(default)]
+        target: Option<String>,
+    },
+    /// Moderators: give the floor to the target: their hand is lowered, a moderator's mute no
+    /// longer holds them, and everyone gets `floor_given`.
+    GiveFloor {
+        target: String,
+    },
     Lock {
         locked: bool,
     },
@@ -337,6 +351,16 @@ pub enum ServerMessage {
         participant_id: String,
         role: Role,
     },
+    /// The raised hands, oldest first; sent whole whenever it changes, and to a newcomer when
+    /// some are raised.
+    Hands {
+        participant_ids: Vec<String>,
+    },
+    /// A moderator gave the floor to this participant; that participant's page turns its
+    /// microphone on.
+    FloorGiven {
+        participant_id: String,
+    },
     /// The session ends in `remaining_seconds` (sent 5 minutes and 1 minute before the end).
     TimeWarning {
         remaining_seconds: u64,
@@ -381,6 +405,19 @@ mod tests {
             ClientMessage::MuteAll
         );
         assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"fly"}"#).is_err());
+        assert_eq!(
+            serde_json::from_str::<ClientMessage>(r#"{"type":"lower_hand"}"#).unwrap(),
+            ClientMessage::LowerHand { target: None }
+        );
+        assert_eq!(
+            serde_json::from_str::<ClientMessage>(r#"{"type":"give_floor","target":"p2"}"#).unwrap(),
+            ClientMessage::GiveFloor { target: "p2".into() }
+        );
+        let hands = ServerMessage::Hands { participant_ids: vec!["p2".into(), "p1".into()] };
+        assert_eq!(
+            serde_json::to_string(&hands).unwrap(),
+            r#"{"type":"hands","participant_ids":["p2","p1"]}"#
+        );
         assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"mute","target":"p","extra":1}"#).is_err());
 
         let warning = ServerMessage::TimeWarning { remaining_seconds: 300 };

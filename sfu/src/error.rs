@@ -16,6 +16,10 @@ pub enum SfuError {
     MutedByModerator,
     #[error("a moderator removed you from this session")]
     RemovedFromSession,
+    #[error("you are not in the session yet")]
+    NotAdmitted,
+    #[error("your hand went up and down too often: wait a few seconds")]
+    TooManyHandChanges,
     #[error("invalid SDP: {0}")]
     InvalidSdp(String),
     #[error("invalid track declaration: {0}")]
@@ -45,9 +49,11 @@ impl SfuError {
             SfuError::MutedByModerator => ErrorCode::MutedByModerator,
             SfuError::RemovedFromSession => ErrorCode::RemovedFromSession,
             SfuError::ForbiddenRole => ErrorCode::ForbiddenRole,
-            SfuError::InvalidSdp(_) | SfuError::InvalidTrack(_) | SfuError::E2eeKeysRefused(_) => {
-                ErrorCode::InvalidRequest
-            }
+            SfuError::TooManyHandChanges => ErrorCode::RateLimited,
+            SfuError::NotAdmitted
+            | SfuError::InvalidSdp(_)
+            | SfuError::InvalidTrack(_)
+            | SfuError::E2eeKeysRefused(_) => ErrorCode::InvalidRequest,
             SfuError::RoomNotFound | SfuError::ParticipantNotFound | SfuError::RoomClosed => {
                 ErrorCode::NotFound
             }

@@ -155,6 +155,14 @@ pub enum Command {
     Pin { participant: Option<ParticipantId> },
     /// Anyone: turn one's own microphone (`Audio`) or camera (`Video`) off or on.
     SetMuted { kind: MediaKind, muted: bool },
+    /// Admitted participants: raise one's hand; it joins the end of the queue
+    /// (`room::hands`). Raising a raised hand changes nothing.
+    RaiseHand,
+    /// Lower a raised hand: one's own (`None` or oneself), or, for moderators, anyone's.
+    LowerHand { participant: Option<ParticipantId> },
+    /// Moderators: give the floor to a participant: their hand is lowered and a moderator's
+    /// hold on their microphone is lifted, so that they may speak.
+    GiveFloor { participant: ParticipantId },
     /// Participants that joined with an end-to-end encryption key: relay media keys, each sealed
     /// for one other participant, to that participant only (`ParticipantEvent::E2eeKey`). The room
     /// carries this out itself (`room::e2ee`); the session's rules do not apply.
@@ -215,6 +223,12 @@ pub enum ParticipantEvent {
     RoleChanged {
         participant_id: ParticipantId,
         role: models::Role,
+    },
+    /// The raised hands, in the order they were raised; sent whole whenever it changes.
+    Hands(Vec<ParticipantId>),
+    /// A moderator gave the floor to this participant (sent to everyone).
+    FloorGiven {
+        participant_id: ParticipantId,
     },
     /// The session ends in `remaining`.
     TimeWarning {

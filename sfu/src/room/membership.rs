@@ -52,6 +52,12 @@ impl Room {
                 self.allocation_dirty = true;
                 self.broadcast_active(ParticipantEvent::RoleChanged { participant_id, role }, None);
             }
+            SessionEvent::HandsChanged { raised } => {
+                self.broadcast_active(ParticipantEvent::Hands(raised), None);
+            }
+            SessionEvent::FloorGiven { participant_id } => {
+                self.broadcast_active(ParticipantEvent::FloorGiven { participant_id }, None);
+            }
             SessionEvent::Closed { reason } => {
                 let duration = self.session_duration(now);
                 self.closed = true;
@@ -139,8 +145,15 @@ impl Room {
         // The newcomer's slots are announced (empty) at once, then filled.
         self.announce_slots(key, true);
         let speakers = self.speaker_ids();
-        self.outputs
-            .push_back(RoomOutput::ToParticipant(participant_id, ParticipantEvent::Speakers(speakers)));
+        self.outputs.push_back(RoomOutput::ToParticipant(
+            participant_id.clone(),
+            ParticipantEvent::Speakers(speakers),
+        ));
+        let raised = self.session.raised_hands();
+        if !raised.is_empty() {
+            let hands = ParticipantEvent::Hands(raised.to_vec());
+            self.outputs.push_back(RoomOutput::ToParticipant(participant_id, hands));
+        }
         self.allocation_dirty = true;
     }
 

@@ -19,6 +19,7 @@ mod allocation;
 mod answer;
 mod bandwidth;
 mod e2ee;
+mod hands;
 mod link;
 mod media;
 mod membership;

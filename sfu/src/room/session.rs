@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use models::{Role, UserId, VisioPolicy};
 
+use super::hands::HandQueue;
 use crate::error::SfuError;
 use crate::proto::{
     CloseReason, Command, LeaveReason, MediaKind, ParticipantId, ParticipantParams, TrackSource,
@@ -93,6 +94,14 @@ pub enum SessionEvent {
     RoleChanged {
         participant_id: ParticipantId,
         role: Role,
+    },
+    /// The raised hands changed; here they are, oldest first.
+    HandsChanged {
+        raised: Vec<ParticipantId>,
+    },
+    /// A moderator gave the floor to this participant.
+    FloorGiven {
+        participant_id: ParticipantId,
     },
     /// Emitted once, after the `Removed` of every member.
     Closed {
@@ -184,6 +193,7 @@ pub struct Session {
     /// In order of arrival, which is the order waiting parents are admitted in.
     members: Vec<Member>,
     holds: std::collections::HashMap<UserId, Holds>,
+    hands: HandQueue,
     locked: bool,
     /// Warnings still to send, largest first.
     pending_warnings: Vec<Duration>,
@@ -199,6 +209,7 @@ impl Session {
             state: State::Idle,
             members: Vec::new(),
             holds: std::collections::HashMap::new(),
+            hands: HandQueue::default(),
             locked: false,
             pending_warnings: Vec::new(),
             empty_since: None,
@@ -227,6 +238,11 @@ impl Session {
             State::Running { started_at } => Some(started_at),
             _ => None,
         }
+    }
+
+    /// The raised hands, oldest first.
+    pub fn raised_hands(&self) -> &[ParticipantId] {
+        self.hands.raised()
     }
 
     pub fn is_locked(&self) -> bool {
@@ -404,6 +420,7 @@ impl Session {
         for duplicate in duplicates {
             // Not `remove`: the room must not count as empty, and close, in between.
             self.members.retain(|m| m.participant_id != duplicate);
+            self.forget_hand(&duplicate);
             self.outputs.push_back(SessionEvent::Removed {
                 participant_id: duplicate,
                 reason: LeaveReason::DuplicateIdentity,
@@ -490,6 +507,9 @@ impl Session {
         let idx = self.members.iter().position(|m| &m.participant_id == participant_id)?;
         self.members.remove(idx);
         self.outputs.push_back(SessionEvent::Removed { participant_id: participant_id.clone(), reason });
+        if self.is_alive() {
+            self.forget_hand(participant_id);
+        }
         if !self.is_alive() {
             return Some(());
         }
@@ -523,8 +543,16 @@ impl Session {
         }
         let issuer = self.member(from).ok_or(SfuError::ParticipantNotFound)?;
         let issuer_role = issuer.role;
-        let needs_moderator =
-            !matches!(command, Command::SetMuted { .. } | Command::Pin { .. } | Command::E2eeKeys { .. });
+        let issuer_active = issuer.status == MemberStatus::Active;
+        // Lowering someone else's hand is checked below, with the target known.
+        let needs_moderator = !matches!(
+            command,
+            Command::SetMuted { .. }
+                | Command::Pin { .. }
+                | Command::E2eeKeys { .. }
+                | Command::RaiseHand
+                | Command::LowerHand { .. }
+        );
         if needs_moderator && !issuer_role.administers() {
             return Err(SfuError::ForbiddenRole);
         }
@@ -591,6 +619,9 @@ impl Session {
                     });
                 }
             }
+            command @ (Command::RaiseHand | Command::LowerHand { .. } | Command::GiveFloor { .. }) => {
+                self.floor_command(now, from, issuer_role, issuer_active, command)?;
+            }
             // Sealed keys are the room's (`room::e2ee`), which relays them before the session
             // sees any command: nothing of the session's state changes with them.
             Command::E2eeKeys { .. } => {}
@@ -629,5 +660,6 @@ impl Session {
     }
 }
 
+mod floor;
 #[cfg(test)]
 mod tests;

@@ -128,6 +128,12 @@ pub(super) fn server_message(event: ParticipantEvent) -> ServerMessage {
         ParticipantEvent::RoleChanged { participant_id, role } => {
             ServerMessage::RoleChanged { participant_id: participant_id.to_string(), role }
         }
+        ParticipantEvent::Hands(ids) => {
+            ServerMessage::Hands { participant_ids: ids.into_iter().map(|id| id.to_string()).collect() }
+        }
+        ParticipantEvent::FloorGiven { participant_id } => {
+            ServerMessage::FloorGiven { participant_id: participant_id.to_string() }
+        }
         ParticipantEvent::TimeWarning { remaining } => {
             ServerMessage::TimeWarning { remaining_seconds: remaining.as_secs() }
         }

@@ -270,6 +270,11 @@ impl CallSession {
                     Command::DisableCamera { target: target(raw)? }
                 }
                 ClientMessage::Remove { target: raw } => Command::Remove { target: target(raw)? },
+                ClientMessage::RaiseHand => Command::RaiseHand,
+                ClientMessage::LowerHand { target: raw } => {
+                    Command::LowerHand { participant: raw.map(target).transpose()? }
+                }
+                ClientMessage::GiveFloor { target: raw } => Command::GiveFloor { participant: target(raw)? },
                 ClientMessage::Lock { locked } => Command::Lock { locked },
                 ClientMessage::EndSession => Command::EndSession,
                 ClientMessage::Pin { participant_id } => {
@@ -307,7 +312,7 @@ impl CallSession {
     }
 }
 
-/// Adds an event missed while parked. `slots` and `speakers` say the whole state each time:
+/// Adds an event missed while parked. `slots`, `speakers` and `hands` say the whole state each time:
 /// only the latest of each is kept. Everything else is kept in order, sealed keys (`e2ee_key`)
 /// above all: each one is the only way its recipient gets that sender's media key, and a later
 /// one (a rotation) must not arrive before an earlier one.
@@ -315,6 +320,7 @@ fn keep_missed(missed: &mut VecDeque<ParticipantEvent>, event: ParticipantEvent)
     match &event {
         ParticipantEvent::Slots(_) => missed.retain(|e| !matches!(e, ParticipantEvent::Slots(_))),
         ParticipantEvent::Speakers(_) => missed.retain(|e| !matches!(e, ParticipantEvent::Speakers(_))),
+        ParticipantEvent::Hands(_) => missed.retain(|e| !matches!(e, ParticipantEvent::Hands(_))),
         _ => {}
     }
     missed.push_back(event);
@@ -325,22 +331,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_latest_slots_and_speakers_are_kept() {
+    fn only_the_latest_slots_speakers_and_hands_are_kept() {
         let mut missed = VecDeque::new();
         let a = ParticipantId::new("p1".to_owned()).unwrap();
         let b = ParticipantId::new("p2".to_owned()).unwrap();
         keep_missed(&mut missed, ParticipantEvent::Speakers(vec![a.clone()]));
+        keep_missed(&mut missed, ParticipantEvent::Hands(vec![a.clone()]));
         keep_missed(&mut missed, ParticipantEvent::LockChanged { locked: true });
         keep_missed(&mut missed, ParticipantEvent::Slots(Vec::new()));
         keep_missed(&mut missed, ParticipantEvent::Speakers(vec![b.clone()]));
         keep_missed(&mut missed, ParticipantEvent::ParticipantLeft { participant_id: a });
         keep_missed(&mut missed, ParticipantEvent::Slots(Vec::new()));
+        keep_missed(&mut missed, ParticipantEvent::Hands(vec![b.clone()]));
         let kinds: Vec<String> = missed.iter().map(|e| format!("{e:?}")).collect();
-        assert_eq!(missed.len(), 4, "{kinds:?}");
+        assert_eq!(missed.len(), 5, "{kinds:?}");
         assert!(matches!(missed[0], ParticipantEvent::LockChanged { locked: true }));
-        assert_eq!(missed[1], ParticipantEvent::Speakers(vec![b]));
+        assert_eq!(missed[1], ParticipantEvent::Speakers(vec![b.clone()]));
         assert!(matches!(missed[2], ParticipantEvent::ParticipantLeft { .. }));
         assert!(matches!(missed[3], ParticipantEvent::Slots(_)));
+        assert_eq!(missed[4], ParticipantEvent::Hands(vec![b]));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use super::*;
 
 const MINUTE: Duration = Duration::from_secs(60);
 
-fn config(tier: Tier) -> SessionConfig {
+pub(super) fn config(tier: Tier) -> SessionConfig {
     SessionConfig {
         // Unwrap: the test only builds sessions for tiers that have visio.
         policy: TierPolicy::offer(tier).visio.unwrap(),
@@ -15,11 +15,11 @@ fn config(tier: Tier) -> SessionConfig {
     }
 }
 
-fn pid(raw: &str) -> ParticipantId {
+pub(super) fn pid(raw: &str) -> ParticipantId {
     ParticipantId::new(raw).unwrap()
 }
 
-fn params(user: &str, role: Role) -> ParticipantParams {
+pub(super) fn params(user: &str, role: Role) -> ParticipantParams {
     ParticipantParams {
         user_id: UserId::new(user).unwrap(),
         display_name: user.to_owned(),
@@ -28,15 +28,20 @@ fn params(user: &str, role: Role) -> ParticipantParams {
     }
 }
 
-fn join(session: &mut Session, now: Instant, id: &str, role: Role) -> Result<(), SfuError> {
+pub(super) fn join(session: &mut Session, now: Instant, id: &str, role: Role) -> Result<(), SfuError> {
     session.handle_input(SessionInput::Join { now, participant_id: pid(id), params: params(id, role) })
 }
 
-fn command(session: &mut Session, now: Instant, from: &str, command: Command) -> Result<(), SfuError> {
+pub(super) fn command(
+    session: &mut Session,
+    now: Instant,
+    from: &str,
+    command: Command,
+) -> Result<(), SfuError> {
     session.handle_input(SessionInput::Command { now, from: pid(from), command })
 }
 
-fn drain(session: &mut Session) -> Vec<SessionEvent> {
+pub(super) fn drain(session: &mut Session) -> Vec<SessionEvent> {
     let mut events = Vec::new();
     while let SessionOutput::Event(event) = session.poll_output() {
         events.push(event);
@@ -44,7 +49,7 @@ fn drain(session: &mut Session) -> Vec<SessionEvent> {
     events
 }
 
-fn next_timeout(session: &mut Session) -> Instant {
+pub(super) fn next_timeout(session: &mut Session) -> Instant {
     loop {
         if let SessionOutput::Timeout(at) = session.poll_output() {
             return at;
@@ -53,7 +58,7 @@ fn next_timeout(session: &mut Session) -> Instant {
 }
 
 /// A Standard session started by a teacher at `t0`.
-fn standard_session(t0: Instant) -> Session {
+pub(super) fn standard_session(t0: Instant) -> Session {
     let mut session = Session::new(config(Tier::Standard), t0);
     join(&mut session, t0, "teacher", Role::Teacher).unwrap();
     drain(&mut session);
