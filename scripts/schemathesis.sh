@@ -93,7 +93,10 @@ print(f"{head}.{body}.{b64(signature)}")')
 #   than its kind allows (413 media_too_large: 50 MiB photos, 2 GiB videos) when announcing; a
 #   Content-Range that is not START <= END < TOTAL or does not match the body's length (422);
 #   a region with start_s > end_s (422). 413 also refuses schema-invalid sizes, and the default
-#   list of negative_data_rejection lacks it.
+#   list of negative_data_rejection lacks it. tus (POST .../uploads, HEAD, PATCH and DELETE .../content):
+#   the same size and duration refusals from Upload-Length and Upload-Metadata (whose base64
+#   values JSON Schema cannot check), bytes past the announced size (422), and a Tus-Resumable
+#   other than 1.0.0 answered 412 as the tus protocol says.
 
 # The defaults of schemathesis' two checks, to which an operation adds.
 positive='"2xx", "3xx", "401", "403", "404", "409", "429", "5xx"'
@@ -119,9 +122,35 @@ include-name = "PUT /v1/classes/{class_id}/media/{media_id}/content"
 checks.positive_data_acceptance.expected-statuses = [$positive, "422"]
 
 [[operations]]
+include-name = "POST /v1/classes/{class_id}/posts/{post_id}/uploads"
+checks.positive_data_acceptance.expected-statuses = [$positive, "413", "422"]
+checks.negative_data_rejection.expected-statuses = [$negative, "412", "413"]
+
+[[operations]]
+include-name = "PATCH /v1/classes/{class_id}/media/{media_id}/content"
+checks.positive_data_acceptance.expected-statuses = [$positive, "422"]
+checks.negative_data_rejection.expected-statuses = [$negative, "412"]
+
+[[operations]]
+include-name = "HEAD /v1/classes/{class_id}/media/{media_id}/content"
+checks.negative_data_rejection.expected-statuses = [$negative, "412"]
+
+[[operations]]
+include-name = "DELETE /v1/classes/{class_id}/media/{media_id}/content"
+checks.negative_data_rejection.expected-statuses = [$negative, "412"]
+
+[[operations]]
 include-name = "PUT /v1/classes/{class_id}/media/{media_id}/regions"
 checks.positive_data_acceptance.expected-statuses = [$positive, "422"]
 EOF
+
+# tus's PATCH body is raw bytes under its own media type: serialized as application/octet-stream.
+cat >"$work/hooks.py" <<'EOF'
+import schemathesis
+
+schemathesis.serializer.alias("application/offset+octet-stream", "application/octet-stream")
+EOF
+export SCHEMATHESIS_HOOKS="$work/hooks.py"
 
 # One run per identity. `--generation-database none`: no example database left behind. One
 # worker: CPython before 3.11.9 (Debian 12 has 3.11.2) can fail `ast.parse` in concurrent threads

@@ -44,11 +44,15 @@ impl From<crate::storage::StorageError> for AppError {
 const PUBLISH_REFUSAL: &str = "only teachers and admins publish photos and videos";
 
 /// The member, if approved and allowed to publish in the class.
-async fn publisher(state: &AppState, class_id: &ClassId, user_id: &UserId) -> Result<MemberView, AppError> {
+pub(crate) async fn publisher(
+    state: &AppState,
+    class_id: &ClassId,
+    user_id: &UserId,
+) -> Result<MemberView, AppError> {
     administrator(state, class_id, user_id, PUBLISH_REFUSAL).await
 }
 
-fn upload_url(class_id: &ClassId, media_id: &MediaId) -> String {
+pub(crate) fn upload_url(class_id: &ClassId, media_id: &MediaId) -> String {
     format!("/v1/classes/{class_id}/media/{media_id}/content")
 }
 
@@ -114,6 +118,19 @@ pub async fn announce_media(
     AppJson(upload): AppJson<MediaUpload>,
 ) -> Result<(StatusCode, Json<MediaView>), AppError> {
     publisher(&state, &class_id, &user_id).await?;
+    let record = announce(&state, &class_id, &post_id, &upload).await?;
+    let max_chunk = state.config.storage.max_chunk_bytes as u64;
+    Ok((StatusCode::CREATED, Json(record.view(Some(upload_url(&class_id, &record.media_id)), max_chunk))))
+}
+
+/// Checks an announced file against its kind's size, then the tier (in [`Uploads::announce`]).
+/// Shared by `announce_media` and the tus creation (`crate::tus`).
+pub(crate) async fn announce(
+    state: &AppState,
+    class_id: &ClassId,
+    post_id: &PostId,
+    upload: &MediaUpload,
+) -> Result<MediaRecord, AppError> {
     if upload.size_bytes == 0 {
         return Err(AppError::client(ErrorCode::InvalidRequest, "size_bytes must be positive"));
     }
@@ -124,9 +141,7 @@ pub async fn announce_media(
             format!("a {} is at most {max_bytes} bytes", upload.kind.as_str()),
         ));
     }
-    let record = state.uploads.announce(&class_id, &post_id, &upload).await?;
-    let max_chunk = state.config.storage.max_chunk_bytes as u64;
-    Ok((StatusCode::CREATED, Json(record.view(Some(upload_url(&class_id, &record.media_id)), max_chunk))))
+    Ok(state.uploads.announce(class_id, post_id, upload).await?)
 }
 
 /// Where an upload stands: `received_bytes` is the offset of the next chunk after a broken connection.
@@ -235,26 +250,50 @@ pub async fn put_chunk(
             "Content-Range total is not the announced size",
         ));
     }
-    if let Err(err) = Uploads::check_chunk(&record, start, body.len() as u64) {
-        return Ok(refusal_with_offset(err, record.received_bytes));
+    let record = match append(&state, record, start, body).await? {
+        Appended::Stored(record) => record,
+        Appended::Refused(response) => return Ok(response),
+    };
+    let max_chunk = state.config.storage.max_chunk_bytes as u64;
+    Ok(Json(record.view(Some(upload_url(&class_id, &media_id)), max_chunk)).into_response())
+}
+
+/// What became of a chunk: stored (the medium as it now stands, its job queued if that was the
+/// last chunk), or refused with where the upload stands (`Upload-Offset`).
+pub(crate) enum Appended {
+    Stored(Box<MediaRecord>),
+    Refused(Response),
+}
+
+/// Stores `body` at `offset` of an upload, the one path of both `PUT .../content` and tus's
+/// `PATCH`: the offset and the end are checked before any byte is written, and the last chunk
+/// joins the chunks and queues the job.
+pub(crate) async fn append(
+    state: &AppState,
+    record: MediaRecord,
+    offset: u64,
+    body: Bytes,
+) -> Result<Appended, AppError> {
+    let (class_id, media_id) = (&record.class_id, &record.media_id);
+    if let Err(err) = Uploads::check_chunk(&record, offset, body.len() as u64) {
+        return Ok(Appended::Refused(refusal_with_offset(err, record.received_bytes)));
     }
-    let key = Storage::chunk_key(&media_id, start, &random_token());
-    state.storage.put(&key, body.clone()).await?;
-    let new_offset = match state.uploads.accept_chunk(&record, start, body.len() as u64, key.as_ref()).await {
-        Ok(offset) => offset,
+    let n_bytes = body.len() as u64;
+    let key = Storage::chunk_key(media_id, offset, &random_token());
+    state.storage.put(&key, body).await?;
+    let new_offset = match state.uploads.accept_chunk(&record, offset, n_bytes, key.as_ref()).await {
+        Ok(new_offset) => new_offset,
         Err(err) => {
             // Another request took this offset first: our copy of the bytes is not referenced.
             state.storage.delete(&key).await?;
-            let current = state.uploads.media(&class_id, &media_id).await?.received_bytes;
-            return Ok(refusal_with_offset(err, current));
+            let current = state.uploads.media(class_id, media_id).await?.received_bytes;
+            return Ok(Appended::Refused(refusal_with_offset(err, current)));
         }
     };
     if new_offset == record.size_bytes {
-        complete_upload(&state, &record).await?;
+        complete_upload(state, &record).await?;
     }
-    let record = state.uploads.media(&class_id, &media_id).await?;
-    let max_chunk = state.config.storage.max_chunk_bytes as u64;
-    Ok(Json(record.view(Some(upload_url(&class_id, &media_id)), max_chunk)).into_response())
+    Ok(Appended::Stored(Box::new(state.uploads.media(class_id, media_id).await?)))
 }
 
 fn refusal_with_offset(err: UploadError, offset: u64) -> Response {
@@ -264,7 +303,7 @@ fn refusal_with_offset(err: UploadError, offset: u64) -> Response {
 }
 
 /// Joins the chunks into the original, then forgets them.
-async fn complete_upload(state: &AppState, record: &MediaRecord) -> Result<(), AppError> {
+pub(crate) async fn complete_upload(state: &AppState, record: &MediaRecord) -> Result<(), AppError> {
     let (class_id, media_id) = (&record.class_id, &record.media_id);
     let keys: Vec<object_store::path::Path> =
         state.uploads.chunk_keys(media_id).await?.into_iter().map(object_store::path::Path::from).collect();
@@ -358,6 +397,36 @@ pub async fn get_post(
 ) -> Result<Json<PostDetail>, AppError> {
     let (member, options) = viewer(&state, &class_id, &user_id).await?;
     Ok(Json(post_detail(&state, &member, options, &class_id, &post_id).await?))
+}
+
+/// Most posts one listing returns.
+const MAX_LISTED_POSTS: u32 = 50;
+
+/// The class's posts, newest first (at most 50), each as `get_post` answers it: parents see the
+/// published ones and in them what is ready; teachers and admins see every post, drafts included.
+#[utoipa::path(
+    get, path = "/v1/classes/{class_id}/posts", tag = "media",
+    params(("class_id" = ClassId, Path)),
+    responses(
+        (status = 200, body = [PostDetail]),
+        (status = 401, body = ApiError),
+        (status = 403, description = "not_a_member", body = ApiError),
+    ),
+    security(("user_jwt" = []))
+)]
+pub async fn list_posts(
+    User(user_id): User,
+    State(state): State<AppState>,
+    ClassPath(class_id): ClassPath,
+) -> Result<Json<Vec<PostDetail>>, AppError> {
+    let (member, options) = viewer(&state, &class_id, &user_id).await?;
+    let published_only = !member.role.administers();
+    let post_ids = state.uploads.post_ids(&class_id, published_only, MAX_LISTED_POSTS).await?;
+    let mut posts = Vec::with_capacity(post_ids.len());
+    for post_id in &post_ids {
+        posts.push(post_detail(&state, &member, options, &class_id, post_id).await?);
+    }
+    Ok(Json(posts))
 }
 
 /// Publish a post to the class, once every photo and video in it is `ready` (processed and, when

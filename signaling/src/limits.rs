@@ -120,12 +120,14 @@ impl Kind {
     /// The kind of a matched route; `None` for what is never limited.
     fn of(route: &str, method: &axum::http::Method) -> Option<Kind> {
         match route {
-            "/healthz" | "/readyz" | "/metrics" | "/openapi.json" | "/web/{file}" | "/call/{class_id}" => {
-                None
-            }
+            "/healthz" | "/readyz" | "/metrics" | "/openapi.json" | "/web/{file}" | "/call/{class_id}"
+            | "/media/{class_id}" => None,
             "/v1/classes/{class_id}/visio/ws" => Some(Kind::Join),
             "/v1/classes/{class_id}/media/{media_id}/content" => Some(Kind::Upload),
-            "/v1/classes/{class_id}/posts/{post_id}/media" if method == axum::http::Method::POST => {
+            "/v1/classes/{class_id}/posts/{post_id}/media"
+            | "/v1/classes/{class_id}/posts/{post_id}/uploads"
+                if method == axum::http::Method::POST =>
+            {
                 Some(Kind::Upload)
             }
             _ => Some(Kind::Api),

@@ -31,7 +31,9 @@ use utoipa::{Modify, OpenApi};
         crate::api::metrics, openapi_json,
         crate::api_media::create_post, crate::api_media::announce_media, crate::api_media::media_status,
         crate::api_media::put_chunk, crate::api_media::get_post, crate::api_media::publish_post,
-        crate::api_media::media_faces, crate::api_media::put_regions, crate::api::sessions, crate::api::attendance,
+        crate::api_media::media_faces, crate::api_media::put_regions, crate::api_media::list_posts,
+        crate::tus::options, crate::tus::create, crate::tus::head, crate::tus::patch,
+        crate::tus::terminate, crate::api::sessions, crate::api::attendance,
         crate::privacy::erase_user, crate::privacy::scheduled, crate::visio::visio_ws,
         crate::turn::ice_servers_endpoint, crate::visio::settings::get_settings,
         crate::visio::settings::put_settings
@@ -41,7 +43,8 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "sync", description = "Class backend → server. Bearer KLASS_API_KEY."),
         (name = "user", description = "Users, with a JWT minted by the class backend."),
-        (name = "media", description = "Posts, photos and videos: resumable uploads checked against the tier, \
+        (name = "media", description = "Posts, photos and videos: resumable uploads (tus 1.0 or Content-Range \
+                                         chunks) checked against the tier, \
                                          processing jobs, the faces preview, publishing and signed links."),
         (name = "ops", description = "Probes, metrics and this document."),
     )

@@ -329,6 +329,30 @@ impl Uploads {
         Ok((published_at, media))
     }
 
+    /// The class's posts, newest first, at most `limit`: every post, or the published ones only.
+    pub async fn post_ids(
+        &self,
+        class_id: &ClassId,
+        published_only: bool,
+        limit: u32,
+    ) -> Result<Vec<PostId>, UploadError> {
+        let filter = if published_only { "AND published_at IS NOT NULL" } else { "" };
+        let rows = sqlx::query(&format!(
+            "SELECT post_id FROM posts WHERE class_id = $1 {filter}
+             ORDER BY COALESCE(published_at, created_at) DESC, created_at DESC, post_id LIMIT $2"
+        ))
+        .bind(class_id.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let raw: String = row.try_get("post_id")?;
+                PostId::new(raw.clone()).map_err(|_| UploadError::CorruptRow(format!("post_id = {raw:?}")))
+            })
+            .collect()
+    }
+
     /// Makes the post visible to parents, once every photo and video in it is ready. Publishing
     /// twice keeps the first time.
     pub async fn publish(&self, class_id: &ClassId, post_id: &PostId) -> Result<i64, UploadError> {
@@ -428,6 +452,39 @@ impl Uploads {
         .await?;
         tx.commit().await?;
         Ok(new_offset)
+    }
+
+    /// Forgets an upload in progress (tus termination): its row and its chunks' rows go, so it no
+    /// longer counts against the post, the quota or the uploads in progress, and its id answers
+    /// `not_found` from now on. Returns the object keys of its chunks, for the caller to delete.
+    /// A complete upload is not an upload any more: `Closed`.
+    pub async fn terminate(&self, record: &MediaRecord) -> Result<Vec<String>, UploadError> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query("SELECT object_key FROM upload_chunks WHERE media_id = $1")
+            .bind(record.media_id.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
+        let keys = rows
+            .iter()
+            .map(|row| row.try_get("object_key").map_err(UploadError::from))
+            .collect::<Result<Vec<String>, _>>()?;
+        sqlx::query("DELETE FROM upload_chunks WHERE media_id = $1")
+            .bind(record.media_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let n_deleted =
+            sqlx::query("DELETE FROM media WHERE media_id = $1 AND class_id = $2 AND state = 'uploading'")
+                .bind(record.media_id.as_str())
+                .bind(record.class_id.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if n_deleted == 0 {
+            // Completed (or gone) meanwhile: its chunks are the completion's to forget.
+            return Err(UploadError::Closed(record.state().as_str()));
+        }
+        tx.commit().await?;
+        Ok(keys)
     }
 
     /// Object keys of the chunks of an upload, in order.

@@ -106,7 +106,9 @@ async fn methods_an_endpoint_lacks_get_405_with_allow() {
         (Method::TRACE, "/healthz", "GET,HEAD"),
         (Method::PATCH, "/v1/classes/c", "GET,HEAD,PUT,DELETE"),
         (Method::POST, "/v1/classes/c", "GET,HEAD,PUT,DELETE"),
-        (Method::GET, "/v1/classes/c/posts", "POST"),
+        (Method::DELETE, "/v1/classes/c/posts", "GET,HEAD,POST"),
+        (Method::GET, "/v1/classes/c/media/m/content", "PUT,PATCH,HEAD,DELETE"),
+        (Method::GET, "/v1/classes/c/posts/p/uploads", "OPTIONS,POST"),
         (Method::OPTIONS, "/v1/users/u", "DELETE"),
     ] {
         let response = server.backend(method.clone(), path).send().await.unwrap();
@@ -142,6 +144,8 @@ async fn every_operation_documents_rate_limiting_and_its_shared_refusals() {
         ("/v1/classes/{class_id}/visio/ws", "get"),
         ("/v1/classes/{class_id}/posts/{post_id}/media", "post"),
         ("/v1/classes/{class_id}/media/{media_id}/content", "put"),
+        ("/v1/classes/{class_id}/posts/{post_id}/uploads", "post"),
+        ("/v1/classes/{class_id}/media/{media_id}/content", "patch"),
     ] {
         let unavailable = response(&doc, &doc["paths"][path][method], "503").expect("a 503");
         assert!(unavailable["headers"]["Retry-After"].is_object(), "{method} {path}");
