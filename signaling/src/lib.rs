@@ -46,6 +46,7 @@ pub mod openapi;
 pub mod privacy;
 pub mod storage;
 pub mod turn;
+pub mod tus;
 pub mod uploads;
 pub mod visio;
 pub mod web;
@@ -233,7 +234,13 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/classes/{class_id}/capabilities", get(api::capabilities))
         .route("/v1/users/{user_id}", axum::routing::delete(privacy::erase_user))
         .route("/v1/retention/scheduled", get(privacy::scheduled))
-        .route("/v1/classes/{class_id}/posts", axum::routing::post(api_media::create_post))
+        .route("/v1/classes/{class_id}/posts", get(api_media::list_posts).post(api_media::create_post))
+        .route(
+            "/v1/classes/{class_id}/posts/{post_id}/uploads",
+            axum::routing::options(tus::options)
+                .post(tus::create)
+                .layer(axum::middleware::from_fn(tus::tus_resumable_header)),
+        )
         .route("/v1/classes/{class_id}/posts/{post_id}", get(api_media::get_post))
         .route("/v1/classes/{class_id}/posts/{post_id}/publish", axum::routing::post(api_media::publish_post))
         .route("/v1/classes/{class_id}/posts/{post_id}/media", axum::routing::post(api_media::announce_media))
@@ -243,7 +250,14 @@ pub fn app(state: AppState) -> Router {
         .route("/media-files/{class_id}/{media_id}/{version}/{file}", get(api_media::media_file))
         .route(
             "/v1/classes/{class_id}/media/{media_id}/content",
-            axum::routing::put(api_media::put_chunk).layer(DefaultBodyLimit::max(max_chunk)),
+            axum::routing::put(api_media::put_chunk)
+                .merge(
+                    axum::routing::patch(tus::patch)
+                        .head(tus::head)
+                        .delete(tus::terminate)
+                        .layer(axum::middleware::from_fn(tus::tus_resumable_header)),
+                )
+                .layer(DefaultBodyLimit::max(max_chunk)),
         )
         .route("/v1/classes/{class_id}/visio/ws", get(visio::visio_ws))
         .route("/v1/classes/{class_id}/visio/ice-servers", get(turn::ice_servers_endpoint))
@@ -255,6 +269,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/classes/{class_id}/sessions/{session_id}/attendance", get(api::attendance))
         .route("/", get(home::home))
         .route("/call/{class_id}", get(web::call_page))
+        .route("/media/{class_id}", get(web::media_page))
         .route("/web/{file}", get(web::asset))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))

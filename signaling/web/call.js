@@ -3,11 +3,13 @@
 // standard APIs only, so that it runs in Chromium and Firefox alike.
 //
 // This module wires the others and handles the server's messages:
+// - `prejoin.js`: the screen before joining (name and role, camera, microphone level, devices);
 // - `strings.js`: every visible text, French or English;
 // - `state.js`: what the page knows (`window.klassCall`) and small helpers;
 // - `connection.js`: WebSocket, peer connection, the join's slots, our own renegotiation;
 // - `tiles.js`: the stage, the thumbnails, the audio slots, our preview, who speaks;
 // - `roster.js`: everyone in the call; `moderation.js`: teacher controls;
+// - `hands.js`: raised hands and the floor; `netquality.js`: weak connections, ours and others';
 // - `reconnect.js`: a broken WebSocket resumed, a failed media link restarted;
 // - `ice.js`: TURN servers and their credentials;
 // - `e2ee.js` (with `e2ee-worker.js` and `sframe.js`): end-to-end encryption, its safety code.
@@ -18,7 +20,7 @@ import {
   render, pin, displayName,
 } from './state.js';
 import {
-  PROTOCOL_VERSION, getLocalMedia, stopLocalMedia, createPeer, applyJoinAnswer, openSocket,
+  PROTOCOL_VERSION, stopLocalMedia, createPeer, applyJoinAnswer, openSocket,
   onServerAnswer, maybeSendLocalOffer, isLocalOfferInFlight, rollbackLocalOffer, closePeer, enqueue,
   setIceServers,
 } from './connection.js';
@@ -30,6 +32,9 @@ import {
 } from './e2ee.js';
 import { createSlotViews, showSelfPreview, renderTiles, playAudio, clearViews } from './tiles.js';
 import { renderRoster, clearRoster } from './roster.js';
+import { runPrejoin } from './prejoin.js';
+import { wireHands, onHands, onFloorGiven, clearHands } from './hands.js';
+import { watchQuality, stopQuality } from './netquality.js';
 import {
   wireModeration, refreshLock, refreshModeratorControls, showUnmutePrompt, stopShare,
 } from './moderation.js';
@@ -151,6 +156,10 @@ async function handle(msg) {
       return refreshLock();
     case 'role_changed':
       return onRoleChanged(msg);
+    case 'hands':
+      return onHands(msg.participant_ids);
+    case 'floor_given':
+      return onFloorGiven(msg.participant_id);
     case 'time_warning':
       startCountdown(msg.remaining_seconds);
       showAlert(S.endsIn(formatMinutes(msg.remaining_seconds)), 'time_warning');
@@ -180,6 +189,9 @@ async function onJoined(msg) {
   setStatus(S.connectingCall);
   await applyJoinAnswer(msg.sdp, send);
   onNegotiated(call.pc);
+  // What the pre-join screen turned off stays off, and the others see it so.
+  if (local.audioTrack && local.audioMuted) send({ type: 'set_muted', kind: 'audio', muted: true });
+  if (local.videoTrack && local.videoOff) send({ type: 'set_muted', kind: 'video', muted: true });
   ui.controls.hidden = false;
   refreshModeratorControls();
   render();
@@ -199,6 +211,7 @@ function onAdmitted(msg) {
   render();
   announceCount();
   e2eeAdmitted();
+  watchQuality();
   enqueue(maybeSendLocalOffer);
 }
 
@@ -332,11 +345,35 @@ function wireControls() {
     if (!send({ type: 'leave' })) onLeft('left');
   });
   ui.unpin.addEventListener('click', () => pin(null));
+  ui.view.addEventListener('click', () => setView(call.view === 'grid' ? 'stage' : 'grid'));
   wireModeration({ onSelfMute: applySelfMute });
+  wireHands({ onSelfMute: applySelfMute });
   window.addEventListener('pagehide', () => send({ type: 'leave' }));
 }
 
+/** The stage view (one large, the others small) or the grid (everyone the same size), remembered. */
+function setView(view) {
+  call.view = view === 'grid' ? 'grid' : 'stage';
+  document.body.dataset.view = call.view;
+  ui.view.setAttribute('aria-pressed', String(call.view === 'grid'));
+  try {
+    localStorage.setItem('klass-call-view', call.view);
+  } catch (_) {
+    // Storage may be disabled: the choice holds for this page.
+  }
+}
+
+function rememberedView() {
+  try {
+    return localStorage.getItem('klass-call-view') || 'stage';
+  } catch (_) {
+    return 'stage';
+  }
+}
+
 function teardown() {
+  stopQuality();
+  clearHands();
   stopLocalMedia();
   closePeer();
   if (timerHandle) clearInterval(timerHandle);
@@ -370,6 +407,7 @@ function giveUp(code) {
 
 async function start() {
   applyStaticStrings(document);
+  setView(rememberedView());
   wireControls();
   refreshSelfButtons();
   const classId = classIdFromPath();
@@ -385,11 +423,12 @@ async function start() {
     return;
   }
 
-  const stream = await getLocalMedia();
+  const choice = await runPrejoin(classId, token);
+  if (!choice) return;
   call.timings.media = performance.now();
-  local.stream = stream;
-  local.audioTrack = stream ? stream.getAudioTracks()[0] || null : null;
-  local.videoTrack = stream ? stream.getVideoTracks()[0] || null : null;
+  const stream = local.stream;
+  local.audioMuted = !!local.audioTrack && !choice.micOn;
+  local.videoOff = !!local.videoTrack && !choice.camOn;
   call.mediaMode = local.videoTrack && local.audioTrack ? 'audio+video'
     : local.audioTrack ? 'audio' : local.videoTrack ? 'video' : 'receive-only';
   refreshSelfButtons();

@@ -40,13 +40,19 @@ export function thumbnailCount() {
 
 // ---------- local media ----------
 
-export async function getLocalMedia() {
+/**
+ * The microphone and camera, or what there is of them (null: neither). `audioDeviceId` and
+ * `videoDeviceId`: the devices chosen on the pre-join screen (prejoin.js).
+ */
+export async function getLocalMedia({ audioDeviceId = null, videoDeviceId = null } = {}) {
   const md = navigator.mediaDevices;
   if (!md || !md.getUserMedia) return null;
+  const audio = audioDeviceId ? { deviceId: { exact: audioDeviceId } } : true;
+  const video = videoDeviceId ? { ...VIDEO_CONSTRAINTS, deviceId: { exact: videoDeviceId } } : VIDEO_CONSTRAINTS;
   const attempts = [
-    { audio: true, video: VIDEO_CONSTRAINTS },
-    { audio: true, video: false },
-    { audio: false, video: VIDEO_CONSTRAINTS },
+    { audio, video },
+    { audio, video: false },
+    { audio: false, video },
   ];
   for (const constraints of attempts) {
     try {

@@ -1,4 +1,5 @@
-// Teacher and admin controls (mute, ask to unmute, camera off, remove; mute all, lock, screen
+// Teacher and admin controls (give the floor, lower a hand, mute, ask to unmute, camera off,
+// remove; mute all, lock, screen
 // share, end session) and the prompt a participant gets when a moderator asks them to unmute.
 // The server enforces every one of these; the page only asks.
 
@@ -9,6 +10,8 @@ import { showSelfScreen, hideSelfScreen } from './tiles.js';
 
 /** The per-participant actions, in the roster; `label` is a key of the strings. */
 export const MODERATION_ACTIONS = [
+  { action: 'give_floor', label: 'actionGiveFloor' },
+  { action: 'lower_hand', label: 'actionLowerHand' },
   { action: 'mute', label: 'actionMute' },
   { action: 'request_unmute', label: 'actionRequestUnmute' },
   { action: 'disable_camera', label: 'actionDisableCamera' },

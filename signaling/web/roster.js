@@ -1,6 +1,7 @@
-// Everyone in the call, whether or not a slot shows them: a count and a list (name, role, muted
-// microphone, camera off, who speaks), with "show large" (pin) and, for teachers and admins,
-// moderation buttons.
+// Everyone in the call, whether or not a slot shows them: a count and a list (name, role, raised
+// hand and its place in the queue, muted microphone, camera off, weak connection, who speaks),
+// with "show large" (pin) and, for teachers and admins, moderation buttons (give the floor, lower
+// the hand, mute, ...).
 //
 // Entries are kept and updated in place, never rebuilt: `speakers` comes up to five times a
 // second, and a rebuilt list would take the keyboard focus away from its buttons.
@@ -8,6 +9,7 @@
 import { S, roleText } from './strings.js';
 import { call, local, ui, el, isModerator, isSelf, pin } from './state.js';
 import { moderate, MODERATION_ACTIONS } from './moderation.js';
+import { handPosition } from './hands.js';
 
 /** participant_id -> <li> */
 const entries = new Map();
@@ -60,11 +62,18 @@ function updateEntry(li, pid) {
   const audioMuted = self ? local.audioMuted || !local.audioTrack : p && p.audio_muted;
   const videoOff = self ? local.videoOff || !local.videoTrack : p && p.video_off;
   const reconnecting = !self && !!(p && p.reconnecting);
+  const hand = handPosition(pid);
+  const weak = self ? call.weak.self : !!call.weak.participants[pid];
+  if (hand) states.push(S.handBadge(hand));
   if (reconnecting) states.push(S.reconnectingBadge);
+  else if (weak) states.push(S.weakBadge);
   if (audioMuted) states.push(S.micOff);
   if (videoOff) states.push(S.camOff);
   li.querySelector('.roster-state').textContent = states.join(', ');
   li.dataset.reconnecting = String(reconnecting);
+  li.dataset.hand = String(hand);
+  li.dataset.weak = String(weak);
+  li.classList.toggle('hand-raised', hand > 0);
   li.dataset.audioMuted = String(!!audioMuted);
   li.dataset.videoOff = String(!!videoOff);
   const speaking = call.speakers.includes(pid);
@@ -84,6 +93,7 @@ function updateEntry(li, pid) {
     mod.hidden = !isModerator();
     for (const { action, label } of MODERATION_ACTIONS) {
       const b = mod.querySelector(`button[data-action="${action}"]`);
+      b.hidden = action === 'lower_hand' && hand === 0;
       b.textContent = S[label];
       b.setAttribute('aria-label', S.actionFor(S[label], name));
     }

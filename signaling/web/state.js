@@ -14,6 +14,7 @@ export const ui = {
   modControls: $('moderator-controls'), muteAll: $('btn-mute-all'), lock: $('btn-lock'),
   share: $('btn-share'), end: $('btn-end'), timer: $('timer'), timerValue: $('timer-value'),
   lockIndicator: $('lock-indicator'), bandwidthNotice: $('bandwidth-notice'),
+  networkNotice: $('network-notice'), view: $('btn-view'),
   prompt: $('unmute-prompt'), promptText: $('unmute-text'), promptAccept: $('unmute-accept'),
   promptIgnore: $('unmute-ignore'),
   security: $('security'), securityText: $('security-text'), safetyCode: $('safety-code'),
@@ -40,6 +41,15 @@ export const call = {
   speakersLog: [],
   /** The participant we pinned on our stage, or null. */
   pinned: null,
+  /** Raised hands, oldest first (the latest `hands`), who was last given the floor, and when
+   * each `hands` and `floor_given` came (hands.js). */
+  hands: [],
+  floor: null,
+  handsLog: [],
+  /** Weak connections (netquality.js): ours, and per participant id. */
+  weak: { self: false, participants: {} },
+  /** 'stage' or 'grid' (remembered in localStorage). */
+  view: 'stage',
   locked: false,
   maxParticipants: null,
   maxAudioSlots: null,

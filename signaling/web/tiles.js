@@ -7,6 +7,7 @@
 
 import { S, roleText } from './strings.js';
 import { call, local, ui, el, displayName, isSelf, pin, trace } from './state.js';
+import { handPosition } from './hands.js';
 
 /** mid -> {kind, el, media}: one per declared slot, in declaration order. */
 const views = new Map();
@@ -122,7 +123,10 @@ export function hideSelfScreen() {
 function badgesOf(pid, source) {
   if (source === 'screen_share') return [];
   const badges = [];
+  const hand = pid ? handPosition(pid) : 0;
+  if (hand) badges.push(S.handBadge(hand));
   if (isSelf(pid)) {
+    if (call.weak.self) badges.push(S.weakBadge);
     if (call.role && call.role !== 'parent') badges.push(roleText(call.role));
     if (!local.audioTrack) badges.push(S.noMicBadge);
     else if (local.audioMuted) badges.push(S.micOff);
@@ -133,6 +137,7 @@ function badgesOf(pid, source) {
   const p = call.participants[pid];
   if (!p) return badges;
   if (p.reconnecting) badges.push(S.reconnectingBadge);
+  else if (call.weak.participants[pid]) badges.push(S.weakBadge);
   if (p.role !== 'parent') badges.push(roleText(p.role));
   if (p.audio_muted) badges.push(S.micOff);
   if (p.video_off) badges.push(S.camOff);
@@ -143,6 +148,7 @@ function renderSelf() {
   if (!selfTile) return;
   const pid = call.participantId || '';
   selfTile.dataset.participantId = pid;
+  selfTile.dataset.hand = String(pid ? handPosition(pid) : 0);
   selfTile.dataset.speaking = String(call.speakers.includes(pid));
   selfTile.classList.toggle('speaking', selfTile.dataset.speaking === 'true');
   selfTile.classList.toggle('video-off', !local.videoTrack || local.videoOff);
@@ -193,6 +199,8 @@ export function renderTiles() {
     el.classList.toggle('paused', quality === 'paused');
     if (quality === 'paused') nPaused += 1;
     el.dataset.reconnecting = String(!!(p && p.reconnecting));
+    el.dataset.weak = String(!!call.weak.participants[pid]);
+    el.dataset.hand = String(pid ? handPosition(pid) : 0);
     const pinned = pid !== '' && call.pinned === pid;
     el.dataset.pinned = String(pinned);
     const badges = badgesOf(pid, source);

@@ -11,6 +11,7 @@
 //
 //   const firefox = await launchFirefox({ client, lab, serverPort: server.httpPort });
 //   const page = await firefox.open(`${firefox.base}/call/${classId}#token=...`, { preloadScripts: [fn] });
+//   await enterCall(page);                             // "Entrer dans la visio" on the pre-join screen
 //   await page.evaluate((arg) => ..., arg);            // JSON in, JSON out; async functions awaited
 //   await page.waitForFunction((arg) => ..., arg, { timeout: 30_000 });
 //   await page.close(); await firefox.close();
@@ -226,6 +227,27 @@ export async function launchFirefox({ client = null, lab = null, serverPort = nu
       fs.rmSync(profile, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Clicks "Entrer dans la visio" on a Firefox call page's pre-join screen once it is ready (a DOM
+ * click, as the keyboard or a pointer would give); does nothing for a link the page refuses before
+ * it. Returns the state the page was in.
+ */
+export async function enterCall(page, { timeout = 30_000 } = {}) {
+  const state = await page.waitForFunction(
+    () => window.klassCall && window.klassCall.state !== 'starting' && window.klassCall.state,
+    null,
+    { timeout },
+  );
+  if (state !== 'prejoin') return state;
+  await page.waitForFunction(() => {
+    const button = document.getElementById('prejoin-enter');
+    if (!button || button.disabled) return false;
+    button.click();
+    return true;
+  }, null, { timeout });
+  return state;
 }
 
 function firefoxPage(command, context) {

@@ -27,7 +27,7 @@ import {
   startServer,
   waitForState,
 } from './harness.mjs';
-import { firefoxUnavailable, launchFirefox } from './firefox.mjs';
+import { enterCall, firefoxUnavailable, launchFirefox } from './firefox.mjs';
 import { createLab, netnsUnavailable } from './netns.mjs';
 
 const CLASS = 'browser-test-firefox';
@@ -103,6 +103,7 @@ if (unavailable) {
 
     const openFirefox = async () => {
       const page = await firefox.open(`${firefox.base}/call/${CLASS}#token=${mintJwt(ffMember.user)}`, { preloadScripts: [noEncodedTransforms] });
+      await enterCall(page);
       await page.waitForFunction(() => {
         const c = window.klassCall;
         return c && (c.state === 'admitted' || c.state === 'refused' || c.state === 'left') && c.state;

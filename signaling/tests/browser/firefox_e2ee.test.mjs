@@ -17,7 +17,7 @@ import path from 'node:path';
 import {
   launchBrowser, logTail, mintJwt, openPage, seedClass, server, shutdown, startServer, waitForState,
 } from './harness.mjs';
-import { firefoxUnavailable, launchFirefox } from './firefox.mjs';
+import { enterCall, firefoxUnavailable, launchFirefox } from './firefox.mjs';
 import { createLab, netnsUnavailable } from './netns.mjs';
 import { ffmpegUnavailable, makeToneWav, readTap } from './tap.mjs';
 import { assertMediaPlays, assertTapUnreadable, e2eeState, waitFor } from './e2ee-checks.mjs';
@@ -67,6 +67,7 @@ if (unavailable) {
 
     firefox = await launchFirefox({ client: lab.addClient('ffe'), lab, serverPort: server.httpPort });
     const ffPage = await firefox.open(`${firefox.base}/call/${CLASS}#token=${mintJwt(PARENT_FF.user)}`);
+    await enterCall(ffPage);
     await ffPage.waitForFunction(() => {
       const c = window.klassCall;
       return c && ['admitted', 'refused', 'left'].includes(c.state) && c.state;

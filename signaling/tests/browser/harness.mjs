@@ -227,7 +227,9 @@ export function mediaInitScript({ audioOnly, camera }) {
   md.getUserMedia = (constraints = {}) => {
     if (constraints.video) {
       if (audioOnly) return Promise.reject(new DOMException('Requested device not found', 'NotFoundError'));
-      constraints = { ...constraints, video: { width: camera.width, height: camera.height, frameRate: 15 } };
+      // The device chosen on the pre-join screen stays chosen.
+      const deviceId = typeof constraints.video === 'object' ? constraints.video.deviceId : undefined;
+      constraints = { ...constraints, video: { deviceId, width: camera.width, height: camera.height, frameRate: 15 } };
     }
     return original(constraints);
   };
@@ -351,28 +353,69 @@ export function englishInitScript() {
 }
 
 /**
- * `camera`: the fake camera's size. 320x240 spares the machine; from 360 lines the page sends
+ * Opens the call page of `member` and enters the call from the pre-join screen (`enter: false`:
+ * stays on it). `camera`: the fake camera's size. 320x240 spares the machine; from 360 lines the page sends
  * simulcast (two layers). `context` and `base`: another browser (`launchExtraBrowser`) and the
  * server's address as it sees it. `initScripts`: more functions to run in the page before its
  * scripts (e.g. `noEncodedTransforms`), each a function or `[function, argument]`.
  */
-export async function openPage(classId, member, { audioOnly = false, token = null, viewport = null, english = false, camera = { width: 320, height: 240 }, context = null, base = null, initScripts = [] } = {}) {
-  const page = await (context || browser).newPage();
-  if (viewport) await page.setViewportSize(viewport);
-  await page.addInitScript(mediaInitScript, { audioOnly, camera });
-  if (english) await page.addInitScript(englishInitScript);
-  for (const script of initScripts) await page.addInitScript(...(Array.isArray(script) ? script : [script]));
-  page.on('pageerror', (err) => console.log(`[${member.user}] page error: ${err.message}`));
-  page.on('console', (msg) => {
-    if (msg.type() === 'error') console.log(`[${member.user}] console: ${msg.text()}`);
-  });
+export async function openPage(classId, member, { audioOnly = false, token = null, viewport = null, english = false, camera = { width: 320, height: 240 }, context = null, base = null, initScripts = [], enter = true } = {}) {
+  const page = await newPage(member.user, { audioOnly, viewport, english, camera, context, initScripts });
   const openedAt = Date.now();
   const url = `${base || server.pageBase}/call/${classId}#token=${token || mintJwt(member.user)}`;
   const res = await page.goto(url);
   assert.equal(res.status(), 200, `GET /call/${classId}`);
   const entry = { page, openedAt, ...member, firstFrameMs: null, allFramesMs: null };
   pages[member.user] = entry;
+  if (enter) await enterCall(page);
   return entry;
+}
+
+/** A new tab with the fake media of `mediaInitScript` and the page's errors in the test output. */
+async function newPage(user, { audioOnly = false, viewport = null, english = false, camera = { width: 320, height: 240 }, context = null, initScripts = [] } = {}) {
+  const page = await (context || browser).newPage();
+  if (viewport) await page.setViewportSize(viewport);
+  await page.addInitScript(mediaInitScript, { audioOnly, camera });
+  if (english) await page.addInitScript(englishInitScript);
+  for (const script of initScripts) await page.addInitScript(...(Array.isArray(script) ? script : [script]));
+  page.on('pageerror', (err) => console.log(`[${user}] page error: ${err.message}`));
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') console.log(`[${user}] console: ${msg.text()}`);
+  });
+  return page;
+}
+
+/**
+ * The demo school's way in (`startServer({ demo: true })`): opens the home page `/` and clicks the
+ * link of `kind` (`call` or `media`) of user `user`, as a person does. Same options as `openPage`;
+ * the page stays where the link leads (for a call, the pre-join screen: `enterCall`). Returns the
+ * entry, registered in `pages` under `user`, with `name`: the link's text.
+ */
+export async function openFromHome(user, { kind = 'call', ...options } = {}) {
+  const page = await newPage(user, options);
+  const openedAt = Date.now();
+  const res = await page.goto(`${server.pageBase}/`);
+  assert.equal(res.status(), 200, 'GET /');
+  const link = page.locator(`a[data-kind="${kind}"][data-user="${user}"]`);
+  const name = (await link.textContent()).trim();
+  await Promise.all([page.waitForURL((url) => url.pathname.startsWith(`/${kind}/`)), link.click()]);
+  const entry = { page, openedAt, user, name, firstFrameMs: null, allFramesMs: null };
+  pages[user] = entry;
+  return entry;
+}
+
+/**
+ * Clicks "Entrer dans la visio" on the pre-join screen, as a user does, once it is ready; does
+ * nothing for a link the page refuses before it (not a member, bad token, no visio).
+ */
+export async function enterCall(page, { timeout = 30_000 } = {}) {
+  const state = await page.waitForFunction(
+    () => window.klassCall && window.klassCall.state !== 'starting' && window.klassCall.state,
+    null,
+    { timeout },
+  );
+  if ((await state.jsonValue()) !== 'prejoin') return;
+  await page.click('#prejoin-enter', { timeout });
 }
 
 export async function closePage(user) {

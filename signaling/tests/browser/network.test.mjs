@@ -263,6 +263,23 @@ if (unavailable) {
         await sleep(Math.min(SAMPLE_EVERY_MS, Math.max(0, end - Date.now())));
       }
       const impairStats = await client.impairStats();
+      // What the pages say of connections (netquality.js): nothing on a clean network.
+      const weak = await Promise.all(everyone.map((e) => e.page.evaluate(() => window.klassCall.weak)));
+      const name = (pid) => Object.keys(ids).find((user) => ids[user] === pid) || pid;
+      console.log(`(${letter}) weak connections shown: ${everyone.map((e, i) => `${e.user}: own ${weak[i].self}, others [${Object.keys(weak[i].participants).map(name).join(', ')}]`).join('; ')}`);
+      if (letter === 'a') {
+        assert.ok(weak.every((w) => !w.self && Object.keys(w.participants).length === 0), '(a) no weak connection shown on a clean network');
+      }
+      if (letter === 'b') {
+        // 8 % loss each way: parent-1's page says its connection is weak and blames nobody else;
+        // the others show "connexion faible" on parent-1 only.
+        const [t, p1, p2] = weak;
+        assert.ok(p1.self && Object.keys(p1.participants).length === 0, `(b) parent-1's own weak connection: ${JSON.stringify(p1)}`);
+        for (const w of [t, p2]) {
+          assert.ok(!w.self, '(b) the clean pages are not weak');
+          assert.deepEqual(Object.keys(w.participants), [ids[PARENT_1.user]], '(b) parent-1 shown with a weak connection');
+        }
+      }
       const results = everyone.map((e) => ({ user: e.user, summary: summarize(samples[e.user], ids) }));
       printTable(letter, scenario, results, impairStats);
       figures[`${Object.keys(figures).length}${letter}`] = results;
