@@ -7,7 +7,7 @@
 // gone everywhere → grid view, remembered → keyboard → the teacher lowers the last hand → a
 // browser that prefers English gets the pre-join screen in English.
 // axe-core runs on the pre-join screen and in the call, desktop and phone; no serious or critical
-// violation. KLASS_SCREENSHOTS=1 writes the pictures of docs/screenshots/.
+// violation. KLASS_DOC_SCREENSHOTS=1 writes the pictures of docs/screenshots/.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -26,7 +26,7 @@ const PARENT1 = { user: 'parent-standard-1', name: 'Camille Durand' };
 const PARENT2 = { user: 'parent-standard-2', name: 'Sami Benali' };
 const DESKTOP = { width: 1280, height: 800 };
 const PHONE = { width: 390, height: 844 };
-const SCREENSHOTS = process.env.KLASS_SCREENSHOTS ? path.resolve(HERE, '../../../docs/screenshots') : null;
+const SCREENSHOTS = process.env.KLASS_DOC_SCREENSHOTS ? path.resolve(HERE, '../../../docs/screenshots') : null;
 
 /** `show`: an element scrolled into view first (on a phone, the queue is below the videos). */
 async function picture(entry, file, { show = null } = {}) {

@@ -8,7 +8,7 @@
 // Firefox (mf): the parents' view and an upload, over WebDriver BiDi (firefox.mjs, no namespace:
 // the page needs no ICE).
 //
-// KLASS_SCREENSHOTS set: docs/screenshots/media-teacher-review.png and media-parent.png.
+// KLASS_DOC_SCREENSHOTS set: docs/screenshots/media-teacher-review.png and media-parent.png.
 // Needs the test media (scripts/install-deps.sh --test-media) and ffmpeg.
 
 import { test, before, after } from 'node:test';
@@ -43,7 +43,7 @@ function makeVideo() {
 }
 
 async function screenshotTo(page, name) {
-  if (!process.env.KLASS_SCREENSHOTS) return;
+  if (!process.env.KLASS_DOC_SCREENSHOTS) return;
   fs.mkdirSync(SCREENSHOT_DIR, { recursive: true });
   const file = path.join(SCREENSHOT_DIR, name);
   const raw = path.join(tmp, name);
