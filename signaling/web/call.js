@@ -274,7 +274,8 @@ async function onError(code, message) {
   call.errorCode = code;
   if (code === 'resume_failed') return giveUp(code);
   if (call.state === 'connecting' || call.state === 'starting') {
-    // A refused join: the server closes the socket after this.
+    // A refused join: the server closes the socket after this. Busy: again a little later.
+    if (retryJoinLater(code)) return;
     setState('refused');
     setStatus(errorText(code, message));
     ui.status.dataset.code = code;
@@ -426,7 +427,6 @@ async function start() {
   const choice = await runPrejoin(classId, token);
   if (!choice) return;
   call.timings.media = performance.now();
-  const stream = local.stream;
   local.audioMuted = !!local.audioTrack && !choice.micOn;
   local.videoOff = !!local.videoTrack && !choice.camOn;
   call.mediaMode = local.videoTrack && local.audioTrack ? 'audio+video'
@@ -436,30 +436,78 @@ async function start() {
 
   const e2ee = await startE2ee();
   refreshMode();
+  watchLinks({ classId, token, onMessage: handle, onGiveUp: giveUp });
+  await connect(classId, token, e2ee);
+}
+
+// ---------- joining, and joining again when the server is too busy ----------
+
+/** Refusals a page meets on a Monday at 9:00: the server asks to come back later. */
+const RETRYABLE = new Set(['server_busy', 'rate_limited', 'unavailable', 'not_accepted']);
+/** Tries in all, waits of about 2, 4, 8, 16 then 30 s (x1 to x1.5, so that pages spread out). */
+const JOIN_ATTEMPTS = 7;
+const joining = { attempt: 0, timer: null, classId: null, token: null, e2ee: null };
+
+async function connect(classId, token, e2ee) {
+  Object.assign(joining, { classId, token, e2ee });
+  joining.attempt += 1;
   const iceServers = await fetchIceServers(classId, token);
   const join = await createPeer({ onConnectionState, onIceState: iceStateChanged, iceServers });
   createSlotViews(join.transceivers);
   call.declaredSlots = join.slots;
 
   setState('connecting');
-  setStatus(stream ? S.connectingServer : S.connectingReceiveOnly);
-  watchLinks({ classId, token, onMessage: handle, onGiveUp: giveUp });
+  setStatus(local.stream ? S.connectingServer : S.connectingReceiveOnly);
   openSocket(classId, {
     onOpen: () => send({ type: 'join', token, sdp: join.sdp, tracks: join.tracks, slots: join.slots, e2ee }),
     onMessage: handle,
     onClose: (opened, ws) => {
       // A socket that a resumed one replaced (reconnect.js).
       if (ws !== call.ws) return;
-      if (['left', 'refused', 'disconnected'].includes(call.state)) return;
+      if (['left', 'refused', 'disconnected', 'retrying'].includes(call.state)) return;
       // In the call: the session is resumed on a new socket (reconnect.js).
       if (['joined', 'waiting', 'admitted'].includes(call.state) && socketLost()) return;
-      setState('disconnected');
       // Never opened: the server refused the connection itself (too many joins at once from
-      // here, or a surge it answers with "busy") or could not be reached.
+      // here, or a surge it answers with "busy"; a page cannot read the status) or could not be
+      // reached. Try again a little later, as the server asks.
+      if (!opened && retryJoinLater('not_accepted')) return;
+      setState('disconnected');
       setStatus(opened ? S.lostConnection : S.notAccepted);
       teardown();
     },
   });
+}
+
+/**
+ * A join the server could not take now: close this attempt (keeping camera and microphone),
+ * say when the next one comes, and make it. False when the tries are used up.
+ */
+function retryJoinLater(code) {
+  if (!RETRYABLE.has(code) || joining.attempt >= JOIN_ATTEMPTS) return false;
+  const base = Math.min(30, 2 ** joining.attempt);
+  let left = Math.ceil(base * (1 + Math.random() * 0.5));
+  setState('retrying');
+  ui.status.dataset.code = code;
+  closePeer();
+  clearViews();
+  const tick = () => {
+    if (call.state !== 'retrying') return;
+    if (left <= 0) {
+      joining.timer = null;
+      connect(joining.classId, joining.token, joining.e2ee).catch((err) => {
+        trace(`join again failed: ${err && (err.stack || err)}`);
+        setState('refused');
+        setStatus(S.startFailed(err && err.message ? err.message : err));
+      });
+      return;
+    }
+    setStatus(S.retryingIn(left));
+    left -= 1;
+    joining.timer = setTimeout(tick, 1000);
+  };
+  trace(`join refused (${code}): try ${joining.attempt + 1} of ${JOIN_ATTEMPTS} in ${left} s`);
+  tick();
+  return true;
 }
 
 start().catch((err) => {

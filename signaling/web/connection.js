@@ -250,6 +250,9 @@ export function closePeer() {
   if (call.pc) {
     try { call.pc.close(); } catch (_) { /* already closed */ }
   }
+  // A join made again (busy server) starts from a new peer connection and its own candidates.
+  candidateQueue = [];
+  joinedAck = false;
 }
 
 // ---------- WebSocket ----------
