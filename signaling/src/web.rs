@@ -19,6 +19,7 @@ const CSS: &str = "text/css; charset=utf-8";
 /// Every file under `/web/`: name, content type, body.
 const ASSETS: &[(&str, &str, &str)] = &[
     ("call.js", JAVASCRIPT, include_str!("../web/call.js")),
+    ("page.js", JAVASCRIPT, include_str!("../web/page.js")),
     ("state.js", JAVASCRIPT, include_str!("../web/state.js")),
     ("strings.js", JAVASCRIPT, include_str!("../web/strings.js")),
     ("connection.js", JAVASCRIPT, include_str!("../web/connection.js")),

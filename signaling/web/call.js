@@ -14,6 +14,7 @@
 // - `ice.js`: TURN servers and their credentials;
 // - `e2ee.js` (with `e2ee-worker.js` and `sframe.js`): end-to-end encryption, its safety code.
 
+import { readToken } from './page.js';
 import { S, applyStaticStrings, errorText, leftText } from './strings.js';
 import {
   call, local, ui, trace, setState, setStatus, showAlert, hideAlert, send, isModerator, onRender,
@@ -68,25 +69,6 @@ function renderSecurity() {
 }
 
 // ---------- link ----------
-
-function readToken() {
-  // The token is in the fragment, which browsers never send to the server. Once read, it leaves
-  // the address bar (not in history or screenshots) but stays in this tab for a reload.
-  const params = new URLSearchParams(location.hash.replace(/^#/, ''));
-  let token = params.get('token');
-  const key = `klass-token:${location.pathname}`;
-  try {
-    if (token) {
-      sessionStorage.setItem(key, token);
-      history.replaceState(null, '', location.pathname + location.search);
-    } else {
-      token = sessionStorage.getItem(key);
-    }
-  } catch (_) {
-    // Storage may be disabled; the token in hand is enough for this load.
-  }
-  return token;
-}
 
 function classIdFromPath() {
   const m = /^\/call\/([^/]+)\/?$/.exec(location.pathname);

@@ -1,6 +1,8 @@
 // Every text of the media page, in French and English. French is the default; English when the
 // browser prefers it to French (navigator.languages).
 
+import { applyStrings, preferredLanguage } from './page.js';
+
 const FR = {
   title: 'Photos et vidéos de la classe',
   loading: 'Chargement…',
@@ -161,16 +163,6 @@ const EN = {
   unknownError: (code, message) => `Error (${code}): ${message || ''}`,
 };
 
-function preferredLanguage() {
-  const wanted = navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language || 'fr'];
-  for (const tag of wanted) {
-    const base = String(tag).toLowerCase().split('-')[0];
-    if (base === 'fr') return 'fr';
-    if (base === 'en') return 'en';
-  }
-  return 'fr';
-}
-
 export const lang = preferredLanguage();
 export const S = lang === 'en' ? EN : FR;
 
@@ -187,8 +179,5 @@ export function dateText(unixSeconds) {
 
 /** Fills the page's static texts: `data-text="key"` (and `data-label="key"` for aria-label). */
 export function applyStaticStrings(root) {
-  document.documentElement.lang = lang;
-  document.title = S.title;
-  for (const el of root.querySelectorAll('[data-text]')) el.textContent = S[el.dataset.text];
-  for (const el of root.querySelectorAll('[data-label]')) el.setAttribute('aria-label', S[el.dataset.label]);
+  applyStrings(root, S, lang);
 }

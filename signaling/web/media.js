@@ -5,6 +5,7 @@
 //
 // Test hooks: window.klassMedia (role, post, items by media id, timings, log).
 
+import { readToken } from './page.js';
 import { S, applyStaticStrings, dateText, errorText } from './media-strings.js';
 import { tusUpload, interruptedUploads, kindOf, cancelUpload } from './media-upload.js';
 import { renderReview } from './media-review.js';
@@ -16,24 +17,6 @@ const hooks = { role: null, postId: null, items: {}, timings: {}, log: [], publi
 window.klassMedia = hooks;
 const log = (line) => hooks.log.push(`${Math.round(performance.now() - t0)} ms ${line}`);
 
-function readToken() {
-  // The token is in the fragment, which browsers never send to the server. Once read, it leaves
-  // the address bar (and the history) and waits in this tab's session storage for a reload.
-  const params = new URLSearchParams(location.hash.replace(/^#/, ''));
-  let token = params.get('token');
-  const key = `klass-token:${location.pathname}`;
-  try {
-    if (token) {
-      sessionStorage.setItem(key, token);
-      history.replaceState(null, '', location.pathname + location.search);
-    } else {
-      token = sessionStorage.getItem(key);
-    }
-  } catch {
-    // Storage may be disabled; the token in hand is enough for this load.
-  }
-  return token;
-}
 const token = readToken();
 
 class ApiError extends Error {

@@ -1,6 +1,8 @@
 // Every text the page shows or speaks (screen readers), in French and English. French is the
 // default; English when the browser prefers it to French (navigator.languages).
 
+import { applyStrings, preferredLanguage } from './page.js';
+
 const FR = {
   title: 'Visio de la classe',
   prejoinTitle: "Avant d'entrer",
@@ -290,16 +292,6 @@ const EN = {
   },
 };
 
-function preferredLanguage() {
-  const wanted = (navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language || 'fr']);
-  for (const tag of wanted) {
-    const base = String(tag).toLowerCase().split('-')[0];
-    if (base === 'fr') return 'fr';
-    if (base === 'en') return 'en';
-  }
-  return 'fr';
-}
-
 export const lang = preferredLanguage();
 export const S = lang === 'en' ? EN : FR;
 
@@ -317,8 +309,5 @@ export function roleText(role) {
 
 /** Fills the page's static texts: elements with `data-text="key"` (and `data-label="key"` for aria-label). */
 export function applyStaticStrings(root) {
-  document.documentElement.lang = lang;
-  document.title = S.title;
-  for (const el of root.querySelectorAll('[data-text]')) el.textContent = S[el.dataset.text];
-  for (const el of root.querySelectorAll('[data-label]')) el.setAttribute('aria-label', S[el.dataset.label]);
+  applyStrings(root, S, lang);
 }
