@@ -46,6 +46,8 @@ echo "== load test: simulated participants through the real server (debug build,
 bash scripts/loadtest-smoke.sh "$CARGO_TARGET_DIR/debug" --participants 6 --cameras 4 --seconds 3
 echo "== soak smoke: join/leave churn, API calls and uploads; nothing lost (the 10-minute run: docs/benchmarks.md)"
 bash scripts/loadtest-smoke.sh "$CARGO_TARGET_DIR/debug" soak --seconds 20 --classes 2 --people 4
+echo "== surge smoke: 10 classes start their calls within 10 s, refusals retried as told (the Monday 9:00 benchmark: docs/benchmarks.md)"
+BIN_DIR="$CARGO_TARGET_DIR/debug" bash scripts/bench-surge.sh --classes 10 --window 10 --members-within 3 --hold 5
 echo "== schemathesis: generated requests against the server's own /openapi.json (scripts/schemathesis.sh)"
 bash scripts/schemathesis.sh "$CARGO_TARGET_DIR/debug/signaling"
 echo "== aiortc: a non-browser WebRTC client joins a call from docs/protocol.md alone (scripts/aiortc-test.sh)"

@@ -203,6 +203,7 @@ pub async fn call(args: CallArgs) -> anyhow::Result<bool> {
             epoch,
             clip: clip.clone(),
             e2ee: !args.no_e2ee,
+            tcp_bind: None,
         };
         let mut stop_rx = stop_rx.clone();
         let stop = async move {

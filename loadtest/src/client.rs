@@ -36,7 +36,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::e2ee::{E2eeSession, FrameKind, Received};
 use crate::media::{read_counter, AudioSource, SpeakerSchedule, VideoSource, COUNTER_LEN};
 use crate::reassembly::FrameAssembler;
-use crate::timeline::{ms_since, Arrival, ClientReport, Ms, SlotChange};
+use crate::timeline::{ms_since, Arrival, ClientReport, Ms, Refusal, SlotChange};
 
 /// How many receive slots of each kind a participant declares.
 #[derive(Debug, Clone, Copy)]
@@ -74,24 +74,50 @@ pub struct ClientConfig {
     pub clip: Option<Arc<crate::ivf::Clip>>,
     /// Join with a public key and encrypt end to end (off: `--no-e2ee`).
     pub e2ee: bool,
+    /// Local address of the WebSocket's TCP connection (`ws://` only), so that one process can
+    /// come from many addresses as a school's classes do (`loadtest surge`). `None`: the system
+    /// picks.
+    pub tcp_bind: Option<IpAddr>,
 }
 
 /// What the caller may watch while the participant runs.
 #[derive(Debug, Default)]
 pub struct Progress {
+    /// The server answered the join (`joined`).
+    pub joined: AtomicBool,
     pub admitted: AtomicBool,
+    /// ICE and DTLS are up.
+    pub connected: AtomicBool,
     pub receiving: AtomicBool,
     pub done: AtomicBool,
+    /// Told whenever a flag is set, for callers that wait on many participants without polling.
+    pub changed: tokio::sync::Notify,
 }
 
 impl Progress {
     pub fn get(flag: &AtomicBool) -> bool {
         flag.load(Ordering::Relaxed)
     }
+
+    /// Waits until `flag` (one of this participant's) is set or `deadline` passes; says which.
+    pub async fn wait_until(&self, flag: impl Fn(&Progress) -> &AtomicBool, deadline: Instant) -> bool {
+        loop {
+            // Registered before the flag is read, so that a `set` in between is not missed.
+            let changed = self.changed.notified();
+            if Progress::get(flag(self)) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || tokio::time::timeout(left, changed).await.is_err() {
+                return Progress::get(flag(self));
+            }
+        }
+    }
 }
 
-fn set(flag: &AtomicBool) {
+fn set(progress: &Progress, flag: &AtomicBool) {
     flag.store(true, Ordering::Relaxed);
+    progress.changed.notify_waiters();
 }
 
 /// Runs one participant until `stop` completes (then it says `leave`) or the server ends its
@@ -107,7 +133,7 @@ pub async fn run(
         report.error = Some(format!("{err:#}"));
     }
     report.e2ee = e2ee.into_log();
-    set(&progress.done);
+    set(&progress, &progress.done);
     report
 }
 
@@ -173,7 +199,13 @@ async fn drive(
         .map(|(mid, kind)| SlotDeclaration { mid: mid.to_string(), kind: *kind })
         .collect();
 
-    let (ws, _) = tokio_tungstenite::connect_async(config.ws_url.as_str()).await?;
+    let ws = match connect(&config.ws_url, config.tcp_bind).await {
+        Ok(ws) => ws,
+        Err(err) => {
+            report.refused = refusal_of_upgrade(&err);
+            return Err(err.into());
+        }
+    };
     report.ws_opened = Some(ms_since(epoch, Instant::now()));
     let (mut ws_tx, mut ws_rx) = ws.split();
     let join = ClientMessage::Join {
@@ -255,13 +287,16 @@ async fn drive(
                         e2ee.joined(&participant_id, now);
                         report.participant_id = Some(participant_id);
                         report.joined = Some(at);
+                        set(progress, &progress.joined);
                     }
                     ServerMessage::Admitted { participants, .. } => {
                         report.admitted = Some(at);
-                        set(&progress.admitted);
+                        report.peers_seen.extend(participants.iter().map(|p| p.participant_id.clone()));
+                        set(progress, &progress.admitted);
                         sealed = e2ee.admitted(&participants, now);
                     }
                     ServerMessage::ParticipantJoined { participant } => {
+                        report.peers_seen.push(participant.participant_id.clone());
                         sealed = e2ee.participant_joined(&participant, now);
                     }
                     ServerMessage::ParticipantLeft { participant_id } => {
@@ -278,7 +313,12 @@ async fn drive(
                     }
                     ServerMessage::Speakers { participant_ids } => report.speakers.push((at, participant_ids)),
                     ServerMessage::Left { reason } => anyhow::bail!("left the call: {reason:?}"),
-                    ServerMessage::Error { code, message } => anyhow::bail!("{}: {message}", code.as_str()),
+                    ServerMessage::Error { code, message } => {
+                        if report.joined.is_none() {
+                            report.refused = Some(Refusal::of_message(code.as_str(), &message));
+                        }
+                        anyhow::bail!("{}: {message}", code.as_str())
+                    }
                     ServerMessage::Answer { .. } => report.unexpected.push("answer".into()),
                     _ => {}
                 }
@@ -344,6 +384,7 @@ impl Peer {
                 Output::Event(Event::Connected) => {
                     self.connected = true;
                     report.connected = Some(ms_since(epoch, Instant::now()));
+                    set(progress, &progress.connected);
                     let mut direct = self.rtc.direct_api();
                     report.audio_ssrc = direct.stream_tx_by_mid(self.microphone, None).map(|s| *s.ssrc());
                     report.video_ssrc =
@@ -395,7 +436,7 @@ impl Peer {
                     }
                     if report.first_media.is_none() {
                         report.first_media = Some(ms_since(epoch, Instant::now()));
-                        set(&progress.receiving);
+                        set(progress, &progress.receiving);
                     }
                 }
                 Output::Event(_) => {}
@@ -499,4 +540,44 @@ pub async fn wait_for(flag: &AtomicBool, limit: Duration) -> bool {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     true
+}
+
+type CallSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens the call WebSocket, from `tcp_bind` when given (plain `ws://` only).
+async fn connect(
+    ws_url: &str,
+    tcp_bind: Option<IpAddr>,
+) -> Result<CallSocket, tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let Some(local_ip) = tcp_bind else {
+        return Ok(tokio_tungstenite::connect_async(ws_url).await?.0);
+    };
+    let request = ws_url.into_client_request()?;
+    let uri = request.uri();
+    if uri.scheme_str() != Some("ws") {
+        return Err(tokio_tungstenite::tungstenite::Error::Url(
+            tokio_tungstenite::tungstenite::error::UrlError::UnsupportedUrlScheme,
+        ));
+    }
+    let host = uri.host().unwrap_or("127.0.0.1").trim_start_matches('[').trim_end_matches(']');
+    let remote = tokio::net::lookup_host((host, uri.port_u16().unwrap_or(80)))
+        .await?
+        .find(|addr| addr.is_ipv4() == local_ip.is_ipv4())
+        .ok_or_else(|| std::io::Error::other(format!("{host} has no address of the family of {local_ip}")))?;
+    let socket =
+        if local_ip.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.bind(SocketAddr::new(local_ip, 0))?;
+    let stream = socket.connect(remote).await?;
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+    Ok(tokio_tungstenite::client_async(request, stream).await?.0)
+}
+
+/// A refused WebSocket upgrade (`429`, `503`...): its status, `Retry-After` and code.
+fn refusal_of_upgrade(err: &tokio_tungstenite::tungstenite::Error) -> Option<Refusal> {
+    let tokio_tungstenite::tungstenite::Error::Http(response) = err else { return None };
+    let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok());
+    let body = response.body().as_deref().unwrap_or_default();
+    Some(Refusal::of_http(response.status().as_u16(), retry_after, body))
 }

@@ -6,11 +6,15 @@
 //!   participant's slots delivered against what they should have, slot switch latency after a
 //!   change of speakers and the server's CPU per forwarded packet. Exit status 1 on failure.
 //! - [`soak`]: a school day in fast motion for minutes.
+//! - [`surge`]: a school's Monday at 9:00: hundreds of classes starting their calls within a
+//!   minute, through one or several API replicas; joins per second held, join latency, and
+//!   refusals (`429`/`503` with `Retry-After`, retried as told) against timeouts.
 //!
 //! The participants: [`client`] (the WebSocket protocol and a str0m peer), [`media`] (what they
 //! publish and who speaks when), [`e2ee`] (end-to-end encryption as the page does it, on by
 //! default), [`reassembly`] (video frames rebuilt to be decrypted), [`timeline`] (what they
-//! record), [`report`] (judging it) and [`server`] (the server's CPU and `/metrics`).
+//! record), [`report`] (judging it), [`refusal`] (what a server under load answers and when to
+//! retry) and [`server`] (the server's CPU, memory and `/metrics`).
 //!
 //! It links only `models` and speaks the public protocol like any client.
 
@@ -20,9 +24,11 @@ mod e2ee;
 mod ivf;
 mod media;
 mod reassembly;
+mod refusal;
 mod report;
 mod server;
 mod soak;
+mod surge;
 mod timeline;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -44,6 +50,9 @@ enum Command {
     /// Minutes of join/leave churn, API calls and uploads in several classes; checks that no
     /// attendance row or webhook is lost and that the server's memory stays flat.
     Soak(soak::SoakArgs),
+    /// A school's Monday at 9:00: hundreds of classes start their calls within a minute; joins
+    /// per second held, join latency and errors by kind (refusals with a wait, timeouts).
+    Surge(surge::SurgeArgs),
 }
 
 /// The server, and what the class backend holds to act on it.
@@ -65,6 +74,7 @@ async fn main() -> anyhow::Result<()> {
     let ok = match Cli::parse().command {
         Command::Call(args) => call::call(args).await?,
         Command::Soak(args) => soak::soak(args).await?,
+        Command::Surge(args) => surge::surge(args).await?,
     };
     std::process::exit(if ok { 0 } else { 1 });
 }

@@ -13,6 +13,25 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
+/// Resident memory of a process in KiB (`VmRSS` of /proc/<pid>/status, Linux).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Connections this machine's kernel refused or dropped so far because a listening socket's
+/// accept queue was full (`ListenOverflows` of /proc/net/netstat, every socket of the network
+/// namespace). A client whose SYN is dropped so retries it after 1, 2, 4... seconds: a server
+/// that accepts too slowly shows as connections that take seconds, before any handler runs.
+pub fn listen_overflows() -> Option<u64> {
+    let netstat = std::fs::read_to_string("/proc/net/netstat").ok()?;
+    let mut lines = netstat.lines().filter(|line| line.starts_with("TcpExt:"));
+    let (names, values) = (lines.next()?, lines.next()?);
+    let idx = names.split_whitespace().position(|name| name == "ListenOverflows")?;
+    values.split_whitespace().nth(idx)?.parse().ok()
+}
+
 /// CPU seconds all processes of this machine used so far (every core, from /proc/stat), to tell
 /// how much the server and this load test had to share it with.
 pub fn machine_cpu_seconds() -> Option<f64> {

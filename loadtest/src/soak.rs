@@ -254,6 +254,7 @@ impl User {
                 epoch: Instant::now(),
                 clip: None,
                 e2ee: true,
+                tcp_bind: None,
             };
             let stay = jitter.between(2000, 8000);
             let report = client::run(config, Arc::new(Progress::default()), tokio::time::sleep(stay)).await;

@@ -6,6 +6,8 @@ use std::time::Instant;
 
 use models::visio::SlotKind;
 
+pub use crate::refusal::Refusal;
+
 /// Milliseconds since the run's epoch.
 pub type Ms = u32;
 
@@ -70,6 +72,10 @@ pub struct ClientReport {
     /// Server messages this client did not expect (`offer` from v1, for one).
     pub unexpected: Vec<String>,
     pub e2ee: E2eeLog,
+    /// Participants it was told of in its call (`admitted`, `participant_joined`).
+    pub peers_seen: Vec<String>,
+    /// The server refused the join before answering it (a `429`/`503` upgrade or an `error`).
+    pub refused: Option<Refusal>,
     pub error: Option<String>,
 }
 
