@@ -62,6 +62,7 @@ use axum::routing::get;
 use axum::Router;
 use models::ErrorCode;
 use tokio::net::TcpListener;
+use tower_http::classify::ServerErrorsFailureClass;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::{ApiKey, JwtVerifier};
@@ -280,15 +281,34 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(state.clone(), limits::limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::observe))
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-            let path = request
-                .extensions()
-                .get::<axum::extract::MatchedPath>()
-                .map(|matched| matched.as_str().to_owned())
-                .unwrap_or_else(|| "unmatched".to_owned());
-            tracing::info_span!("http", method = %request.method(), path)
-        }))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request<_>| {
+                    let path = request
+                        .extensions()
+                        .get::<axum::extract::MatchedPath>()
+                        .map(|matched| matched.as_str().to_owned())
+                        .unwrap_or_else(|| "unmatched".to_owned());
+                    tracing::info_span!("http", method = %request.method(), path)
+                })
+                .on_failure(log_failure),
+        )
         .with_state(state)
+}
+
+/// A `503` is the server refusing work it cannot take now (`server_busy`, `unavailable`): during a
+/// surge there are thousands, each answered on purpose and counted on `/metrics`, so they are not
+/// logged as errors. Other server errors are.
+fn log_failure(class: ServerErrorsFailureClass, latency: std::time::Duration, _span: &tracing::Span) {
+    let latency_ms = latency.as_millis();
+    match class {
+        ServerErrorsFailureClass::StatusCode(status)
+            if status == axum::http::StatusCode::SERVICE_UNAVAILABLE =>
+        {
+            tracing::debug!(%status, latency_ms, "refused: the server is busy or unavailable")
+        }
+        class => tracing::error!(%class, latency_ms, "response failed"),
+    }
 }
 
 async fn not_found() -> AppError {
