@@ -182,6 +182,9 @@ pub struct SealedKey {
 pub enum ParticipantEvent {
     /// The session has not started: the participant waits until a teacher or admin starts it.
     Waiting,
+    /// ICE and DTLS are up for the first time: the join is done. Not for the client: the
+    /// signaling server counts a join among those in progress (its admission) until then.
+    MediaConnected,
     /// The participant is in the session. `remaining` is `None` without a time limit.
     Admitted {
         participants: Vec<ParticipantInfo>,

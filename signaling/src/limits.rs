@@ -9,7 +9,8 @@
 //! - **Connections**: a user has at most `max_call_connections_per_user` call WebSockets at once.
 //! - **Admission**: at most `max_joins_in_progress` joins are negotiated at once, and none while
 //!   the SFU's call events wait for the database (`max_call_event_backlog`): a surge gets a quick
-//!   `503 server_busy` with `Retry-After` instead of timing out.
+//!   `503 server_busy` with `Retry-After` instead of timing out. A join is in progress from its
+//!   `join` message until its media connects (ICE and DTLS), `join_connect_timeout_secs` at most.
 //!
 //! The buckets forget idle keys every minute, so their memory follows the active users.
 
@@ -75,6 +76,9 @@ pub struct LimitsConfig {
     /// Joins negotiated at once by this node; the next get `503 server_busy`. 0 admits none
     /// (a node being drained).
     pub max_joins_in_progress: usize,
+    /// A join counts among those in progress until its media connects (ICE and DTLS), or this
+    /// long at most.
+    pub join_connect_timeout_secs: u64,
     /// Call events waiting for the database past which this node admits no join.
     pub max_call_event_backlog: usize,
     /// Files of one class uploading at once (announced, not complete, touched in the last day):
@@ -95,6 +99,7 @@ impl Default for LimitsConfig {
             e2ee_keys_per_participant: Rate::new(1200, 100),
             max_call_connections_per_user: 4,
             max_joins_in_progress: 32,
+            join_connect_timeout_secs: 10,
             max_call_event_backlog: 10_000,
             max_uploads_in_progress_per_class: 100,
         }
@@ -257,7 +262,7 @@ impl Limits {
         Ok(())
     }
 
-    /// A slot among the joins in progress, held until the join is answered.
+    /// A slot among the joins in progress, held until the join's media connects (or a deadline).
     pub fn start_join(&self) -> Result<OwnedSemaphorePermit, Limited> {
         self.joins.clone().try_acquire_owned().map_err(|_| self.busy("joins_in_progress"))
     }

@@ -16,6 +16,7 @@ use crate::proto::{MediaCounters, MediaKind, ParticipantEvent, TrackId, TrackInf
 use super::participant::{Layer, LayerKey, PeerKey, PublishedTrack};
 use super::session::MemberStatus;
 use super::Room;
+use super::RoomOutput;
 
 /// A receiver's report of a stream that carried fewer packets since the previous one is not
 /// counted in its downlink's loss (`bandwidth::Downlink`).
@@ -30,6 +31,11 @@ impl Room {
             Event::RtpPacket(packet) => self.forward_packet(key, packet, now),
             Event::Connected => {
                 if let Some(idx) = self.index_of(key) {
+                    if !self.participants[idx].connected {
+                        let id = self.participants[idx].id.clone();
+                        self.outputs
+                            .push_back(RoomOutput::ToParticipant(id, ParticipantEvent::MediaConnected));
+                    }
                     self.participants[idx].connected = true;
                     // Its slots can now be filled.
                     self.allocation_dirty = true;

@@ -440,3 +440,27 @@ fn silent_media_makes_a_participant_reconnecting_and_a_datagram_brings_them_back
     assert_eq!(connection_events(&events, "teacher"), vec![false]);
     assert_eq!(left(&events, "parent"), None);
 }
+
+/// The first time a participant's ICE and DTLS come up, it (alone) is told `MediaConnected`: the
+/// signaling server stops counting its join as in progress. A later connection (an ICE restart)
+/// says nothing.
+#[test]
+fn media_connected_is_told_once_to_its_participant() {
+    let t0 = Instant::now();
+    let mut room = room(t0);
+    join(&mut room, t0, "teacher", Role::Teacher).unwrap();
+    join(&mut room, t0, "parent", Role::Parent).unwrap();
+    drain(&mut room);
+    let key = room.participants[1].key;
+    room.handle_rtc_event(key, str0m::Event::Connected, t0 + Duration::from_millis(300));
+    let (events, _, _) = drain(&mut room);
+    let told: Vec<&str> = events
+        .iter()
+        .filter(|(_, e)| *e == ParticipantEvent::MediaConnected)
+        .map(|(id, _)| id.as_str())
+        .collect();
+    assert_eq!(told, ["parent"]);
+    room.handle_rtc_event(key, str0m::Event::Connected, t0 + Duration::from_secs(5));
+    let (events, _, _) = drain(&mut room);
+    assert!(!events.iter().any(|(_, e)| *e == ParticipantEvent::MediaConnected));
+}

@@ -74,8 +74,10 @@ fn left_reason(reason: LeaveReason) -> LeftReason {
     }
 }
 
-pub(super) fn server_message(event: ParticipantEvent) -> ServerMessage {
-    match event {
+/// What the client is sent for an SFU event; `None` for the events that are the server's own.
+pub(super) fn server_message(event: ParticipantEvent) -> Option<ServerMessage> {
+    Some(match event {
+        ParticipantEvent::MediaConnected => return None,
         ParticipantEvent::Waiting => ServerMessage::Waiting {
             message: "The teacher has not started the call yet. You will join as soon as it starts.".into(),
         },
@@ -141,5 +143,5 @@ pub(super) fn server_message(event: ParticipantEvent) -> ServerMessage {
             ServerMessage::E2eeKey { from: from.to_string(), sealed }
         }
         ParticipantEvent::Left { reason } => ServerMessage::Left { reason: left_reason(reason) },
-    }
+    })
 }

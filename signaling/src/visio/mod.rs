@@ -112,7 +112,7 @@ async fn connection(state: AppState, class_id: ClassId, mut socket: WebSocket) {
         Ok(key) => key,
         Err(message) => return refuse(socket, ErrorCode::InvalidRequest, message).await,
     };
-    // Held until the join is answered.
+    // Held until the participant's media connects (`CallSession::admission`).
     let admission = match state.limits.start_join() {
         Ok(permit) => permit,
         Err(limited) => {
@@ -157,7 +157,6 @@ async fn connection(state: AppState, class_id: ClassId, mut socket: WebSocket) {
         Ok(joined) => joined,
         Err(err) => return refuse(socket, err.code(), join_refusal_message(&err)).await,
     };
-    drop(admission);
     let participant_id = joined.participant_id.clone();
     tracing::Span::current().record("participant_id", tracing::field::display(&participant_id));
     let resume_token = session::new_token();
@@ -183,6 +182,11 @@ async fn connection(state: AppState, class_id: ClassId, mut socket: WebSocket) {
         e2ee_rate: e2ee::rate_limiter(state.limits.config()),
         // Every third of the HTTP idle timeout (`listener`), so that a live call is never idle.
         ping_interval: Duration::from_secs(state.config.http.idle_timeout_secs.max(3) / 3),
+        admission: Some(session::Admission {
+            _permit: admission,
+            until: tokio::time::Instant::now()
+                + Duration::from_secs(state.limits.config().join_connect_timeout_secs.max(1)),
+        }),
     };
     // The answer goes out before any event.
     if send(&mut socket, &welcome).await {

@@ -94,6 +94,25 @@ pub(super) struct CallSession {
     pub e2ee_rate: Option<governor::DefaultDirectRateLimiter>,
     /// Pings every this long while a socket is attached (a third of the HTTP idle timeout).
     pub ping_interval: Duration,
+    /// The join's place among those this node negotiates at once (`limits`), held from the
+    /// `join` message until the participant's media connects (ICE and DTLS, which cost the node
+    /// most) or its deadline passes: a node on a Monday morning refuses early rather than take
+    /// joins it cannot connect in time.
+    pub admission: Option<Admission>,
+}
+
+/// A held place among the joins in progress, and until when at most.
+pub struct Admission {
+    /// Held, never read: dropping it frees the place.
+    pub _permit: tokio::sync::OwnedSemaphorePermit,
+    pub until: tokio::time::Instant,
+}
+
+async fn admission_deadline(admission: &Option<Admission>) {
+    match admission {
+        Some(admission) => tokio::time::sleep_until(admission.until).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Why the attached socket stopped carrying the session.
@@ -148,8 +167,8 @@ impl CallSession {
                 // That socket broke at once too: park again with nothing missed.
                 continue;
             }
-            for event in missed {
-                let _ = send(&mut socket, &server_message(event)).await;
+            for message in missed.into_iter().filter_map(server_message) {
+                let _ = send(&mut socket, &message).await;
             }
         }
         self.sfu.leave(&self.room_id, &self.participant_id).await;
@@ -198,10 +217,19 @@ impl CallSession {
                     // The sender lives in the registry as long as this session: never `None`.
                     if let Some(next) = next { return Detached::Replaced(Box::new(next)); }
                 }
+                () = admission_deadline(&self.admission), if self.admission.is_some() => {
+                    tracing::debug!("media not connected in time: the join no longer counts as in progress");
+                    self.admission = None;
+                }
                 event = self.events.recv() => {
                     let Some(event) = event else { return Detached::Ended };
                     let is_last = matches!(event, ParticipantEvent::Left { .. });
-                    if !send(socket, &server_message(event)).await {
+                    let Some(message) = server_message(event) else {
+                        // `MediaConnected`: the join is done.
+                        self.admission = None;
+                        continue;
+                    };
+                    if !send(socket, &message).await {
                         return if is_last { Detached::Ended } else { Detached::Broken };
                     }
                     if is_last { return Detached::Ended; }
@@ -217,6 +245,8 @@ impl CallSession {
         handoffs: &mut mpsc::Receiver<Attached>,
     ) -> Option<(Attached, VecDeque<ParticipantEvent>)> {
         let mut missed: VecDeque<ParticipantEvent> = VecDeque::new();
+        // A join whose socket broke is not one the node is still negotiating.
+        self.admission = None;
         loop {
             tokio::select! {
                 next = handoffs.recv() => return next.map(|socket| (socket, missed)),
@@ -224,6 +254,9 @@ impl CallSession {
                     let event = event?;
                     if matches!(event, ParticipantEvent::Left { .. }) {
                         return None;
+                    }
+                    if matches!(event, ParticipantEvent::MediaConnected) {
+                        continue;
                     }
                     keep_missed(&mut missed, event);
                     if missed.len() > MAX_MISSED_EVENTS {

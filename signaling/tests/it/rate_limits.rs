@@ -113,6 +113,30 @@ async fn a_node_that_admits_no_join_answers_503_at_once() {
     assert!(started.elapsed() < std::time::Duration::from_secs(2));
 }
 
+/// A join counts among those in progress until its media connects, not only until it is answered:
+/// the ICE and DTLS that follow cost the node most. One whose media never connects frees its place
+/// at its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_is_in_progress_until_its_media_connects_or_its_deadline() {
+    let server = TestServer::start_with(Db::Sqlite, |config| {
+        config.limits.max_joins_in_progress = 1;
+        config.limits.join_connect_timeout_secs = 2;
+    })
+    .await;
+    server.class_with_people("c", "plus", false).await;
+    // Answered, but nothing drives its peer connection: its media never connects.
+    let (_teacher, _teacher_rtc, joined) = join(&server, "c", "teacher").await;
+    assert_eq!(joined["type"], "joined", "{joined}");
+    let url = format!("{}/v1/classes/c/visio/ws", server.base.replace("http://", "ws://"));
+    match tokio_tungstenite::connect_async(&url).await {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 503),
+        other => panic!("the node's one place is taken: expected a 503, got {other:?}"),
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let (_parent, _parent_rtc, joined) = join(&server, "c", "parent").await;
+    assert_eq!(joined["type"], "joined", "the place was freed at the deadline: {joined}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_class_has_a_bounded_number_of_uploads_in_progress() {
     let server =
