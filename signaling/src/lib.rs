@@ -29,6 +29,7 @@ pub mod api;
 pub mod api_media;
 pub mod attendance;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod demo;
@@ -74,7 +75,8 @@ use crate::uploads::Uploads;
 pub struct AppState {
     pub directory: Directory,
     pub attendance: attendance::Attendance,
-    pub sfu: sfu::SfuHandle,
+    /// The in-process SFU, or the SFU nodes of a cluster (`cluster.enabled`).
+    pub sfu: cluster::MediaPlane,
     /// Call sessions whose WebSocket may be replaced by a `resume` (see [`visio`]).
     pub calls: Arc<visio::Resumable>,
     pub uploads: Uploads,
@@ -143,7 +145,7 @@ impl AppState {
         let directory = Directory::new(pool.clone(), config.tier_table());
         let attendance = attendance::Attendance::new(pool.clone());
         let uploads = Uploads::new(
-            pool,
+            pool.clone(),
             config.tier_table(),
             config.media.max_attempts,
             config.limits.max_uploads_in_progress_per_class,
@@ -159,22 +161,16 @@ impl AppState {
             config.media.link_ttl_secs,
         );
         let api_key = ApiKey::new(api_key_raw);
-        let sfu = sfu::Sfu::start(sfu::SfuConfig {
-            udp_bind: config.sfu.udp_addr,
-            tcp_bind: config.sfu.tcp_addr,
-            advertised_ip: config.sfu.advertised_ip,
-            room: sfu::RoomConfig {
-                audio_slots: config.sfu.audio_slots,
-                thumbnail_slots: config.sfu.thumbnail_slots,
-                reconnect_grace: std::time::Duration::from_secs(config.sfu.reconnect_grace_secs),
-                ..sfu::RoomConfig::default()
-            },
-            tcp_limits: sfu::TcpLimits::default(),
-            batch_sends: config.sfu.batch_sends,
-            media_thread: config.sfu.media_thread,
-        })
-        .await
-        .context("cannot start the SFU")?;
+        let (sfu, sfu_events) = if config.cluster.enabled {
+            let registry = cluster::registry::Registry::new(pool.clone(), config.cluster.dead_after_ms);
+            // `validate` guarantees the secret is set.
+            let secret = config.cluster.secret.clone().context("KLASS_CLUSTER_SECRET is not set")?;
+            let cluster = cluster::Cluster::new(registry, secret, config.sfu.room_config());
+            (cluster::MediaPlane::Cluster(Arc::new(cluster)), None)
+        } else {
+            let sfu = sfu::Sfu::start(config.sfu.sfu_config()).await.context("cannot start the SFU")?;
+            (cluster::MediaPlane::InProcess(sfu.handle), Some(sfu.events))
+        };
         let metrics = Arc::new(Metrics::new());
         let webhooks = webhooks::Webhooks::new(&config.webhooks);
         let deliverer = webhooks.deliverer(&config.webhooks, attendance.pool().clone(), metrics.registry());
@@ -186,8 +182,11 @@ impl AppState {
             directory: directory.clone(),
             webhooks: webhooks.clone(),
         };
-        let sfu_events = sfu.events;
-        let events = Background::spawn("call events", Some(|stop| events::run(sfu_events, sinks, stop)));
+        // A replica of a cluster has no SFU events: each node records its rooms' own.
+        let events = Background::spawn(
+            "call events",
+            sfu_events.map(|sfu_events| move |stop| events::run(sfu_events, sinks, stop)),
+        );
         let worker = (config.worker.concurrency > 0).then(|| {
             media_worker::worker::Worker::new(
                 uploads.queue().clone(),
@@ -201,7 +200,7 @@ impl AppState {
         Ok(AppState {
             directory,
             attendance,
-            sfu: sfu.handle,
+            sfu,
             calls: Arc::default(),
             uploads,
             storage,

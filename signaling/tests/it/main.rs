@@ -21,6 +21,7 @@ mod phone_media;
 mod privacy;
 mod rate_limits;
 mod resume;
+mod scaleout;
 mod turn;
 mod uploads;
 mod visio;

@@ -1,0 +1,362 @@
+//! The SFU node role (`signaling sfu`): the media plane as its own process.
+//!
+//! It runs the in-process `sfu` as the all-in-one server does, and serves it to API replicas over
+//! the internal protocol ([`super::wire`]) on `cluster.node_addr`. It registers in `sfu_nodes`
+//! and heartbeats its load; the call events of its rooms (attendance, webhooks, metrics) are
+//! written by its own events loop into the shared database, as the all-in-one server does.
+//!
+//! On SIGTERM it drains: it marks itself draining (replicas place no new room on it), keeps
+//! its rooms until their sessions end or `cluster.drain_timeout_secs` passes, then closes
+//! what is left, leaves the registry and exits.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use futures_util::{SinkExt, StreamExt};
+use sfu::{SfuError, SfuHandle};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::registry::{now_ms, NodeAddress, NodeLoad, Registry};
+use super::wire::{FromNode, Reply, ToNode, WireError, MAX_FRAME_BYTES, NODE_PATH};
+use crate::auth::ApiKey;
+use crate::config::Config;
+
+/// Messages waiting for one replica's connection. Each participant's own queue (512 events in
+/// the SFU) is behind it, so a stuck replica makes the room drop its participants, not grow this.
+const OUTBOUND_QUEUE: usize = 4096;
+
+/// A placement not claimed by a join for this long, of a room this node no longer runs, is
+/// dropped by the heartbeat.
+const STALE_PLACEMENT_MS: i64 = 10_000;
+
+struct NodeState {
+    sfu: SfuHandle,
+    registry: Registry,
+    address: NodeAddress,
+    secret: ApiKey,
+    draining: AtomicBool,
+    n_participants: AtomicU64,
+}
+
+/// Runs the node on `listener` until `shutdown` resolves, then drains and returns.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let cluster = config.cluster.clone();
+    let secret = cluster.secret.clone().context("KLASS_CLUSTER_SECRET is not set")?;
+    let pool = crate::db::connect(&config.database_url(), config.database.max_connections)
+        .await
+        .context("cannot open the database")?;
+    let sfu = sfu::Sfu::start(config.sfu.sfu_config()).await.context("cannot start the SFU")?;
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let sinks = crate::events::EventSinks {
+        metrics: metrics.clone(),
+        attendance: crate::attendance::Attendance::new(pool.clone()),
+        directory: crate::directory::Directory::new(pool.clone(), config.tier_table()),
+        webhooks: crate::webhooks::Webhooks::new(&config.webhooks),
+    };
+    let sfu_events = sfu.events;
+    let events =
+        crate::Background::spawn("call events", Some(|stop| crate::events::run(sfu_events, sinks, stop)));
+
+    let local = listener.local_addr()?;
+    let address = NodeAddress {
+        node_id: cluster
+            .node_id
+            .clone()
+            .unwrap_or_else(|| format!("node-{}", hex::encode(rand::random::<[u8; 6]>()))),
+        url: cluster.node_url.clone().unwrap_or_else(|| format!("ws://{local}")),
+    };
+    let state = Arc::new(NodeState {
+        sfu: sfu.handle.clone(),
+        registry: Registry::new(pool, cluster.dead_after_ms),
+        address,
+        secret: ApiKey::new(secret),
+        draining: AtomicBool::new(false),
+        n_participants: AtomicU64::new(0),
+    });
+    heartbeat(&state, &mut CpuMeter::default()).await.context("cannot register in sfu_nodes")?;
+    tracing::info!(node = %state.address.node_id, url = %state.address.url, media = %state.sfu.udp_addr(), "sfu node up");
+
+    let app = Router::new()
+        .route(NODE_PATH, get(internal_ws))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics_text))
+        .with_state((state.clone(), metrics));
+    // Replicas' connections stay open for as long as the node runs: the server is stopped by
+    // aborting it once the rooms are gone, not by waiting for connections to close.
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let beats = tokio::spawn(heartbeats(state.clone(), Duration::from_millis(cluster.heartbeat_ms.max(100))));
+
+    shutdown.await;
+    state.draining.store(true, Ordering::SeqCst);
+    let _ = heartbeat(&state, &mut CpuMeter::default()).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(cluster.drain_timeout_secs);
+    tracing::info!(rooms = state.sfu.n_rooms(), timeout_secs = cluster.drain_timeout_secs, "draining");
+    while state.sfu.n_rooms() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tracing::info!(rooms_left = state.sfu.n_rooms(), "drained: closing");
+    beats.abort();
+    state.sfu.shutdown().await;
+    events.stop().await;
+    if let Err(err) = state.registry.deregister(&state.address.node_id).await {
+        tracing::warn!(cause = %err, "cannot leave the registry; replicas will find this node dead");
+    }
+    server.abort();
+    Ok(())
+}
+
+async fn heartbeats(state: Arc<NodeState>, period: Duration) {
+    let mut cpu = CpuMeter::default();
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        if let Err(err) = heartbeat(&state, &mut cpu).await {
+            tracing::warn!(cause = %err, "heartbeat failed");
+        }
+        if let Err(err) = drop_ended_placements(&state).await {
+            tracing::warn!(cause = %err, "cannot drop the placements of ended rooms");
+        }
+    }
+}
+
+async fn heartbeat(state: &NodeState, cpu: &mut CpuMeter) -> Result<(), sqlx::Error> {
+    let load = NodeLoad {
+        n_rooms: state.sfu.n_rooms() as u64,
+        n_participants: state.n_participants.load(Ordering::Relaxed),
+        cpu_permille: cpu.sample(),
+    };
+    let media = state.sfu.udp_addr().to_string();
+    state.registry.heartbeat(&state.address, &media, &load, state.draining.load(Ordering::SeqCst)).await
+}
+
+/// Rooms whose session ended keep their placement until here: the next session of the class
+/// is placed afresh, by load.
+async fn drop_ended_placements(state: &NodeState) -> Result<(), sqlx::Error> {
+    let before = now_ms() - STALE_PLACEMENT_MS;
+    for room_id in state.registry.placements_of(&state.address.node_id, before).await? {
+        if !state.sfu.has_room(&room_id) {
+            state.registry.drop_stale_placement(&room_id, &state.address.node_id, before).await?;
+        }
+    }
+    Ok(())
+}
+
+/// CPU time of this process between samples, from `/proc/self/stat`, in thousandths of a core.
+#[derive(Default)]
+struct CpuMeter {
+    last: Option<(std::time::Instant, u64)>,
+}
+
+impl CpuMeter {
+    fn sample(&mut self) -> u64 {
+        let Some(ticks) = process_cpu_ticks() else { return 0 };
+        let now = std::time::Instant::now();
+        let permille = match self.last {
+            Some((then, before)) => {
+                let wall = now.duration_since(then).as_secs_f64();
+                // Linux reports in USER_HZ, 100 on every architecture we run on.
+                let cpu = ticks.saturating_sub(before) as f64 / 100.0;
+                if wall > 0.0 {
+                    (cpu / wall * 1000.0) as u64
+                } else {
+                    0
+                }
+            }
+            None => 0,
+        };
+        self.last = Some((now, ticks));
+        permille
+    }
+}
+
+fn process_cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name may hold spaces: fields are counted after its closing parenthesis.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+type NodeAppState = (Arc<NodeState>, Arc<crate::metrics::Metrics>);
+
+async fn metrics_text(State((state, metrics)): State<NodeAppState>) -> impl IntoResponse {
+    metrics.set_sfu_queues(state.sfu.drops(), state.sfu.event_backlog());
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics.encode())
+}
+
+/// The internal WebSocket: only for holders of the cluster secret.
+async fn internal_ws(
+    State((state, _)): State<NodeAppState>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let presented = headers.get(axum::http::header::AUTHORIZATION).and_then(|value| value.to_str().ok());
+    let authorized = crate::auth::bearer(presented).is_ok_and(|token| state.secret.matches(token));
+    if !authorized {
+        return (StatusCode::UNAUTHORIZED, "the cluster secret is required").into_response();
+    }
+    ws.max_message_size(MAX_FRAME_BYTES).max_frame_size(MAX_FRAME_BYTES).on_upgrade(
+        move |socket| async move {
+            let span = tracing::info_span!("replica");
+            tracing::Instrument::instrument(connection(state, socket), span).await
+        },
+    )
+}
+
+/// One replica's connection. Its participants live as long as it does: when it closes, their
+/// event streams are dropped and the rooms let them go.
+async fn connection(state: Arc<NodeState>, socket: WebSocket) {
+    let (mut sink, mut stream) = socket.split();
+    let (outbound, mut to_send) = mpsc::channel::<FromNode>(OUTBOUND_QUEUE);
+    let writer = tokio::spawn(async move {
+        while let Some(message) = to_send.recv().await {
+            // Our own enums of strings and numbers always serialize.
+            let text = serde_json::to_string(&message).expect("node messages serialize");
+            if sink.send(Message::Text(text.into())).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut participants = JoinSet::new();
+    while let Some(Ok(message)) = stream.next().await {
+        let text = match message {
+            Message::Text(text) => text,
+            Message::Close(_) => break,
+            _ => continue,
+        };
+        let request: ToNode = match serde_json::from_str(&text) {
+            Ok(request) => request,
+            Err(err) => {
+                tracing::warn!(cause = %err, "unreadable message from a replica");
+                continue;
+            }
+        };
+        handle(&state, request, &outbound, &mut participants).await;
+        // Reap the participants that ended, so the set does not grow over a long connection.
+        while participants.try_join_next().is_some() {}
+    }
+    participants.shutdown().await;
+    writer.abort();
+}
+
+async fn handle(
+    state: &Arc<NodeState>,
+    request: ToNode,
+    outbound: &mpsc::Sender<FromNode>,
+    participants: &mut JoinSet<()>,
+) {
+    let sfu = &state.sfu;
+    let reply = |id: u64, result: Result<Reply, SfuError>| FromNode::Reply {
+        id,
+        result: result.map_err(|err| WireError::from(&err)),
+    };
+    let answer = match request {
+        ToNode::Join { id, request } => {
+            // Joins wait for the database and the room: they run beside the other requests.
+            participants.spawn(participant(state.clone(), id, request, outbound.clone()));
+            return;
+        }
+        ToNode::Offer { id, room_id, participant_id, sdp, tracks } => {
+            let result = sfu.offer(&room_id, &participant_id, sdp, tracks).await;
+            reply(id, result.map(|sdp| Reply::Answer { sdp }))
+        }
+        ToNode::Candidate { id, room_id, participant_id, candidate } => {
+            let result = sfu.add_ice_candidate(&room_id, &participant_id, candidate).await;
+            reply(id, result.map(|()| Reply::Done))
+        }
+        ToNode::Command { id, room_id, from, command } => {
+            let result = sfu.command(&room_id, &from, command).await;
+            reply(id, result.map(|()| Reply::Done))
+        }
+        ToNode::Leave { room_id, participant_id } => return sfu.leave(&room_id, &participant_id).await,
+        ToNode::Signal { room_id, participant_id, lost: true } => {
+            return sfu.signal_lost(&room_id, &participant_id).await
+        }
+        ToNode::Signal { room_id, participant_id, lost: false } => {
+            return sfu.signal_restored(&room_id, &participant_id).await
+        }
+        ToNode::MemberRemoved { room_id, user_id } => return sfu.member_removed(&room_id, user_id).await,
+        ToNode::RoleChanged { room_id, user_id, role } => {
+            return sfu.member_role_changed(&room_id, user_id, role).await
+        }
+        ToNode::CloseRoom { room_id, reason } => return sfu.close_room(&room_id, reason).await,
+    };
+    let _ = outbound.send(answer).await;
+}
+
+/// Keeps the count of participants this node serves, for its heartbeat.
+struct Counted(Arc<NodeState>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.n_participants.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One join, then the participant's events to the replica until it leaves (or the replica's
+/// connection closes, which aborts this task and so drops the events: the room lets them go).
+async fn participant(
+    state: Arc<NodeState>,
+    id: u64,
+    request: sfu::JoinRequest,
+    outbound: mpsc::Sender<FromNode>,
+) {
+    let room_id = request.room_id.clone();
+    if state.draining.load(Ordering::SeqCst) && !state.sfu.has_room(&room_id) {
+        let error = WireError::elsewhere("this node is draining: it takes no new room");
+        let _ = outbound.send(FromNode::Reply { id, result: Err(error) }).await;
+        return;
+    }
+    match state.registry.claim(&room_id, &state.address.node_id).await {
+        Ok(true) => {}
+        Ok(false) => {
+            let error = WireError::elsewhere("another node hosts this room");
+            let _ = outbound.send(FromNode::Reply { id, result: Err(error) }).await;
+            return;
+        }
+        Err(err) => {
+            tracing::error!(cause = %err, "cannot claim the room's placement");
+            let error = WireError::from(&SfuError::Shutdown);
+            let _ = outbound.send(FromNode::Reply { id, result: Err(error) }).await;
+            return;
+        }
+    }
+    let mut joined = match state.sfu.join(request).await {
+        Ok(joined) => joined,
+        Err(err) => {
+            let _ = outbound.send(FromNode::Reply { id, result: Err(WireError::from(&err)) }).await;
+            return;
+        }
+    };
+    state.n_participants.fetch_add(1, Ordering::Relaxed);
+    let _counted = Counted(state.clone());
+    let participant_id = joined.participant_id.clone();
+    let reply = Reply::Joined { participant_id: participant_id.clone(), answer_sdp: joined.answer_sdp };
+    if outbound.send(FromNode::Reply { id, result: Ok(reply) }).await.is_err() {
+        return;
+    }
+    while let Some(event) = joined.events.recv().await {
+        let last = matches!(event, sfu::ParticipantEvent::Left { .. });
+        let message = FromNode::Event { participant_id: participant_id.clone(), event };
+        if outbound.send(message).await.is_err() || last {
+            return;
+        }
+    }
+}

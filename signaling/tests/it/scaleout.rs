@@ -1,0 +1,333 @@
+//! The scale-out system test: PostgreSQL, an S3-compatible store (moto), two SFU nodes
+//! (`signaling sfu`) and two API replicas (`signaling serve` with `KLASS_CLUSTER=true`), each its
+//! own process of the real binary. Participants join through either replica with real SDP
+//! offers (str0m), as `visio.rs` does.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use sqlx::Row;
+use str0m::Rtc;
+
+use crate::media::start_s3;
+use crate::support::{free_port, postgres, API_KEY, JWT_SECRET};
+use crate::visio::{next, next_of, offer, public_key, send, token, Socket};
+
+const CLUSTER_SECRET: &str = "test-cluster-secret-0123456789-0123456789";
+
+/// A process of the real binary, killed with the test. Its log goes to a file in `dir`, printed
+/// when the test fails.
+struct Proc {
+    name: String,
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Proc {
+    fn spawn(name: &str, args: &[&str], env: &[(&str, String)], dir: &Path) -> Proc {
+        let log = dir.join(format!("{name}.log"));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_signaling"));
+        command.args(args).env("RUST_LOG", "info,sqlx=warn");
+        for var in
+            ["KLASS_API_KEY", "KLASS_JWT_SECRET", "KLASS_DATABASE_URL", "KLASS_CONFIG", "KLASS_CONFIG_BODY"]
+        {
+            command.env_remove(var);
+        }
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let file = std::fs::File::create(&log).expect("log file");
+        command.stdout(Stdio::null()).stderr(Stdio::from(file));
+        let child = command.spawn().expect("spawn signaling");
+        Proc { name: name.to_owned(), child, log }
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    fn exited(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_some()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("---- {} (last lines) ----", self.name);
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+async fn wait_healthy(url: &str) {
+    let started = Instant::now();
+    loop {
+        if let Ok(response) = reqwest::get(url).await {
+            if response.status().is_success() {
+                return;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{url} did not come up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Fields drop in order: the processes (which print their logs on failure) before the folder.
+struct Cluster {
+    database_url: String,
+    pool: sqlx::AnyPool,
+    common: Vec<(&'static str, String)>,
+    replicas: Vec<(String, Proc)>,
+    nodes: Vec<Proc>,
+    _s3: crate::media::S3Server,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let s3 = start_s3().await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database_url = postgres().new_database();
+        // Migrations run here first, so the processes do not race to create the tables.
+        let pool = signaling::db::connect(&database_url, 2).await.expect("database");
+        let config_body = format!(
+            "limits: {{ rate_limits: false }}\nworker: {{ concurrency: 0 }}\n\
+             storage:\n  url: s3://klass-media\n  options: {{ aws_endpoint: '{}', aws_allow_http: 'true', \
+             aws_region: eu-west-3, aws_access_key_id: test, aws_secret_access_key: test }}\n",
+            s3.endpoint
+        );
+        let common = vec![
+            ("KLASS_API_KEY", API_KEY.to_owned()),
+            ("KLASS_JWT_SECRET", JWT_SECRET.to_owned()),
+            ("KLASS_DATABASE_URL", database_url.clone()),
+            ("KLASS_CLUSTER_SECRET", CLUSTER_SECRET.to_owned()),
+            ("KLASS_CLUSTER_HEARTBEAT_MS", "500".to_owned()),
+            ("KLASS_CLUSTER_DEAD_AFTER_MS", "2000".to_owned()),
+            ("KLASS_CONFIG_BODY", config_body),
+            ("KLASS_SFU_UDP_ADDR", "127.0.0.1:0".to_owned()),
+            ("KLASS_SFU_TCP_ADDR", "127.0.0.1:0".to_owned()),
+        ];
+        let mut cluster =
+            Cluster { dir, database_url, pool, common, replicas: Vec::new(), nodes: Vec::new(), _s3: s3 };
+        for name in ["node-a", "node-b"] {
+            cluster.start_node(name).await;
+        }
+        for idx in 0..2 {
+            let port = free_port();
+            let mut env = cluster.common.clone();
+            env.push(("KLASS_CLUSTER", "true".to_owned()));
+            env.push(("KLASS_HTTP_ADDR", format!("127.0.0.1:{port}")));
+            env.push((
+                "KLASS_DATA_DIR",
+                cluster.dir.path().join(format!("replica{idx}")).display().to_string(),
+            ));
+            let proc = Proc::spawn(&format!("replica{idx}"), &["serve"], &env, cluster.dir.path());
+            let base = format!("http://127.0.0.1:{port}");
+            wait_healthy(&format!("{base}/healthz")).await;
+            cluster.replicas.push((base, proc));
+        }
+        cluster
+    }
+
+    async fn start_node(&mut self, name: &str) {
+        let port = free_port();
+        let mut env = self.common.clone();
+        env.push(("KLASS_NODE_ID", name.to_owned()));
+        env.push(("KLASS_NODE_ADDR", format!("127.0.0.1:{port}")));
+        env.push(("KLASS_NODE_DRAIN_TIMEOUT_SECS", "60".to_owned()));
+        env.push(("KLASS_DATA_DIR", self.dir.path().join(name).display().to_string()));
+        self.nodes.push(Proc::spawn(name, &["sfu"], &env, self.dir.path()));
+        wait_healthy(&format!("http://127.0.0.1:{port}/healthz")).await;
+        self.wait_until(|rows| rows.iter().any(|(node, _)| node == name), "the node registers").await;
+    }
+
+    fn replica(&self, idx: usize) -> &str {
+        &self.replicas[idx].0
+    }
+
+    async fn backend(&self, method: Method, path: &str, body: Option<Value>) -> u16 {
+        let mut request =
+            reqwest::Client::new().request(method, format!("{}{path}", self.replica(0))).bearer_auth(API_KEY);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("backend request").status().as_u16()
+    }
+
+    /// Live nodes and whether each drains.
+    async fn nodes(&self) -> Vec<(String, bool)> {
+        sqlx::query("SELECT node_id, draining FROM sfu_nodes ORDER BY node_id")
+            .fetch_all(&self.pool)
+            .await
+            .expect("sfu_nodes")
+            .iter()
+            .map(|row| (row.get::<String, _>("node_id"), row.get::<i64, _>("draining") == 1))
+            .collect()
+    }
+
+    async fn placement(&self, class_id: &str) -> Option<String> {
+        sqlx::query("SELECT node_id FROM room_placements WHERE room_id = $1")
+            .bind(class_id)
+            .fetch_optional(&self.pool)
+            .await
+            .expect("room_placements")
+            .map(|row| row.get::<String, _>("node_id"))
+    }
+
+    async fn wait_until(&self, done: impl Fn(&[(String, bool)]) -> bool, what: &str) {
+        let started = Instant::now();
+        while !done(&self.nodes().await) {
+            assert!(started.elapsed() < Duration::from_secs(30), "timed out waiting until {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// `user` joins `class_id` through `base`; returns the socket, its peer and the first answer.
+async fn join(base: &str, class_id: &str, user: &str) -> (Socket, Rtc, Value) {
+    let url = format!("{}/v1/classes/{class_id}/visio/ws", base.replace("http://", "ws://"));
+    let mut socket = tokio_tungstenite::connect_async(url).await.expect("websocket connects").0;
+    let (rtc, sdp) = offer();
+    let message = json!({
+        "type": "join", "token": token(user), "sdp": sdp, "tracks": [],
+        "e2ee": { "public_key": public_key(user) },
+    });
+    send(&mut socket, message).await;
+    let first = next(&mut socket).await.expect("an answer to join");
+    (socket, rtc, first)
+}
+
+async fn setup_class(cluster: &Cluster, class_id: &str, n_parents: usize) {
+    let class = json!({ "name": format!("class {class_id}"), "tier": "standard", "options": { "confort_famille": false } });
+    let status = cluster.backend(Method::PUT, &format!("/v1/classes/{class_id}"), Some(class)).await;
+    assert!(status == 200 || status == 201, "{status}");
+    let mut people = vec![("teacher".to_owned(), "teacher")];
+    people.extend((0..n_parents).map(|idx| (format!("parent{idx}"), "parent")));
+    for (user, role) in people {
+        let member = json!({ "display_name": format!("Person {user}"), "role": role, "approved": true });
+        let status = cluster
+            .backend(Method::PUT, &format!("/v1/classes/{class_id}/members/{user}"), Some(member))
+            .await;
+        assert!(status == 200 || status == 201, "{status}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_and_two_sfu_nodes_share_rooms_limits_removals_and_drain() {
+    let started = Instant::now();
+    let mut cluster = Cluster::start().await;
+    eprintln!("cluster up in {:?}", started.elapsed());
+    assert_eq!(cluster.nodes().await, vec![("node-a".to_owned(), false), ("node-b".to_owned(), false)]);
+
+    // Joins of one class through both replicas land in one room on one node.
+    setup_class(&cluster, "std", 12).await;
+    let (mut teacher, _teacher_rtc, joined) = join(cluster.replica(0), "std", "teacher").await;
+    assert_eq!(joined["type"], "joined", "{joined}");
+    next_of(&mut teacher, "admitted").await;
+    let (mut parent0, _parent0_rtc, joined) = join(cluster.replica(1), "std", "parent0").await;
+    assert_eq!(joined["type"], "joined", "{joined}");
+    let admitted = next_of(&mut parent0, "admitted").await;
+    // The teacher, who joined through the other replica, is in the same room.
+    assert_eq!(admitted["participants"][0]["role"], "teacher", "{admitted}");
+    let seen = next_of(&mut teacher, "participant_joined").await;
+    assert_eq!(seen["participant"]["participant_id"], joined["participant_id"], "{seen}");
+    let node = cluster.placement("std").await.expect("the room is placed");
+
+    // The tier limit holds exactly under concurrent joins through both replicas: Standard
+    // allows 8 at once; 2 are in, 11 more try at once, 6 get in.
+    let joins = (1..12).map(|idx| {
+        let base = cluster.replica(idx % 2).to_owned();
+        async move {
+            let user = format!("parent{idx}");
+            let (socket, rtc, first) = join(&base, "std", &user).await;
+            (user, socket, rtc, first)
+        }
+    });
+    let results = futures_util::future::join_all(joins).await;
+    let mut admitted = Vec::new();
+    let mut n_full = 0;
+    for (user, socket, rtc, first) in results {
+        match first["type"].as_str() {
+            Some("joined") => admitted.push((user, socket, rtc)),
+            Some("error") if first["code"] == "room_full" => n_full += 1,
+            _ => panic!("{user}: unexpected answer {first}"),
+        }
+    }
+    assert_eq!((admitted.len(), n_full), (6, 5), "8 at once on Standard, whichever replica");
+    assert_eq!(cluster.placement("std").await.as_deref(), Some(node.as_str()), "still one node");
+
+    // A member removed through replica 0 (the class backend's API) is disconnected from the
+    // room reached through replica 1.
+    let removed_started = Instant::now();
+    let status = cluster.backend(Method::DELETE, "/v1/classes/std/members/parent0", None).await;
+    assert_eq!(status, 204);
+    let left = next_of(&mut parent0, "left").await;
+    assert_eq!(left["reason"], "removed_from_class", "{left}");
+    assert!(removed_started.elapsed() < Duration::from_secs(5));
+
+    // SIGTERM on the room's node: it drains. It takes no new room (a new class goes to the
+    // other node), while the room it has goes on, and later joins of its class still reach it.
+    let node_idx = cluster.nodes.iter().position(|proc| proc.name == node).expect("the room's node");
+    let other = if node == "node-a" { "node-b" } else { "node-a" };
+    cluster.nodes[node_idx].signal(libc::SIGTERM);
+    cluster
+        .wait_until(|rows| rows.iter().any(|(id, draining)| *id == node && *draining), "the node drains")
+        .await;
+    setup_class(&cluster, "later", 0).await;
+    let (mut later_teacher, _later_rtc, joined) = join(cluster.replica(1), "later", "teacher").await;
+    assert_eq!(joined["type"], "joined", "{joined}");
+    next_of(&mut later_teacher, "admitted").await;
+    assert_eq!(cluster.placement("later").await.as_deref(), Some(other), "no new room on a draining node");
+    let (_socket, _rtc, first) = join(cluster.replica(1), "std", "parent0").await;
+    assert_eq!(first["code"], "not_a_member", "{first}");
+    // parent0 left, so there is room for one: the room on the draining node still admits.
+    let status = cluster
+        .backend(
+            Method::PUT,
+            "/v1/classes/std/members/parent0",
+            Some(json!({ "display_name": "Person parent0", "role": "parent", "approved": true })),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "{status}");
+    let (mut back, _back_rtc, first) = join(cluster.replica(1), "std", "parent0").await;
+    assert_eq!(first["type"], "joined", "{first}");
+    next_of(&mut back, "admitted").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!cluster.nodes[node_idx].exited(), "a draining node keeps its rooms");
+
+    // The room's session ends (the teacher ends it): nobody was left without a call, and the
+    // node exits once it has no room.
+    send(&mut teacher, json!({ "type": "end_session" })).await;
+    assert_eq!(next_of(&mut teacher, "left").await["reason"], "session_ended_by_moderator");
+    for (user, socket, _) in &mut admitted {
+        let left = next_of(socket, "left").await;
+        assert_eq!(left["reason"], "session_ended_by_moderator", "{user}: {left}");
+    }
+    let drain_started = Instant::now();
+    while !cluster.nodes[node_idx].exited() {
+        assert!(drain_started.elapsed() < Duration::from_secs(10), "the drained node exits");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("drained node exited {:?} after its last room ended", drain_started.elapsed());
+    assert_eq!(cluster.nodes().await, vec![(other.to_owned(), false)], "it left the registry");
+
+    // The class's next session starts on the remaining node.
+    let (mut teacher, _teacher_rtc, joined) = join(cluster.replica(0), "std", "teacher").await;
+    assert_eq!(joined["type"], "joined", "{joined}");
+    next_of(&mut teacher, "admitted").await;
+    assert_eq!(cluster.placement("std").await.as_deref(), Some(other));
+    drop(back);
+    eprintln!("system test done in {:?} ({})", started.elapsed(), cluster.database_url);
+}
+
