@@ -331,3 +331,28 @@ async fn two_replicas_and_two_sfu_nodes_share_rooms_limits_removals_and_drain() 
     eprintln!("system test done in {:?} ({})", started.elapsed(), cluster.database_url);
 }
 
+/// Periodic work shared by replicas (the retention sweep) runs under a lease: one holder at a
+/// time, renewable by its holder, free again once expired or released.
+async fn one_replica_at_a_time_holds_a_lease(db: crate::support::Db) {
+    use signaling::cluster::lease::{release, try_acquire};
+    let server = crate::support::TestServer::start(db).await;
+    let pool = signaling::db::connect(&server.database_url(), 2).await.expect("database");
+    let name = signaling::privacy::SWEEP_LEASE;
+    assert!(try_acquire(&pool, name, "replica-a", 60_000).await.unwrap());
+    assert!(!try_acquire(&pool, name, "replica-b", 60_000).await.unwrap(), "held by a");
+    assert!(try_acquire(&pool, name, "replica-a", 60_000).await.unwrap(), "a renews its own");
+    release(&pool, name, "replica-b").await.unwrap();
+    assert!(!try_acquire(&pool, name, "replica-b", 60_000).await.unwrap(), "b cannot release a's");
+    release(&pool, name, "replica-a").await.unwrap();
+    assert!(try_acquire(&pool, name, "replica-b", 1).await.unwrap(), "released");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(try_acquire(&pool, name, "replica-a", 60_000).await.unwrap(), "expired");
+    // Both try at once: exactly one wins.
+    release(&pool, name, "replica-a").await.unwrap();
+    let (first, second) = tokio::join!(
+        try_acquire(&pool, name, "replica-c", 60_000),
+        try_acquire(&pool, name, "replica-d", 60_000)
+    );
+    assert!(first.unwrap() ^ second.unwrap(), "one holder");
+}
+crate::support::both_backends!(one_replica_at_a_time_holds_a_lease);
