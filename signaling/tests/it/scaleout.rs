@@ -90,6 +90,8 @@ struct Cluster {
     common: Vec<(&'static str, String)>,
     replicas: Vec<(String, Proc)>,
     nodes: Vec<Proc>,
+    /// The internal port of each of `nodes`.
+    node_ports: Vec<u16>,
     _s3: crate::media::S3Server,
     dir: tempfile::TempDir,
 }
@@ -118,8 +120,16 @@ impl Cluster {
             ("KLASS_SFU_UDP_ADDR", "127.0.0.1:0".to_owned()),
             ("KLASS_SFU_TCP_ADDR", "127.0.0.1:0".to_owned()),
         ];
-        let mut cluster =
-            Cluster { dir, database_url, pool, common, replicas: Vec::new(), nodes: Vec::new(), _s3: s3 };
+        let mut cluster = Cluster {
+            dir,
+            database_url,
+            pool,
+            common,
+            replicas: Vec::new(),
+            nodes: Vec::new(),
+            node_ports: Vec::new(),
+            _s3: s3,
+        };
         for name in ["node-a", "node-b"] {
             cluster.start_node(name).await;
         }
@@ -148,6 +158,7 @@ impl Cluster {
         env.push(("KLASS_NODE_DRAIN_TIMEOUT_SECS", "60".to_owned()));
         env.push(("KLASS_DATA_DIR", self.dir.path().join(name).display().to_string()));
         self.nodes.push(Proc::spawn(name, &["sfu"], &env, self.dir.path()));
+        self.node_ports.push(port);
         wait_healthy(&format!("http://127.0.0.1:{port}/healthz")).await;
         self.wait_until(|rows| rows.iter().any(|(node, _)| node == name), "the node registers").await;
     }
@@ -229,6 +240,21 @@ async fn two_replicas_and_two_sfu_nodes_share_rooms_limits_removals_and_drain() 
     let mut cluster = Cluster::start().await;
     eprintln!("cluster up in {:?}", started.elapsed());
     assert_eq!(cluster.nodes().await, vec![("node-a".to_owned(), false), ("node-b".to_owned(), false)]);
+
+    // The internal protocol is for holders of the cluster secret only.
+    let internal = format!("ws://127.0.0.1:{}{}", cluster.node_ports[0], signaling::cluster::wire::NODE_PATH);
+    for bearer in [None, Some("not-the-cluster-secret-0123456789-0123456789")] {
+        let mut request =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(internal.as_str())
+                .unwrap();
+        if let Some(bearer) = bearer {
+            request.headers_mut().insert("authorization", format!("Bearer {bearer}").parse().unwrap());
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 401),
+            other => panic!("the node let in {bearer:?}: {:?}", other.map(|_| ())),
+        }
+    }
 
     // Joins of one class through both replicas land in one room on one node.
     setup_class(&cluster, "std", 12).await;
@@ -328,6 +354,33 @@ async fn two_replicas_and_two_sfu_nodes_share_rooms_limits_removals_and_drain() 
     next_of(&mut teacher, "admitted").await;
     assert_eq!(cluster.placement("std").await.as_deref(), Some(other));
     drop(back);
+
+    // A node that dies (SIGKILL: no drain, no goodbye) is dead for the replicas once its
+    // heartbeat is 2 s old here (6 s by default): its participants' sessions end, and their
+    // next join restarts the room on a live node.
+    cluster.start_node("node-c").await;
+    let other_idx = cluster.nodes.iter().position(|proc| proc.name == other).expect("the other node");
+    let killed = Instant::now();
+    cluster.nodes[other_idx].signal(libc::SIGKILL);
+    for socket in [&mut teacher, &mut later_teacher] {
+        while let Some(message) = next(socket).await {
+            assert_ne!(message["type"], "admitted", "{message}");
+        }
+    }
+    let ended = killed.elapsed();
+    let rejoined = loop {
+        let (mut socket, rtc, first) = join(cluster.replica(1), "std", "teacher").await;
+        if first["type"] == "joined" {
+            next_of(&mut socket, "admitted").await;
+            break (socket, rtc);
+        }
+        assert_eq!(first["code"], "unavailable", "{first}");
+        assert!(killed.elapsed() < Duration::from_secs(15), "the room restarts elsewhere");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    eprintln!("node killed: sessions ended after {ended:?}, the room restarted after {:?}", killed.elapsed());
+    assert_eq!(cluster.placement("std").await.as_deref(), Some("node-c"));
+    drop(rejoined);
     eprintln!("system test done in {:?} ({})", started.elapsed(), cluster.database_url);
 }
 
