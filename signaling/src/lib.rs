@@ -14,6 +14,9 @@
 //!   expiring links to the published files.
 //! - [`privacy`]: erasing a user's or a class's data, and purging classes unused for two years.
 //! - [`demo`]: the demo school of `serve --demo`.
+//! - [`cluster`]: scale-out. SFU nodes (`signaling sfu`) behind an internal WebSocket, their
+//!   registry and room placements in the database, and [`cluster::MediaPlane`], the one interface
+//!   to the in-process SFU (the default) or to the room's node.
 //!
 //! # Design
 //! `main` only parses configuration and binds; [`run`] serves on a given listener until `shutdown`
