@@ -24,9 +24,10 @@ use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 use sfu::{
-    CloseReason, Command, DropCounts, JoinRequest, Joined, ParticipantId, RoomConfig, RoomId, SfuError,
-    SfuHandle, TrackDeclaration,
+    CloseReason, Command, DropCounts, JoinRequest, Joined, ParticipantEvent, ParticipantId, RoomConfig,
+    RoomId, SfuError, SfuHandle, TrackDeclaration,
 };
+use tokio::sync::mpsc;
 
 use registry::{NodeAddress, PlacementError, Registry};
 use remote::{NodeClient, RequestError};
@@ -119,7 +120,7 @@ impl MediaPlane {
             MediaPlane::Cluster(cluster) => {
                 let (room_id, participant_id) = (room_id.clone(), participant_id.clone());
                 let reply = cluster
-                    .room_request(&room_id, |id| ToNode::Offer {
+                    .participant_request(&room_id, &participant_id.clone(), |id| ToNode::Offer {
                         id,
                         room_id: room_id.clone(),
                         participant_id,
@@ -146,7 +147,7 @@ impl MediaPlane {
             MediaPlane::Cluster(cluster) => {
                 let (room_id, participant_id) = (room_id.clone(), participant_id.clone());
                 cluster
-                    .room_request(&room_id, |id| ToNode::Candidate {
+                    .participant_request(&room_id, &participant_id.clone(), |id| ToNode::Candidate {
                         id,
                         room_id: room_id.clone(),
                         participant_id,
@@ -169,7 +170,7 @@ impl MediaPlane {
             MediaPlane::Cluster(cluster) => {
                 let (room_id, from) = (room_id.clone(), from.clone());
                 cluster
-                    .room_request(&room_id, |id| ToNode::Command {
+                    .participant_request(&room_id, &from.clone(), |id| ToNode::Command {
                         id,
                         room_id: room_id.clone(),
                         from,
@@ -184,17 +185,7 @@ impl MediaPlane {
     pub async fn leave(&self, room_id: &RoomId, participant_id: &ParticipantId) {
         match self {
             MediaPlane::InProcess(sfu) => sfu.leave(room_id, participant_id).await,
-            MediaPlane::Cluster(cluster) => {
-                if let Some(client) = cluster.room_client(room_id) {
-                    client.forget(participant_id);
-                    client
-                        .notify(ToNode::Leave {
-                            room_id: room_id.clone(),
-                            participant_id: participant_id.clone(),
-                        })
-                        .await;
-                }
-            }
+            MediaPlane::Cluster(cluster) => cluster.leave(room_id, participant_id).await,
         }
     }
 
@@ -245,6 +236,29 @@ impl MediaPlane {
         }
     }
 
+    /// The session's resume token, so that a `resume` through another replica finds it on the
+    /// room's node ([`MediaPlane::adopt`]). Nothing to do in-process.
+    pub async fn resumable(&self, room_id: &RoomId, participant_id: &ParticipantId, token: &str) {
+        if let MediaPlane::Cluster(cluster) = self {
+            cluster.resumable(room_id, participant_id, token).await;
+        }
+    }
+
+    /// A `resume` of a session that this replica does not carry (its replica stopped, or the
+    /// page's new socket reached another one): the room's node hands it over, with the events
+    /// missed meanwhile. `None` in-process, where only this process's sessions exist.
+    pub async fn adopt(
+        &self,
+        room_id: &RoomId,
+        user_id: &models::UserId,
+        token: &str,
+    ) -> Option<Result<(ParticipantId, mpsc::Receiver<ParticipantEvent>), SfuError>> {
+        match self {
+            MediaPlane::InProcess(_) => None,
+            MediaPlane::Cluster(cluster) => Some(cluster.adopt(room_id, user_id, token).await),
+        }
+    }
+
     /// In-process: closes every room. A replica's participants live on the nodes, which let
     /// them go when this replica's connections close.
     pub async fn shutdown(&self) {
@@ -285,8 +299,9 @@ pub struct Cluster {
     room_config: RoomConfig,
     /// One connection per node, opened at first use and again after it breaks.
     clients: tokio::sync::Mutex<HashMap<String, Arc<NodeClient>>>,
-    /// The node of each room this replica's participants joined.
-    rooms: Mutex<HashMap<RoomId, Arc<NodeClient>>>,
+    /// The node of each participant this replica carries, from its join (or adoption) to its
+    /// leave.
+    participants: Mutex<HashMap<(RoomId, ParticipantId), Arc<NodeClient>>>,
 }
 
 /// Tries of a join on other nodes when one is draining, dead or not the room's.
@@ -294,12 +309,20 @@ const JOIN_ATTEMPTS: usize = 3;
 
 impl Cluster {
     pub fn new(registry: Registry, secret: String, room_config: RoomConfig) -> Cluster {
-        Cluster { registry, secret, room_config, clients: Default::default(), rooms: Default::default() }
+        Cluster {
+            registry,
+            secret,
+            room_config,
+            clients: Default::default(),
+            participants: Default::default(),
+        }
     }
 
-    fn lock_rooms(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, Arc<NodeClient>>> {
+    fn lock_participants(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(RoomId, ParticipantId), Arc<NodeClient>>> {
         // Held for one map operation; a poisoned map is still consistent.
-        self.rooms.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.participants.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     async fn client(&self, node: &NodeAddress) -> Result<Arc<NodeClient>, SfuError> {
@@ -340,7 +363,7 @@ impl Cluster {
             let request = request.clone();
             match client.request(|id| ToNode::Join { id, request }, Some(events_tx)).await {
                 Ok(Reply::Joined { participant_id, answer_sdp }) => {
-                    self.lock_rooms().insert(room_id, client);
+                    self.lock_participants().insert((room_id, participant_id.clone()), client);
                     return Ok(Joined { participant_id, answer_sdp, events });
                 }
                 Ok(_) => return Err(SfuError::Io("unexpected reply to a join".into())),
@@ -357,21 +380,22 @@ impl Cluster {
         Err(last_error)
     }
 
-    fn room_client(&self, room_id: &RoomId) -> Option<Arc<NodeClient>> {
-        self.lock_rooms().get(room_id).cloned()
+    fn carrier(&self, room_id: &RoomId, participant_id: &ParticipantId) -> Option<Arc<NodeClient>> {
+        self.lock_participants().get(&(room_id.clone(), participant_id.clone())).cloned()
     }
 
-    async fn room_request(
+    async fn participant_request(
         &self,
         room_id: &RoomId,
+        participant_id: &ParticipantId,
         make: impl FnOnce(u64) -> ToNode,
     ) -> Result<Reply, SfuError> {
-        let client = self.room_client(room_id).ok_or(SfuError::RoomNotFound)?;
+        let client = self.carrier(room_id, participant_id).ok_or(SfuError::ParticipantNotFound)?;
         client.request(make, None).await.map_err(SfuError::from)
     }
 
     async fn signal(&self, room_id: &RoomId, participant_id: &ParticipantId, lost: bool) {
-        if let Some(client) = self.room_client(room_id) {
+        if let Some(client) = self.carrier(room_id, participant_id) {
             client
                 .notify(ToNode::Signal {
                     room_id: room_id.clone(),
@@ -379,6 +403,59 @@ impl Cluster {
                     lost,
                 })
                 .await;
+        }
+    }
+
+    async fn leave(&self, room_id: &RoomId, participant_id: &ParticipantId) {
+        let client = self.lock_participants().remove(&(room_id.clone(), participant_id.clone()));
+        if let Some(client) = client {
+            client.forget(participant_id);
+            client
+                .notify(ToNode::Leave { room_id: room_id.clone(), participant_id: participant_id.clone() })
+                .await;
+        }
+    }
+
+    async fn resumable(&self, room_id: &RoomId, participant_id: &ParticipantId, token: &str) {
+        if let Some(client) = self.carrier(room_id, participant_id) {
+            let token_hash = wire::token_hash(token);
+            let message = ToNode::Resumable {
+                room_id: room_id.clone(),
+                participant_id: participant_id.clone(),
+                token_hash,
+            };
+            client.notify(message).await;
+        }
+    }
+
+    /// Takes over, from the room's node, the session that `token` resumes.
+    async fn adopt(
+        &self,
+        room_id: &RoomId,
+        user_id: &models::UserId,
+        token: &str,
+    ) -> Result<(ParticipantId, mpsc::Receiver<ParticipantEvent>), SfuError> {
+        let node = match self.registry.placed(room_id).await {
+            Ok(Some(node)) => node,
+            Ok(None) => return Err(SfuError::RoomNotFound),
+            Err(err) => {
+                tracing::error!(room = %room_id, cause = %err, "cannot find the room's node");
+                return Err(SfuError::Shutdown);
+            }
+        };
+        let client = self.client(&node).await?;
+        let (events_tx, events) = remote::event_channel();
+        let (room, user, token_hash) = (room_id.clone(), user_id.clone(), wire::token_hash(token));
+        let reply = client
+            .request(|id| ToNode::Adopt { id, room_id: room, user_id: user, token_hash }, Some(events_tx))
+            .await
+            .map_err(SfuError::from)?;
+        match reply {
+            Reply::Adopted { participant_id } => {
+                self.lock_participants().insert((room_id.clone(), participant_id.clone()), client);
+                Ok((participant_id, events))
+            }
+            _ => Err(SfuError::Io("unexpected reply to an adoption".into())),
         }
     }
 

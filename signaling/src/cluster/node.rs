@@ -9,6 +9,7 @@
 //! its rooms until their sessions end or `cluster.drain_timeout_secs` passes, then closes
 //! what is left, leaves the registry and exits.
 
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,10 +23,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use futures_util::{SinkExt, StreamExt};
-use sfu::{SfuError, SfuHandle};
+use models::UserId;
+use sfu::{ParticipantEvent, ParticipantId, RoomId, SfuError, SfuHandle};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 
 use super::registry::{now_ms, NodeAddress, NodeLoad, Registry};
 use super::wire::{FromNode, Reply, ToNode, WireError, MAX_FRAME_BYTES, NODE_PATH};
@@ -47,6 +48,9 @@ struct NodeState {
     secret: ApiKey,
     draining: AtomicBool,
     n_participants: AtomicU64,
+    /// Every participant this node serves, by id (unique on this node).
+    links: std::sync::Mutex<HashMap<ParticipantId, Arc<Link>>>,
+    next_connection: AtomicU64,
 }
 
 /// Runs the node on `listener` until `shutdown` resolves, then drains and returns.
@@ -87,6 +91,8 @@ pub async fn run(
         secret: ApiKey::new(secret),
         draining: AtomicBool::new(false),
         n_participants: AtomicU64::new(0),
+        links: Default::default(),
+        next_connection: AtomicU64::new(1),
     });
     heartbeat(&state, &mut CpuMeter::default()).await.context("cannot register in sfu_nodes")?;
     tracing::info!(node = %state.address.node_id, url = %state.address.url, media = %state.sfu.udp_addr(), "sfu node up");
@@ -220,9 +226,46 @@ async fn internal_ws(
     )
 }
 
-/// One replica's connection. Its participants live as long as it does: when it closes, their
-/// event streams are dropped and the rooms let them go.
+/// Events kept for a participant whose replica is gone, until another replica adopts it (the
+/// page resumes) or the room's grace period ends it; as `visio::session` keeps them while parked.
+const MAX_MISSED_EVENTS: usize = 2000;
+
+/// One participant served by this node, and the replica connection that carries it now.
+struct Link {
+    room_id: RoomId,
+    user_id: UserId,
+    /// SHA-256 of the session's resume token, once the replica said it (`ToNode::Resumable`).
+    token_hash: std::sync::Mutex<Option<String>>,
+    carrier: tokio::sync::Mutex<Carrier>,
+}
+
+/// Who carries a participant's events: a connection, or nobody (its replica's connection
+/// closed) while the events are kept for the next one.
+struct Carrier {
+    connection: Option<(u64, mpsc::Sender<FromNode>)>,
+    missed: VecDeque<ParticipantEvent>,
+}
+
+impl NodeState {
+    fn links(&self) -> std::sync::MutexGuard<'_, HashMap<ParticipantId, Arc<Link>>> {
+        // Held for one map operation; a poisoned map is still consistent.
+        self.links.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The participant, if connection `connection_id` carries it: a replica acts only on its own.
+    async fn carried(&self, connection_id: u64, participant_id: &ParticipantId) -> Option<Arc<Link>> {
+        let link = self.links().get(participant_id).cloned()?;
+        let carried =
+            link.carrier.lock().await.connection.as_ref().is_some_and(|(id, _)| *id == connection_id);
+        carried.then_some(link)
+    }
+}
+
+/// One replica's connection. When it closes, its participants stay in their rooms as
+/// "reconnecting" (the room's grace period runs) with their events kept, until a replica
+/// adopts them (the page resumed through it) or the grace period ends them.
 async fn connection(state: Arc<NodeState>, socket: WebSocket) {
+    let connection_id = state.next_connection.fetch_add(1, Ordering::Relaxed);
     let (mut sink, mut stream) = socket.split();
     let (outbound, mut to_send) = mpsc::channel::<FromNode>(OUTBOUND_QUEUE);
     let writer = tokio::spawn(async move {
@@ -234,7 +277,6 @@ async fn connection(state: Arc<NodeState>, socket: WebSocket) {
             }
         }
     });
-    let mut participants = JoinSet::new();
     while let Some(Ok(message)) = stream.next().await {
         let text = match message {
             Message::Text(text) => text,
@@ -248,49 +290,97 @@ async fn connection(state: Arc<NodeState>, socket: WebSocket) {
                 continue;
             }
         };
-        handle(&state, request, &outbound, &mut participants).await;
-        // Reap the participants that ended, so the set does not grow over a long connection.
-        while participants.try_join_next().is_some() {}
+        handle(&state, connection_id, request, &outbound).await;
     }
-    participants.shutdown().await;
     writer.abort();
+    let links: Vec<(ParticipantId, Arc<Link>)> =
+        state.links().iter().map(|(id, link)| (id.clone(), link.clone())).collect();
+    for (participant_id, link) in links {
+        let mut carrier = link.carrier.lock().await;
+        if carrier.connection.as_ref().is_some_and(|(id, _)| *id == connection_id) {
+            carrier.connection = None;
+            drop(carrier);
+            state.sfu.signal_lost(&link.room_id, &participant_id).await;
+        }
+    }
 }
 
 async fn handle(
     state: &Arc<NodeState>,
+    connection_id: u64,
     request: ToNode,
     outbound: &mpsc::Sender<FromNode>,
-    participants: &mut JoinSet<()>,
 ) {
     let sfu = &state.sfu;
     let reply = |id: u64, result: Result<Reply, SfuError>| FromNode::Reply {
         id,
         result: result.map_err(|err| WireError::from(&err)),
     };
+    let not_carried =
+        |id: u64| FromNode::Reply { id, result: Err(WireError::from(&SfuError::ParticipantNotFound)) };
     let answer = match request {
         ToNode::Join { id, request } => {
-            // Joins wait for the database and the room: they run beside the other requests.
-            participants.spawn(participant(state.clone(), id, request, outbound.clone()));
+            // Joins wait for the database and the room: they run beside the other requests. The
+            // participant's task outlives this connection (see `connection`).
+            tokio::spawn(participant(state.clone(), connection_id, id, request, outbound.clone()));
             return;
         }
+        ToNode::Adopt { id, room_id, user_id, token_hash } => {
+            let result = adopt(state, connection_id, id, &room_id, &user_id, &token_hash, outbound).await;
+            match result {
+                Ok(()) => return,
+                Err(error) => FromNode::Reply { id, result: Err(error) },
+            }
+        }
         ToNode::Offer { id, room_id, participant_id, sdp, tracks } => {
-            let result = sfu.offer(&room_id, &participant_id, sdp, tracks).await;
-            reply(id, result.map(|sdp| Reply::Answer { sdp }))
+            if state.carried(connection_id, &participant_id).await.is_none() {
+                not_carried(id)
+            } else {
+                let result = sfu.offer(&room_id, &participant_id, sdp, tracks).await;
+                reply(id, result.map(|sdp| Reply::Answer { sdp }))
+            }
         }
         ToNode::Candidate { id, room_id, participant_id, candidate } => {
-            let result = sfu.add_ice_candidate(&room_id, &participant_id, candidate).await;
-            reply(id, result.map(|()| Reply::Done))
+            if state.carried(connection_id, &participant_id).await.is_none() {
+                not_carried(id)
+            } else {
+                let result = sfu.add_ice_candidate(&room_id, &participant_id, candidate).await;
+                reply(id, result.map(|()| Reply::Done))
+            }
         }
         ToNode::Command { id, room_id, from, command } => {
-            let result = sfu.command(&room_id, &from, command).await;
-            reply(id, result.map(|()| Reply::Done))
+            if state.carried(connection_id, &from).await.is_none() {
+                not_carried(id)
+            } else {
+                let result = sfu.command(&room_id, &from, command).await;
+                reply(id, result.map(|()| Reply::Done))
+            }
         }
-        ToNode::Leave { room_id, participant_id } => return sfu.leave(&room_id, &participant_id).await,
-        ToNode::Signal { room_id, participant_id, lost: true } => {
-            return sfu.signal_lost(&room_id, &participant_id).await
+        ToNode::Leave { room_id, participant_id } => {
+            // A replica whose participant moved to another one lets it go: not a departure.
+            if state.carried(connection_id, &participant_id).await.is_some() {
+                sfu.leave(&room_id, &participant_id).await;
+            }
+            return;
         }
-        ToNode::Signal { room_id, participant_id, lost: false } => {
-            return sfu.signal_restored(&room_id, &participant_id).await
+        ToNode::Signal { room_id, participant_id, lost } => {
+            if state.carried(connection_id, &participant_id).await.is_some() {
+                if lost {
+                    sfu.signal_lost(&room_id, &participant_id).await;
+                } else {
+                    sfu.signal_restored(&room_id, &participant_id).await;
+                }
+            }
+            return;
+        }
+        ToNode::Resumable { room_id, participant_id, token_hash } => {
+            if let Some(link) = state.carried(connection_id, &participant_id).await {
+                if link.room_id == room_id {
+                    *link.token_hash.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+                        Some(token_hash);
+                }
+            }
+            return;
         }
         ToNode::MemberRemoved { room_id, user_id } => return sfu.member_removed(&room_id, user_id).await,
         ToNode::RoleChanged { room_id, user_id, role } => {
@@ -301,24 +391,64 @@ async fn handle(
     let _ = outbound.send(answer).await;
 }
 
-/// Keeps the count of participants this node serves, for its heartbeat.
-struct Counted(Arc<NodeState>);
+/// Hands the participant whose resume token hashes to `token_hash` (in `room_id`, of
+/// `user_id`) to connection `connection_id`: the reply, then the events it missed, in order.
+async fn adopt(
+    state: &Arc<NodeState>,
+    connection_id: u64,
+    id: u64,
+    room_id: &RoomId,
+    user_id: &UserId,
+    token_hash: &str,
+    outbound: &mpsc::Sender<FromNode>,
+) -> Result<(), WireError> {
+    let found = state
+        .links()
+        .iter()
+        .find(|(_, link)| {
+            let hash = link.token_hash.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            link.room_id == *room_id && link.user_id == *user_id && hash.as_deref() == Some(token_hash)
+        })
+        .map(|(participant_id, link)| (participant_id.clone(), link.clone()));
+    let (participant_id, link) = found.ok_or_else(WireError::resume_failed)?;
+    let mut carrier = link.carrier.lock().await;
+    if let Some((_, previous)) = carrier.connection.take() {
+        let _ = previous.send(FromNode::Moved { participant_id: participant_id.clone() }).await;
+    }
+    let adopted =
+        FromNode::Reply { id, result: Ok(Reply::Adopted { participant_id: participant_id.clone() }) };
+    if outbound.send(adopted).await.is_err() {
+        return Ok(());
+    }
+    for event in carrier.missed.drain(..) {
+        let _ = outbound.send(FromNode::Event { participant_id: participant_id.clone(), event }).await;
+    }
+    carrier.connection = Some((connection_id, outbound.clone()));
+    tracing::info!(participant = %participant_id, "session adopted by another replica connection");
+    Ok(())
+}
+
+/// Keeps the count of participants this node serves, for its heartbeat, and its place in
+/// the links.
+struct Counted(Arc<NodeState>, ParticipantId);
 
 impl Drop for Counted {
     fn drop(&mut self) {
         self.0.n_participants.fetch_sub(1, Ordering::Relaxed);
+        self.0.links().remove(&self.1);
     }
 }
 
-/// One join, then the participant's events to the replica until it leaves (or the replica's
-/// connection closes, which aborts this task and so drops the events: the room lets them go).
+/// One join, then the participant's events to whichever replica carries it, until it leaves.
 async fn participant(
     state: Arc<NodeState>,
+    connection_id: u64,
     id: u64,
     request: sfu::JoinRequest,
     outbound: mpsc::Sender<FromNode>,
 ) {
     let room_id = request.room_id.clone();
+    let user_id = request.participant.user_id.clone();
     if state.draining.load(Ordering::SeqCst) && !state.sfu.has_room(&room_id) {
         let error = WireError::elsewhere("this node is draining: it takes no new room");
         let _ = outbound.send(FromNode::Reply { id, result: Err(error) }).await;
@@ -345,18 +475,58 @@ async fn participant(
             return;
         }
     };
-    state.n_participants.fetch_add(1, Ordering::Relaxed);
-    let _counted = Counted(state.clone());
     let participant_id = joined.participant_id.clone();
+    let link = Arc::new(Link {
+        room_id,
+        user_id,
+        token_hash: std::sync::Mutex::new(None),
+        carrier: tokio::sync::Mutex::new(Carrier {
+            connection: Some((connection_id, outbound.clone())),
+            missed: VecDeque::new(),
+        }),
+    });
+    state.n_participants.fetch_add(1, Ordering::Relaxed);
+    state.links().insert(participant_id.clone(), link.clone());
+    let _counted = Counted(state.clone(), participant_id.clone());
     let reply = Reply::Joined { participant_id: participant_id.clone(), answer_sdp: joined.answer_sdp };
     if outbound.send(FromNode::Reply { id, result: Ok(reply) }).await.is_err() {
+        // The replica is gone before it heard of the join: nobody has this participant.
         return;
     }
+    drop(outbound);
     while let Some(event) = joined.events.recv().await {
-        let last = matches!(event, sfu::ParticipantEvent::Left { .. });
-        let message = FromNode::Event { participant_id: participant_id.clone(), event };
-        if outbound.send(message).await.is_err() || last {
+        let last = matches!(event, ParticipantEvent::Left { .. });
+        let mut carrier = link.carrier.lock().await;
+        let unsent = match &carrier.connection {
+            Some((_, outbound)) => {
+                match outbound.send(FromNode::Event { participant_id: participant_id.clone(), event }).await {
+                    Ok(()) => None,
+                    Err(mpsc::error::SendError(FromNode::Event { event, .. })) => Some(event),
+                    Err(_) => None,
+                }
+            }
+            None => Some(event),
+        };
+        if let Some(event) = unsent {
+            carrier.connection = None;
+            keep_missed(&mut carrier.missed, event);
+            if carrier.missed.len() > MAX_MISSED_EVENTS {
+                tracing::info!(participant = %participant_id, "too many events missed without a replica: dropped");
+                return;
+            }
+        }
+        if last {
             return;
         }
     }
+}
+
+/// As `visio::session` keeps events while parked: `slots` and `speakers` only last.
+fn keep_missed(missed: &mut VecDeque<ParticipantEvent>, event: ParticipantEvent) {
+    match &event {
+        ParticipantEvent::Slots(_) => missed.retain(|e| !matches!(e, ParticipantEvent::Slots(_))),
+        ParticipantEvent::Speakers(_) => missed.retain(|e| !matches!(e, ParticipantEvent::Speakers(_))),
+        _ => {}
+    }
+    missed.push_back(event);
 }

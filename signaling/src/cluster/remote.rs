@@ -182,12 +182,23 @@ fn deliver(shared: &Shared, text: &str) {
     match message {
         FromNode::Reply { id, result } => {
             let Some(pending) = shared.pending().remove(&id) else { return };
-            if let (Ok(Reply::Joined { participant_id, .. }), Some(events)) = (&result, pending.events) {
-                // Registered before the join's caller hears of it: the node sends the reply
-                // before any event of the participant.
+            let participant_id = match &result {
+                Ok(Reply::Joined { participant_id, .. } | Reply::Adopted { participant_id }) => {
+                    Some(participant_id)
+                }
+                _ => None,
+            };
+            if let (Some(participant_id), Some(events)) = (participant_id, pending.events) {
+                // Registered before the caller hears of it: the node sends the reply before any
+                // event of the participant.
                 shared.participants().insert(participant_id.clone(), events);
             }
             let _ = pending.reply.send(result);
+        }
+        FromNode::Moved { participant_id } => {
+            // Its page resumed through another replica: dropping the channel ends the session
+            // here, and the node ignores what this replica says about it from now on.
+            shared.participants().remove(&participant_id);
         }
         FromNode::Event { participant_id, event } => {
             let last = matches!(event, ParticipantEvent::Left { .. });

@@ -12,6 +12,13 @@ use sfu::{
 /// The path of the node's internal WebSocket.
 pub const NODE_PATH: &str = "/internal/v1/node";
 
+/// How a resume token is known to nodes: its SHA-256, hex. The token itself stays with the
+/// page and the replica that carries the session.
+pub fn token_hash(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
 /// Largest frame either side accepts: a join's offer with 48 m-lines is far below.
 pub const MAX_FRAME_BYTES: usize = 1 << 20;
 
@@ -64,14 +71,39 @@ pub enum ToNode {
         room_id: RoomId,
         reason: CloseReason,
     },
+    /// The participant's session may be resumed, through any replica, with the token whose
+    /// SHA-256 (hex) this is.
+    Resumable {
+        room_id: RoomId,
+        participant_id: ParticipantId,
+        token_hash: String,
+    },
+    /// A page resumes, through this replica, the session whose token hashes to `token_hash`: its
+    /// events come here from now on (those missed meanwhile first). Replied `adopted`.
+    Adopt {
+        id: u64,
+        room_id: RoomId,
+        user_id: UserId,
+        token_hash: String,
+    },
 }
 
 /// Node to replica.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum FromNode {
-    Reply { id: u64, result: Result<Reply, WireError> },
-    Event { participant_id: ParticipantId, event: ParticipantEvent },
+    Reply {
+        id: u64,
+        result: Result<Reply, WireError>,
+    },
+    Event {
+        participant_id: ParticipantId,
+        event: ParticipantEvent,
+    },
+    /// Another replica resumed this participant's session: this one lets it go, quietly.
+    Moved {
+        participant_id: ParticipantId,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -79,6 +111,7 @@ pub enum FromNode {
 pub enum Reply {
     Joined { participant_id: ParticipantId, answer_sdp: String },
     Answer { sdp: String },
+    Adopted { participant_id: ParticipantId },
     Done,
 }
 
@@ -96,6 +129,15 @@ pub struct WireError {
 }
 
 impl WireError {
+    pub fn resume_failed() -> WireError {
+        WireError {
+            code: ErrorCode::ResumeFailed,
+            message: "no such session".into(),
+            max_participants: None,
+            retry_elsewhere: false,
+        }
+    }
+
     pub fn elsewhere(message: &str) -> WireError {
         WireError {
             code: ErrorCode::Unavailable,

@@ -368,11 +368,11 @@ async fn two_replicas_and_two_sfu_nodes_share_rooms_limits_removals_and_drain() 
         }
     }
     let ended = killed.elapsed();
-    let rejoined = loop {
+    let (mut teacher, _teacher_rtc, teacher_joined) = loop {
         let (mut socket, rtc, first) = join(cluster.replica(1), "std", "teacher").await;
         if first["type"] == "joined" {
             next_of(&mut socket, "admitted").await;
-            break (socket, rtc);
+            break (socket, rtc, first);
         }
         assert_eq!(first["code"], "unavailable", "{first}");
         assert!(killed.elapsed() < Duration::from_secs(15), "the room restarts elsewhere");
@@ -380,7 +380,47 @@ async fn two_replicas_and_two_sfu_nodes_share_rooms_limits_removals_and_drain() 
     };
     eprintln!("node killed: sessions ended after {ended:?}, the room restarted after {:?}", killed.elapsed());
     assert_eq!(cluster.placement("std").await.as_deref(), Some("node-c"));
-    drop(rejoined);
+
+    // The replica that carries a session dies (SIGKILL): the page resumes through the other
+    // replica with its resume token, and the room's node hands the session over, events and
+    // commands included. Nobody left the call.
+    let (mut parent1, _parent1_rtc, joined) = join(cluster.replica(0), "std", "parent1").await;
+    assert_eq!(joined["type"], "joined", "{joined}");
+    next_of(&mut parent1, "admitted").await;
+    let parent1_id = joined["participant_id"].clone();
+    next_of(&mut teacher, "participant_joined").await;
+    cluster.replicas[1].1.signal(libc::SIGKILL);
+    while next(&mut teacher).await.is_some() {}
+    let lost = next_of(&mut parent1, "connection").await;
+    assert_eq!(lost["reconnecting"], true, "{lost}");
+    let resume_token = teacher_joined["resume_token"].as_str().expect("a resume token").to_owned();
+    let resume = |user: &'static str, resume_token: String| {
+        let base = cluster.replica(0).replace("http://", "ws://");
+        async move {
+            let url = format!("{base}/v1/classes/std/visio/ws");
+            let mut socket = tokio_tungstenite::connect_async(url).await.expect("websocket connects").0;
+            send(
+                &mut socket,
+                json!({ "type": "resume", "token": token(user), "resume_token": resume_token }),
+            )
+            .await;
+            let first = next(&mut socket).await.expect("an answer to resume");
+            (socket, first)
+        }
+    };
+    let (_socket, refused) = resume("parent2", resume_token.clone()).await;
+    assert_eq!(refused["code"], "resume_failed", "another user's token: {refused}");
+    let (mut teacher, resumed) = resume("teacher", resume_token).await;
+    assert_eq!(resumed["type"], "resumed", "{resumed}");
+    assert_eq!(resumed["participant_id"], teacher_joined["participant_id"], "the same participant");
+    let back = next_of(&mut parent1, "connection").await;
+    assert_eq!(back["reconnecting"], false, "{back}");
+    send(&mut teacher, json!({ "type": "mute", "target": parent1_id })).await;
+    assert_eq!(next_of(&mut parent1, "mute_changed").await["by_moderator"], true);
+    let (_parent2, _parent2_rtc, joined) = join(cluster.replica(0), "std", "parent2").await;
+    assert_eq!(joined["type"], "joined", "{joined}");
+    let seen = next_of(&mut teacher, "participant_joined").await;
+    assert_eq!(seen["participant"]["participant_id"], joined["participant_id"], "{seen}");
     eprintln!("system test done in {:?} ({})", started.elapsed(), cluster.database_url);
 }
 
