@@ -6,6 +6,8 @@
 //!   participant's slots delivered against what they should have, slot switch latency after a
 //!   change of speakers and the server's CPU per forwarded packet. Exit status 1 on failure.
 //! - [`soak`]: a school day in fast motion for minutes.
+//! - [`surge`]: a Monday at 9:00, hundreds of calls starting within a minute across API replicas:
+//!   joins per second, join latency percentiles, errors by kind.
 //!
 //! The participants: [`client`] (the WebSocket protocol and a str0m peer), [`media`] (what they
 //! publish and who speaks when), [`e2ee`] (end-to-end encryption as the page does it, on by
@@ -23,6 +25,7 @@ mod reassembly;
 mod report;
 mod server;
 mod soak;
+mod surge;
 mod timeline;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -44,6 +47,9 @@ enum Command {
     /// Minutes of join/leave churn, API calls and uploads in several classes; checks that no
     /// attendance row or webhook is lost and that the server's memory stays flat.
     Soak(soak::SoakArgs),
+    /// A Monday at 9:00: hundreds of classes start their calls within a minute, through one or
+    /// several API replicas; joins per second, join latency and errors by kind.
+    Surge(surge::SurgeArgs),
 }
 
 /// The server, and what the class backend holds to act on it.
@@ -65,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
     let ok = match Cli::parse().command {
         Command::Call(args) => call::call(args).await?,
         Command::Soak(args) => soak::soak(args).await?,
+        Command::Surge(args) => surge::surge(args).await?,
     };
     std::process::exit(if ok { 0 } else { 1 });
 }
