@@ -118,6 +118,8 @@ pub async fn run(
     tracing::info!(rooms_left = state.sfu.n_rooms(), "drained: closing");
     beats.abort();
     state.sfu.shutdown().await;
+    // The rooms' goodbyes (`left`) are in the connections' queues: let them reach the replicas.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     events.stop().await;
     if let Err(err) = state.registry.deregister(&state.address.node_id).await {
         tracing::warn!(cause = %err, "cannot leave the registry; replicas will find this node dead");

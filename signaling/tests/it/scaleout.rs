@@ -381,16 +381,18 @@ async fn two_replicas_and_two_sfu_nodes_share_rooms_limits_removals_and_drain() 
     eprintln!("node killed: sessions ended after {ended:?}, the room restarted after {:?}", killed.elapsed());
     assert_eq!(cluster.placement("std").await.as_deref(), Some("node-c"));
 
-    // The replica that carries a session dies (SIGKILL): the page resumes through the other
-    // replica with its resume token, and the room's node hands the session over, events and
-    // commands included. Nobody left the call.
+    // The replica that carries a session stops (SIGTERM, as a deploy does): the page resumes
+    // through the other replica with its resume token, and the room's node hands the session
+    // over, events and commands included. Nobody left the call.
     let (mut parent1, _parent1_rtc, joined) = join(cluster.replica(0), "std", "parent1").await;
     assert_eq!(joined["type"], "joined", "{joined}");
     next_of(&mut parent1, "admitted").await;
     let parent1_id = joined["participant_id"].clone();
     next_of(&mut teacher, "participant_joined").await;
-    cluster.replicas[1].1.signal(libc::SIGKILL);
+    let stopped = Instant::now();
+    cluster.replicas[1].1.signal(libc::SIGTERM);
     while next(&mut teacher).await.is_some() {}
+    eprintln!("replica stopped: its socket closed after {:?}", stopped.elapsed());
     let lost = next_of(&mut parent1, "connection").await;
     assert_eq!(lost["reconnecting"], true, "{lost}");
     let resume_token = teacher_joined["resume_token"].as_str().expect("a resume token").to_owned();
