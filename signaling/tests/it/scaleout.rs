@@ -451,3 +451,36 @@ async fn one_replica_at_a_time_holds_a_lease(db: crate::support::Db) {
     assert!(first.unwrap() ^ second.unwrap(), "one holder");
 }
 crate::support::both_backends!(one_replica_at_a_time_holds_a_lease);
+
+/// Placement by load among healthy nodes: the fewest rooms first, never a draining or silent
+/// node; a room's placement stands until its node dies; a node claims only what it holds.
+async fn rooms_go_to_the_least_loaded_healthy_node(db: crate::support::Db) {
+    use signaling::cluster::registry::{NodeAddress, NodeLoad, Registry};
+    let server = crate::support::TestServer::start(db).await;
+    let pool = signaling::db::connect(&server.database_url(), 2).await.expect("database");
+    let registry = Registry::new(pool.clone(), 60_000);
+    let node = |id: &str| NodeAddress { node_id: id.to_owned(), url: format!("ws://{id}") };
+    let load = |n_participants| NodeLoad { n_rooms: 0, n_participants, cpu_permille: 0 };
+    let room = |id: &str| models::RoomId::new(id.to_owned()).unwrap();
+    registry.heartbeat(&node("a"), "127.0.0.1:1", &load(10), false).await.unwrap();
+    registry.heartbeat(&node("b"), "127.0.0.1:2", &load(0), false).await.unwrap();
+    registry.heartbeat(&node("c"), "127.0.0.1:3", &load(0), true).await.unwrap();
+
+    // b has fewer participants; then a has fewer placed rooms; c drains.
+    assert_eq!(registry.place(&room("r1")).await.unwrap().node_id, "b");
+    assert_eq!(registry.place(&room("r2")).await.unwrap().node_id, "a");
+    assert_eq!(registry.place(&room("r1")).await.unwrap().node_id, "b", "a placement stands");
+    assert!(registry.claim(&room("r1"), "b").await.unwrap());
+    assert!(!registry.claim(&room("r1"), "a").await.unwrap(), "b holds r1");
+    assert!(registry.claim(&room("r9"), "c").await.unwrap(), "a node may claim a free room");
+
+    // b goes silent: its room is placed again, elsewhere, at the next join.
+    sqlx::query("UPDATE sfu_nodes SET heartbeat_ms = 0 WHERE node_id = 'b'").execute(&pool).await.unwrap();
+    assert_eq!(registry.place(&room("r1")).await.unwrap().node_id, "a");
+    // Nobody healthy and open: no placement.
+    sqlx::query("UPDATE sfu_nodes SET draining = 1").execute(&pool).await.unwrap();
+    assert!(registry.place(&room("r3")).await.is_err());
+    registry.deregister("a").await.unwrap();
+    assert!(registry.placed(&room("r2")).await.unwrap().is_none(), "a's placements left with it");
+}
+crate::support::both_backends!(rooms_go_to_the_least_loaded_healthy_node);
