@@ -298,11 +298,16 @@ pub struct Cluster {
     secret: String,
     room_config: RoomConfig,
     /// One connection per node, opened at first use and again after it breaks.
-    clients: tokio::sync::Mutex<HashMap<String, Arc<NodeClient>>>,
+    /// Each under its own lock: connecting to a node that does not answer holds up only the
+    /// joins of that node's rooms.
+    clients: Mutex<HashMap<String, ClientSlot>>,
     /// The node of each participant this replica carries, from its join (or adoption) to its
     /// leave.
     participants: Mutex<HashMap<(RoomId, ParticipantId), Arc<NodeClient>>>,
 }
+
+/// The connection to one node, once opened; locked while it is being opened.
+type ClientSlot = Arc<tokio::sync::Mutex<Option<Arc<NodeClient>>>>;
 
 /// Tries of a join on other nodes when one is draining, dead or not the room's.
 const JOIN_ATTEMPTS: usize = 3;
@@ -326,14 +331,19 @@ impl Cluster {
     }
 
     async fn client(&self, node: &NodeAddress) -> Result<Arc<NodeClient>, SfuError> {
-        let mut clients = self.clients.lock().await;
-        if let Some(client) = clients.get(&node.node_id) {
+        let slot = {
+            // Held for one map operation; a poisoned map is still consistent.
+            let mut clients = self.clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            clients.entry(node.node_id.clone()).or_default().clone()
+        };
+        let mut slot = slot.lock().await;
+        if let Some(client) = slot.as_ref() {
             if !client.is_closed() && client.node.url == node.url {
                 return Ok(client.clone());
             }
         }
         let client = NodeClient::connect(node.clone(), &self.secret).await?;
-        clients.insert(node.node_id.clone(), client.clone());
+        *slot = Some(client.clone());
         Ok(client)
     }
 
@@ -352,11 +362,10 @@ impl Cluster {
             let client = match self.client(&node).await {
                 Ok(client) => client,
                 Err(err) => {
-                    // Registered but unreachable: the next try places the room elsewhere once its
-                    // heartbeat stops; meanwhile this join fails.
+                    // Registered but unreachable: the room is placed elsewhere once its node's
+                    // heartbeat is too old; until then its joins fail at once (`unavailable`).
                     tracing::warn!(node = %node.node_id, cause = %err, "cannot reach the room's node");
-                    last_error = SfuError::Shutdown;
-                    continue;
+                    return Err(SfuError::Shutdown);
                 }
             };
             let (events_tx, events) = remote::event_channel();
