@@ -164,17 +164,18 @@ impl AppState {
             config.media.link_ttl_secs,
         );
         let api_key = ApiKey::new(api_key_raw);
+        let metrics = Arc::new(Metrics::new());
         let (sfu, sfu_events) = if config.cluster.enabled {
             let registry = cluster::registry::Registry::new(pool.clone(), config.cluster.dead_after_ms);
             // `validate` guarantees the secret is set.
             let secret = config.cluster.secret.clone().context("KLASS_CLUSTER_SECRET is not set")?;
-            let cluster = cluster::Cluster::new(registry, secret, config.sfu.room_config());
+            let cluster_metrics = cluster::metrics::ReplicaMetrics::new(metrics.registry());
+            let cluster = cluster::Cluster::new(registry, secret, config.sfu.room_config(), cluster_metrics);
             (cluster::MediaPlane::Cluster(Arc::new(cluster)), None)
         } else {
             let sfu = sfu::Sfu::start(config.sfu.sfu_config()).await.context("cannot start the SFU")?;
             (cluster::MediaPlane::InProcess(sfu.handle), Some(sfu.events))
         };
-        let metrics = Arc::new(Metrics::new());
         let webhooks = webhooks::Webhooks::new(&config.webhooks);
         let deliverer = webhooks.deliverer(&config.webhooks, attendance.pool().clone(), metrics.registry());
         let webhook_delivery =

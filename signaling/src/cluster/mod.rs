@@ -13,6 +13,7 @@
 //! goes to its one node, so the room core there sees them all.
 
 pub mod lease;
+pub mod metrics;
 pub mod node;
 pub mod registry;
 pub mod remote;
@@ -29,6 +30,7 @@ use sfu::{
 };
 use tokio::sync::mpsc;
 
+use metrics::Outcome;
 use registry::{NodeAddress, PlacementError, Registry};
 use remote::{NodeClient, RequestError};
 use wire::{Reply, ToNode};
@@ -298,6 +300,7 @@ pub struct Cluster {
     secret: String,
     room_config: RoomConfig,
     /// One connection per node, opened at first use and again after it breaks.
+    metrics: metrics::ReplicaMetrics,
     /// Each under its own lock: connecting to a node that does not answer holds up only the
     /// joins of that node's rooms.
     clients: Mutex<HashMap<String, ClientSlot>>,
@@ -313,11 +316,17 @@ type ClientSlot = Arc<tokio::sync::Mutex<Option<Arc<NodeClient>>>>;
 const JOIN_ATTEMPTS: usize = 3;
 
 impl Cluster {
-    pub fn new(registry: Registry, secret: String, room_config: RoomConfig) -> Cluster {
+    pub fn new(
+        registry: Registry,
+        secret: String,
+        room_config: RoomConfig,
+        metrics: metrics::ReplicaMetrics,
+    ) -> Cluster {
         Cluster {
             registry,
             secret,
             room_config,
+            metrics,
             clients: Default::default(),
             participants: Default::default(),
         }
@@ -353,9 +362,13 @@ impl Cluster {
         for _attempt in 0..JOIN_ATTEMPTS {
             let node = match self.registry.place(&room_id).await {
                 Ok(node) => node,
-                Err(PlacementError::NoNode) => return Err(SfuError::Shutdown),
+                Err(PlacementError::NoNode) => {
+                    self.metrics.join(Outcome::NoNode);
+                    return Err(SfuError::Shutdown);
+                }
                 Err(PlacementError::Database(err)) => {
                     tracing::error!(cause = %err, "cannot place the room");
+                    self.metrics.join(Outcome::NoNode);
                     return Err(SfuError::Shutdown);
                 }
             };
@@ -365,6 +378,7 @@ impl Cluster {
                     // Registered but unreachable: the room is placed elsewhere once its node's
                     // heartbeat is too old; until then its joins fail at once (`unavailable`).
                     tracing::warn!(node = %node.node_id, cause = %err, "cannot reach the room's node");
+                    self.metrics.join(Outcome::Lost);
                     return Err(SfuError::Shutdown);
                 }
             };
@@ -372,18 +386,26 @@ impl Cluster {
             let request = request.clone();
             match client.request(|id| ToNode::Join { id, request }, Some(events_tx)).await {
                 Ok(Reply::Joined { participant_id, answer_sdp }) => {
+                    self.metrics.join(Outcome::Ok);
                     self.lock_participants().insert((room_id, participant_id.clone()), client);
                     return Ok(Joined { participant_id, answer_sdp, events });
                 }
                 Ok(_) => return Err(SfuError::Io("unexpected reply to a join".into())),
                 Err(RequestError::Refused(refusal)) if refusal.retry_elsewhere => {
                     tracing::info!(node = %node.node_id, reason = %refusal.message, "join goes elsewhere");
+                    self.metrics.join(Outcome::Elsewhere);
                     if let Err(err) = self.registry.drop_placement(&room_id, &node.node_id).await {
                         tracing::warn!(cause = %err, "cannot drop a placement");
                     }
                     last_error = SfuError::Shutdown;
                 }
-                Err(err) => return Err(err.into()),
+                Err(err) => {
+                    self.metrics.join(match err {
+                        RequestError::Refused(_) => Outcome::Refused,
+                        RequestError::Lost => Outcome::Lost,
+                    });
+                    return Err(err.into());
+                }
             }
         }
         Err(last_error)
@@ -446,21 +468,32 @@ impl Cluster {
     ) -> Result<(ParticipantId, mpsc::Receiver<ParticipantEvent>), SfuError> {
         let node = match self.registry.placed(room_id).await {
             Ok(Some(node)) => node,
-            Ok(None) => return Err(SfuError::RoomNotFound),
+            Ok(None) => {
+                self.metrics.adopt(Outcome::NoNode);
+                return Err(SfuError::RoomNotFound);
+            }
             Err(err) => {
                 tracing::error!(room = %room_id, cause = %err, "cannot find the room's node");
+                self.metrics.adopt(Outcome::NoNode);
                 return Err(SfuError::Shutdown);
             }
         };
-        let client = self.client(&node).await?;
+        let client = self.client(&node).await.inspect_err(|_| self.metrics.adopt(Outcome::Lost))?;
         let (events_tx, events) = remote::event_channel();
         let (room, user, token_hash) = (room_id.clone(), user_id.clone(), wire::token_hash(token));
         let reply = client
             .request(|id| ToNode::Adopt { id, room_id: room, user_id: user, token_hash }, Some(events_tx))
             .await
-            .map_err(SfuError::from)?;
+            .map_err(|err| {
+                self.metrics.adopt(match err {
+                    RequestError::Refused(_) => Outcome::Refused,
+                    RequestError::Lost => Outcome::Lost,
+                });
+                SfuError::from(err)
+            })?;
         match reply {
             Reply::Adopted { participant_id } => {
+                self.metrics.adopt(Outcome::Ok);
                 self.lock_participants().insert((room_id.clone(), participant_id.clone()), client);
                 Ok((participant_id, events))
             }

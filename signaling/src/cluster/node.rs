@@ -51,6 +51,7 @@ struct NodeState {
     /// Every participant this node serves, by id (unique on this node).
     links: std::sync::Mutex<HashMap<ParticipantId, Arc<Link>>>,
     next_connection: AtomicU64,
+    metrics: super::metrics::NodeMetrics,
 }
 
 /// Runs the node on `listener` until `shutdown` resolves, then drains and returns.
@@ -93,6 +94,7 @@ pub async fn run(
         n_participants: AtomicU64::new(0),
         links: Default::default(),
         next_connection: AtomicU64::new(1),
+        metrics: super::metrics::NodeMetrics::new(metrics.registry()),
     });
     heartbeat(&state, &mut CpuMeter::default()).await.context("cannot register in sfu_nodes")?;
     tracing::info!(node = %state.address.node_id, url = %state.address.url, media = %state.sfu.udp_addr(), "sfu node up");
@@ -109,6 +111,7 @@ pub async fn run(
 
     shutdown.await;
     state.draining.store(true, Ordering::SeqCst);
+    state.metrics.draining.set(1);
     let _ = heartbeat(&state, &mut CpuMeter::default()).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(cluster.drain_timeout_secs);
     tracing::info!(rooms = state.sfu.n_rooms(), timeout_secs = cluster.drain_timeout_secs, "draining");
@@ -144,6 +147,12 @@ async fn heartbeats(state: Arc<NodeState>, period: Duration) {
 }
 
 async fn heartbeat(state: &NodeState, cpu: &mut CpuMeter) -> Result<(), sqlx::Error> {
+    let links: Vec<Arc<Link>> = state.links().values().cloned().collect();
+    let mut n_without_replica = 0;
+    for link in links {
+        n_without_replica += i64::from(link.carrier.lock().await.connection.is_none());
+    }
+    state.metrics.participants_without_replica.set(n_without_replica);
     let load = NodeLoad {
         n_rooms: state.sfu.n_rooms() as u64,
         n_participants: state.n_participants.load(Ordering::Relaxed),
@@ -268,6 +277,7 @@ impl NodeState {
 /// adopts them (the page resumed through it) or the grace period ends them.
 async fn connection(state: Arc<NodeState>, socket: WebSocket) {
     let connection_id = state.next_connection.fetch_add(1, Ordering::Relaxed);
+    state.metrics.replica_connections.inc();
     let (mut sink, mut stream) = socket.split();
     let (outbound, mut to_send) = mpsc::channel::<FromNode>(OUTBOUND_QUEUE);
     let writer = tokio::spawn(async move {
@@ -295,6 +305,7 @@ async fn connection(state: Arc<NodeState>, socket: WebSocket) {
         handle(&state, connection_id, request, &outbound).await;
     }
     writer.abort();
+    state.metrics.replica_connections.dec();
     let links: Vec<(ParticipantId, Arc<Link>)> =
         state.links().iter().map(|(id, link)| (id.clone(), link.clone())).collect();
     for (participant_id, link) in links {

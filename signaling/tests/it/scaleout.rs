@@ -292,6 +292,21 @@ async fn two_replicas_and_two_sfu_nodes_share_rooms_limits_removals_and_drain() 
     }
     assert_eq!((admitted.len(), n_full), (6, 5), "8 at once on Standard, whichever replica");
     assert_eq!(cluster.placement("std").await.as_deref(), Some(node.as_str()), "still one node");
+    let replica_metrics =
+        reqwest::get(format!("{}/metrics", cluster.replica(1))).await.unwrap().text().await.unwrap();
+    assert!(
+        replica_metrics.contains(r#"signaling_cluster_node_requests_total{kind="join",result="ok"}"#),
+        "{replica_metrics}"
+    );
+    let node_idx = cluster.nodes.iter().position(|proc| proc.name == node).expect("the room's node");
+    let node_metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", cluster.node_ports[node_idx]))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(node_metrics.contains("sfu_node_replica_connections 2"), "{node_metrics}");
+    assert!(node_metrics.contains("sfu_node_draining 0"), "{node_metrics}");
 
     // A member removed through replica 0 (the class backend's API) is disconnected from the
     // room reached through replica 1.
@@ -304,7 +319,6 @@ async fn two_replicas_and_two_sfu_nodes_share_rooms_limits_removals_and_drain() 
 
     // SIGTERM on the room's node: it drains. It takes no new room (a new class goes to the
     // other node), while the room it has goes on, and later joins of its class still reach it.
-    let node_idx = cluster.nodes.iter().position(|proc| proc.name == node).expect("the room's node");
     let other = if node == "node-a" { "node-b" } else { "node-a" };
     cluster.nodes[node_idx].signal(libc::SIGTERM);
     cluster
