@@ -437,6 +437,21 @@ async fn two_replicas_and_two_sfu_nodes_share_rooms_limits_removals_and_drain() 
     assert_eq!(joined["type"], "joined", "{joined}");
     let seen = next_of(&mut teacher, "participant_joined").await;
     assert_eq!(seen["participant"]["participant_id"], joined["participant_id"], "{seen}");
+
+    // The class backend's role changes and class deletions reach the room's node too.
+    let promoted = json!({ "display_name": "Person parent1", "role": "teacher", "approved": true });
+    let status = cluster.backend(Method::PUT, "/v1/classes/std/members/parent1", Some(promoted)).await;
+    assert_eq!(status, 200);
+    let change = next_of(&mut teacher, "role_changed").await;
+    assert_eq!(
+        (&change["participant_id"], change["role"].as_str()),
+        (&parent1_id, Some("teacher")),
+        "{change}"
+    );
+    assert_eq!(cluster.backend(Method::DELETE, "/v1/classes/std", None).await, 204);
+    for socket in [&mut teacher, &mut parent1] {
+        assert_eq!(next_of(socket, "left").await["reason"], "removed_from_class");
+    }
     eprintln!("system test done in {:?} ({})", started.elapsed(), cluster.database_url);
 }
 
