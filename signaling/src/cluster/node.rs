@@ -47,6 +47,8 @@ struct NodeState {
     address: NodeAddress,
     secret: ApiKey,
     draining: AtomicBool,
+    /// Call events waiting for the database past which this node admits no join.
+    max_event_backlog: usize,
     n_participants: AtomicU64,
     /// Every participant this node serves, by id (unique on this node).
     links: std::sync::Mutex<HashMap<ParticipantId, Arc<Link>>>,
@@ -91,6 +93,7 @@ pub async fn run(
         address,
         secret: ApiKey::new(secret),
         draining: AtomicBool::new(false),
+        max_event_backlog: config.limits.max_call_event_backlog,
         n_participants: AtomicU64::new(0),
         links: Default::default(),
         next_connection: AtomicU64::new(1),
@@ -465,6 +468,11 @@ async fn participant(
     if state.draining.load(Ordering::SeqCst) && !state.sfu.has_room(&room_id) {
         let error = WireError::elsewhere("this node is draining: it takes no new room");
         let _ = outbound.send(FromNode::Reply { id, result: Err(error) }).await;
+        return;
+    }
+    if state.sfu.event_backlog() > state.max_event_backlog {
+        // Attendance and webhooks are never dropped to keep up: joins wait instead.
+        let _ = outbound.send(FromNode::Reply { id, result: Err(WireError::from(&SfuError::Busy)) }).await;
         return;
     }
     match state.registry.claim(&room_id, &state.address.node_id).await {

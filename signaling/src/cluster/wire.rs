@@ -179,6 +179,7 @@ impl From<WireError> for SfuError {
             ErrorCode::InvalidRequest => SfuError::InvalidTrack(err.message),
             ErrorCode::NotFound => SfuError::RoomNotFound,
             ErrorCode::Unavailable => SfuError::Shutdown,
+            ErrorCode::ServerBusy => SfuError::Busy,
             _ => SfuError::Io(err.message),
         }
     }
@@ -197,6 +198,7 @@ mod tests {
             SfuError::ForbiddenRole,
             SfuError::InvalidSdp("no m-line".into()),
             SfuError::RoomNotFound,
+            SfuError::Busy,
         ] {
             let json = serde_json::to_string(&WireError::from(&err)).unwrap();
             let back: WireError = serde_json::from_str(&json).unwrap();
