@@ -115,7 +115,7 @@ impl Cluster {
             ("KLASS_DATABASE_URL", database_url.clone()),
             ("KLASS_CLUSTER_SECRET", CLUSTER_SECRET.to_owned()),
             ("KLASS_CLUSTER_HEARTBEAT_MS", "500".to_owned()),
-            ("KLASS_CLUSTER_DEAD_AFTER_MS", "2000".to_owned()),
+            ("KLASS_CLUSTER_DEAD_AFTER_MS", "3000".to_owned()),
             ("KLASS_CONFIG_BODY", config_body),
             ("KLASS_SFU_UDP_ADDR", "127.0.0.1:0".to_owned()),
             ("KLASS_SFU_TCP_ADDR", "127.0.0.1:0".to_owned()),
@@ -370,7 +370,7 @@ async fn two_replicas_and_two_sfu_nodes_share_rooms_limits_removals_and_drain() 
     drop(back);
 
     // A node that dies (SIGKILL: no drain, no goodbye) is dead for the replicas once its
-    // heartbeat is 2 s old here (6 s by default): its participants' sessions end, and their
+    // heartbeat is 3 s old here (6 s by default): its participants' sessions end, and their
     // next join restarts the room on a live node.
     cluster.start_node("node-c").await;
     let other_idx = cluster.nodes.iter().position(|proc| proc.name == other).expect("the other node");
