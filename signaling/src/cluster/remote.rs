@@ -20,6 +20,10 @@ use super::wire::{FromNode, Reply, ToNode, WireError, MAX_FRAME_BYTES, NODE_PATH
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// The node answers pings by itself; they keep the connection alive through idle hours and tell
+/// a vanished node from a quiet one.
+const PING_INTERVAL: Duration = Duration::from_secs(10);
+
 /// Messages waiting for the node's socket.
 const OUTBOUND_QUEUE: usize = 4096;
 
@@ -99,6 +103,8 @@ impl NodeClient {
             Arc::new(NodeClient { node, outbound, shared: shared.clone(), next_id: AtomicU64::new(1) });
         let node_id = client.node.node_id.clone();
         tokio::spawn(async move {
+            let mut ping = tokio::time::interval(PING_INTERVAL);
+            let mut last_heard = tokio::time::Instant::now();
             loop {
                 tokio::select! {
                     text = to_send.recv() => {
@@ -106,11 +112,18 @@ impl NodeClient {
                         if sink.send(Message::Text(text.into())).await.is_err() { break; }
                     }
                     message = stream.next() => {
+                        last_heard = tokio::time::Instant::now();
                         match message {
                             Some(Ok(Message::Text(text))) => deliver(&shared, &text),
                             Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
                             Some(Ok(_)) => {}
                         }
+                    }
+                    _ = ping.tick() => {
+                        // A node whose host vanished sends no reset: silence past a few pings
+                        // closes the connection, as a reset would.
+                        if last_heard.elapsed() > 3 * PING_INTERVAL { break; }
+                        if sink.send(Message::Ping(Default::default())).await.is_err() { break; }
                     }
                 }
             }
