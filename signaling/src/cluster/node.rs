@@ -105,6 +105,7 @@ pub async fn run(
     let app = Router::new()
         .route(NODE_PATH, get(internal_ws))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .with_state((state.clone(), metrics));
     // Replicas' connections stay open for as long as the node runs: the server is stopped by
@@ -215,6 +216,18 @@ fn process_cpu_ticks() -> Option<u64> {
 }
 
 type NodeAppState = (Arc<NodeState>, Arc<crate::metrics::Metrics>);
+
+/// Ready while the node takes new rooms and reaches the database: a draining node is live
+/// (its rooms go on) but not ready.
+async fn readyz(State((state, _)): State<NodeAppState>) -> (StatusCode, &'static str) {
+    if state.draining.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining");
+    }
+    match sqlx::query("SELECT 1").execute(state.registry.pool()).await {
+        Ok(_) => (StatusCode::OK, "ready"),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable"),
+    }
+}
 
 async fn metrics_text(State((state, metrics)): State<NodeAppState>) -> impl IntoResponse {
     metrics.set_sfu_queues(state.sfu.drops(), state.sfu.event_backlog());

@@ -324,6 +324,13 @@ async fn two_replicas_and_two_sfu_nodes_share_rooms_limits_removals_and_drain() 
     cluster
         .wait_until(|rows| rows.iter().any(|(id, draining)| *id == node && *draining), "the node drains")
         .await;
+    let node_url = format!("http://127.0.0.1:{}", cluster.node_ports[node_idx]);
+    assert_eq!(
+        reqwest::get(format!("{node_url}/readyz")).await.unwrap().status(),
+        503,
+        "draining: not ready"
+    );
+    assert_eq!(reqwest::get(format!("{node_url}/healthz")).await.unwrap().status(), 200, "but alive");
     setup_class(&cluster, "later", 0).await;
     let (mut later_teacher, _later_rtc, joined) = join(cluster.replica(1), "later", "teacher").await;
     assert_eq!(joined["type"], "joined", "{joined}");
