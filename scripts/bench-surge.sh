@@ -76,9 +76,9 @@ database() {
 
 echo "== one process (API and SFU), PostgreSQL"
 url=$(database single)
-read -r http media < <(free_ports 2)
+read -r http < <(free_ports 1)
 KLASS_DATABASE_URL="$url" KLASS_DATA_DIR="$work/single" KLASS_HTTP_ADDR="127.0.0.1:$http" \
-  KLASS_SFU_UDP_ADDR="127.0.0.1:$media" KLASS_SFU_TCP_ADDR="127.0.0.1:$media" \
+  KLASS_SFU_UDP_ADDR="127.0.0.1:0" KLASS_SFU_TCP_ADDR="127.0.0.1:0" \
   "$bin_dir/signaling" serve &
 single=$!
 pids+=($single)
@@ -91,10 +91,9 @@ echo "== two API replicas and two SFU nodes, PostgreSQL"
 url=$(database cluster)
 urls=()
 for node in a b; do
-  read -r internal media < <(free_ports 2)
+  read -r internal < <(free_ports 1)
   KLASS_DATABASE_URL="$url" KLASS_DATA_DIR="$work/node-$node" KLASS_NODE_ID="node-$node" \
-    KLASS_NODE_ADDR="127.0.0.1:$internal" \
-    KLASS_SFU_UDP_ADDR="127.0.0.1:$media" KLASS_SFU_TCP_ADDR="127.0.0.1:$media" \
+    KLASS_NODE_ADDR="127.0.0.1:$internal" KLASS_SFU_UDP_ADDR="127.0.0.1:0" KLASS_SFU_TCP_ADDR="127.0.0.1:0" \
     "$bin_dir/signaling" sfu &
   pids+=($!)
   wait_http "http://127.0.0.1:$internal/healthz"
