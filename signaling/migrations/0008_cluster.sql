@@ -28,3 +28,8 @@ CREATE TABLE leases (
     holder      TEXT NOT NULL,
     expires_ms  BIGINT NOT NULL
 );
+
+-- The node that hosts each session, so that a replica can end the sessions of a node that died
+-- (cluster::reaper). NULL in one process.
+ALTER TABLE visio_sessions ADD COLUMN node_id TEXT;
+CREATE INDEX visio_sessions_by_node ON visio_sessions (node_id, ended_at);

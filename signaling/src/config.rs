@@ -467,6 +467,7 @@ impl Config {
         for (var, field) in [
             ("KLASS_CLUSTER_HEARTBEAT_MS", &mut cluster.heartbeat_ms),
             ("KLASS_CLUSTER_DEAD_AFTER_MS", &mut cluster.dead_after_ms),
+            ("KLASS_CLUSTER_REAP_AFTER_MS", &mut cluster.reap_after_ms),
             ("KLASS_NODE_DRAIN_TIMEOUT_SECS", &mut cluster.drain_timeout_secs),
         ] {
             if let Some(value) = env(var) {
@@ -490,6 +491,11 @@ impl Config {
         if self.cluster.heartbeat_ms == 0 || self.cluster.dead_after_ms < 2 * self.cluster.heartbeat_ms {
             return Err(ConfigError::Invalid(
                 "cluster.dead_after_ms must be at least twice cluster.heartbeat_ms".into(),
+            ));
+        }
+        if self.cluster.reap_after_ms < self.cluster.dead_after_ms {
+            return Err(ConfigError::Invalid(
+                "cluster.reap_after_ms must be at least cluster.dead_after_ms".into(),
             ));
         }
         Ok(())

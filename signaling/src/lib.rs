@@ -185,6 +185,7 @@ impl AppState {
             attendance: attendance.clone(),
             directory: directory.clone(),
             webhooks: webhooks.clone(),
+            node_id: None,
         };
         // A replica of a cluster has no SFU events: each node records its rooms' own.
         let events = Background::spawn(
@@ -297,6 +298,7 @@ pub async fn run(
     let events = state.events.clone();
     let webhook_delivery = state.webhook_delivery.clone();
     privacy::start(state.clone());
+    cluster::start_reaper(&state);
     limits::start(state.limits.clone());
     let http = &state.config.http;
     let listener = listener::LimitedListener::new(

@@ -15,6 +15,7 @@
 pub mod lease;
 pub mod metrics;
 pub mod node;
+pub mod reaper;
 pub mod registry;
 pub mod remote;
 pub mod wire;
@@ -56,6 +57,10 @@ pub struct ClusterConfig {
     pub heartbeat_ms: u64,
     /// A node silent for this long is dead: its rooms are placed again at their next join.
     pub dead_after_ms: u64,
+    /// A node silent for this long is reaped by a replica: its row goes, and its sessions end
+    /// (`session_ended`, `participant_left`). Well past `dead_after_ms`, so that a node that
+    /// was only slow keeps its sessions. At least `dead_after_ms`.
+    pub reap_after_ms: u64,
     /// On SIGTERM a node waits this long at most for its rooms' sessions to end (a session
     /// lasts 30 minutes at most on the tiers that limit it).
     pub drain_timeout_secs: u64,
@@ -71,6 +76,7 @@ impl Default for ClusterConfig {
             node_url: None,
             heartbeat_ms: 2000,
             dead_after_ms: 6000,
+            reap_after_ms: 30_000,
             drain_timeout_secs: 31 * 60,
         }
     }
@@ -86,9 +92,29 @@ impl std::fmt::Debug for ClusterConfig {
             .field("node_url", &self.node_url)
             .field("heartbeat_ms", &self.heartbeat_ms)
             .field("dead_after_ms", &self.dead_after_ms)
+            .field("reap_after_ms", &self.reap_after_ms)
             .field("drain_timeout_secs", &self.drain_timeout_secs)
             .finish()
     }
+}
+
+/// On a replica of a cluster: ends, every few seconds, what dead nodes left open (`reaper`).
+pub fn start_reaper(state: &crate::AppState) {
+    if !state.config.cluster.enabled {
+        return;
+    }
+    let pool = state.uploads.pool().clone();
+    let webhooks = state.webhooks.clone();
+    let reap_after_ms = state.config.cluster.reap_after_ms;
+    let period = std::time::Duration::from_millis((state.config.cluster.dead_after_ms / 2).max(500));
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(period).await;
+            if let Err(err) = reaper::reap_dead_nodes(&pool, &webhooks, reap_after_ms).await {
+                tracing::warn!(cause = %err, "cannot reap dead SFU nodes; trying again later");
+            }
+        }
+    });
 }
 
 /// Shortest cluster secret accepted: it guards every call's media plane.

@@ -68,17 +68,6 @@ pub async fn run(
         .await
         .context("cannot open the database")?;
     let sfu = sfu::Sfu::start(config.sfu.sfu_config()).await.context("cannot start the SFU")?;
-    let metrics = Arc::new(crate::metrics::Metrics::new());
-    let sinks = crate::events::EventSinks {
-        metrics: metrics.clone(),
-        attendance: crate::attendance::Attendance::new(pool.clone()),
-        directory: crate::directory::Directory::new(pool.clone(), config.tier_table()),
-        webhooks: crate::webhooks::Webhooks::new(&config.webhooks),
-    };
-    let sfu_events = sfu.events;
-    let events =
-        crate::Background::spawn("call events", Some(|stop| crate::events::run(sfu_events, sinks, stop)));
-
     let local = listener.local_addr()?;
     let address = NodeAddress {
         node_id: cluster
@@ -87,6 +76,18 @@ pub async fn run(
             .unwrap_or_else(|| format!("node-{}", hex::encode(rand::random::<[u8; 6]>()))),
         url: cluster.node_url.clone().unwrap_or_else(|| format!("ws://{local}")),
     };
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let sinks = crate::events::EventSinks {
+        metrics: metrics.clone(),
+        attendance: crate::attendance::Attendance::new(pool.clone()),
+        directory: crate::directory::Directory::new(pool.clone(), config.tier_table()),
+        webhooks: crate::webhooks::Webhooks::new(&config.webhooks),
+        node_id: Some(address.node_id.clone()),
+    };
+    let sfu_events = sfu.events;
+    let events =
+        crate::Background::spawn("call events", Some(|stop| crate::events::run(sfu_events, sinks, stop)));
+
     let state = Arc::new(NodeState {
         sfu: sfu.handle.clone(),
         registry: Registry::new(pool, cluster.dead_after_ms),

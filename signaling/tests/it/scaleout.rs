@@ -116,6 +116,7 @@ impl Cluster {
             ("KLASS_CLUSTER_SECRET", CLUSTER_SECRET.to_owned()),
             ("KLASS_CLUSTER_HEARTBEAT_MS", "500".to_owned()),
             ("KLASS_CLUSTER_DEAD_AFTER_MS", "3000".to_owned()),
+            ("KLASS_CLUSTER_REAP_AFTER_MS", "5000".to_owned()),
             ("KLASS_CONFIG_BODY", config_body),
             ("KLASS_SFU_UDP_ADDR", "127.0.0.1:0".to_owned()),
             ("KLASS_SFU_TCP_ADDR", "127.0.0.1:0".to_owned()),
@@ -459,6 +460,34 @@ async fn two_replicas_and_two_sfu_nodes_share_rooms_limits_removals_and_drain() 
     for socket in [&mut teacher, &mut parent1] {
         assert_eq!(next_of(socket, "left").await["reason"], "removed_from_class");
     }
+
+    // The killed node's sessions did not stay open: a replica reaped the node (5 s of silence
+    // here, 30 s by default) and ended them, as the node's events loop would have.
+    cluster.wait_until(|rows| !rows.iter().any(|(id, _)| id == other), "the dead node is reaped").await;
+    let sessions =
+        sqlx::query("SELECT class_id, close_reason FROM visio_sessions WHERE node_id = $1 ORDER BY class_id")
+            .bind(other)
+            .fetch_all(&cluster.pool)
+            .await
+            .unwrap();
+    let sessions: Vec<(String, Option<String>)> =
+        sessions.iter().map(|row| (row.get("class_id"), row.get("close_reason"))).collect();
+    // `std`'s records went with the class; `later`'s session was on the dead node.
+    assert_eq!(
+        sessions,
+        vec![("later".to_owned(), Some("server_shutdown".to_owned()))],
+        "the dead node's sessions ended"
+    );
+    let open_stays: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM attendance a JOIN visio_sessions s ON s.session_id = a.session_id
+         WHERE s.node_id = $1 AND a.left_at IS NULL",
+    )
+    .bind(other)
+    .fetch_one(&cluster.pool)
+    .await
+    .unwrap()
+    .get("n");
+    assert_eq!(open_stays, 0, "and everyone's stay in them");
     eprintln!("system test done in {:?} ({})", started.elapsed(), cluster.database_url);
 }
 
@@ -520,3 +549,116 @@ async fn rooms_go_to_the_least_loaded_healthy_node(db: crate::support::Db) {
     assert!(registry.placed(&room("r2")).await.unwrap().is_none(), "a's placements left with it");
 }
 crate::support::both_backends!(rooms_go_to_the_least_loaded_healthy_node);
+
+/// A node silent past `reap_after_ms` is reaped once: its row and placements go, its open
+/// sessions and stays end, and the class backend hears `participant_left` and `session_ended`
+/// as from the node itself. A node that is only slow is left alone.
+async fn a_dead_nodes_sessions_end_with_their_webhooks(db: crate::support::Db) {
+    use signaling::cluster::reaper::reap_dead_nodes;
+    use signaling::cluster::registry::{NodeAddress, NodeLoad, Registry};
+    let server = crate::support::TestServer::start(db).await;
+    let pool = signaling::db::connect(&server.database_url(), 2).await.expect("database");
+    let registry = Registry::new(pool.clone(), 6000);
+    let load = NodeLoad { n_rooms: 1, n_participants: 2, cpu_permille: 0 };
+    for node_id in ["dead", "slow"] {
+        let address = NodeAddress { node_id: node_id.to_owned(), url: format!("ws://{node_id}") };
+        registry.heartbeat(&address, "127.0.0.1:1", &load, false).await.unwrap();
+    }
+    let now_ms = signaling::cluster::registry::now_ms();
+    sqlx::query("UPDATE sfu_nodes SET heartbeat_ms = $1 WHERE node_id = 'dead'")
+        .bind(now_ms - 60_000)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE sfu_nodes SET heartbeat_ms = $1 WHERE node_id = 'slow'")
+        .bind(now_ms - 10_000)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO room_placements (room_id, node_id, placed_ms) VALUES ('c1', 'dead', 0)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    for (session_id, node_id) in [("s-dead", "dead"), ("s-slow", "slow")] {
+        sqlx::query(
+            "INSERT INTO visio_sessions (session_id, class_id, started_at, e2ee, node_id) VALUES ($1, 'c1', $2, 1, $3)",
+        )
+        .bind(session_id)
+        .bind(now_ms / 1000 - 120)
+        .bind(node_id)
+        .execute(&pool)
+        .await
+        .unwrap();
+        for (participant_id, user_id) in [("p1", "teacher"), ("p2", "parent")] {
+            sqlx::query(
+                "INSERT INTO attendance (session_id, participant_id, user_id, display_name, role, joined_at, e2ee)
+                 VALUES ($1, $2, $3, 'Someone', 'parent', 0, 1)",
+            )
+            .bind(session_id)
+            .bind(participant_id)
+            .bind(user_id)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    }
+    sqlx::query("UPDATE attendance SET left_at = 1, leave_reason = 'left' WHERE participant_id = 'p2' AND session_id = 's-dead'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let webhooks = signaling::webhooks::Webhooks::new(&signaling::webhooks::WebhookConfig {
+        url: Some("http://127.0.0.1:9/hooks".into()),
+        secret: Some("s".repeat(32)),
+        ..Default::default()
+    });
+
+    let (first, second) =
+        tokio::join!(reap_dead_nodes(&pool, &webhooks, 30_000), reap_dead_nodes(&pool, &webhooks, 30_000));
+    let mut reaped = first.unwrap();
+    reaped.extend(second.unwrap());
+    assert_eq!(reaped, vec!["dead".to_owned()], "once, and never the slow one");
+    let query = |sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(sql)
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get::<String, _>(0))
+                .collect::<Vec<String>>()
+        }
+    };
+    assert_eq!(query("SELECT node_id FROM sfu_nodes").await, vec!["slow"]);
+    assert!(query("SELECT room_id FROM room_placements").await.is_empty());
+    assert_eq!(
+        query("SELECT session_id || ' ' || COALESCE(close_reason, 'open') FROM visio_sessions ORDER BY session_id").await,
+        vec!["s-dead server_shutdown", "s-slow open"]
+    );
+    assert_eq!(
+        query(
+            "SELECT session_id || ' ' || participant_id || ' ' || COALESCE(leave_reason, 'here') FROM attendance
+             ORDER BY session_id, participant_id"
+        )
+        .await,
+        vec!["s-dead p1 connection_lost", "s-dead p2 left", "s-slow p1 here", "s-slow p2 here"]
+    );
+    let hooks = query("SELECT body FROM webhook_outbox ORDER BY seq").await;
+    assert_eq!(hooks.len(), 2, "{hooks:?}");
+    let left: serde_json::Value = serde_json::from_str(&hooks[0]).unwrap();
+    assert_eq!(
+        (left["event"].as_str(), left["user_id"].as_str()),
+        (Some("participant_left"), Some("teacher")),
+        "{left}"
+    );
+    assert_eq!(left["reason"], "connection_lost");
+    let ended: serde_json::Value = serde_json::from_str(&hooks[1]).unwrap();
+    assert_eq!(
+        (ended["event"].as_str(), ended["session_id"].as_str()),
+        (Some("session_ended"), Some("s-dead")),
+        "{ended}"
+    );
+    assert_eq!(ended["reason"], "server_shutdown");
+    assert!(ended["duration_seconds"].as_i64().is_some_and(|secs| (50..=70).contains(&secs)), "{ended}");
+}
+crate::support::both_backends!(a_dead_nodes_sessions_end_with_their_webhooks);
