@@ -84,6 +84,9 @@ pub async fn run(
         webhooks: crate::webhooks::Webhooks::new(&config.webhooks),
         node_id: Some(address.node_id.clone()),
     };
+    super::reaper::previous_run_of(&pool, &sinks.webhooks, &address.node_id)
+        .await
+        .context("cannot end the sessions of this node's previous run")?;
     let sfu_events = sfu.events;
     let events =
         crate::Background::spawn("call events", Some(|stop| crate::events::run(sfu_events, sinks, stop)));

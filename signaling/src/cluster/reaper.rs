@@ -46,50 +46,83 @@ pub async fn reap_dead_nodes(
             // Another replica reaped it, or it came back.
             continue;
         }
-        sqlx::query("DELETE FROM room_placements WHERE node_id = $1")
-            .bind(&node_id)
-            .execute(&mut *tx)
-            .await?;
-        let sessions = sqlx::query(
-            "SELECT session_id, class_id, started_at FROM visio_sessions WHERE node_id = $1 AND ended_at IS NULL",
-        )
-        .bind(&node_id)
-        .fetch_all(&mut *tx)
-        .await?;
-        for session in &sessions {
-            let session_id: String = session.try_get("session_id")?;
-            let class_id: String = session.try_get("class_id")?;
-            let started_at: i64 = session.try_get("started_at")?;
-            let stays = sqlx::query(
-                "SELECT participant_id, user_id FROM attendance WHERE session_id = $1 AND left_at IS NULL",
-            )
-            .bind(&session_id)
-            .fetch_all(&mut *tx)
-            .await?;
-            let left = leave_reason(LeaveReason::ConnectionLost);
-            for stay in &stays {
-                let participant_id: String = stay.try_get("participant_id")?;
-                let user_id: String = stay.try_get("user_id")?;
-                Attendance::left(&mut tx, &session_id, &participant_id, left).await?;
-                let fields = json!({
-                    "class_id": class_id, "session_id": session_id, "user_id": user_id, "reason": left,
-                });
-                let about = UserId::new(user_id).ok();
-                webhooks.enqueue(&mut tx, "participant_left", about.as_ref(), fields).await?;
-            }
-            let closed = close_reason(CloseReason::ServerShutdown);
-            Attendance::session_ended(&mut tx, &session_id, closed).await?;
-            // Until the node's last sign of life.
-            let duration_seconds = (last_heartbeat_ms / 1000 - started_at).max(0);
-            let fields = json!({
-                "class_id": class_id, "session_id": session_id, "reason": closed, "duration_seconds": duration_seconds,
-            });
-            webhooks.enqueue(&mut tx, "session_ended", None, fields).await?;
-        }
+        let n_sessions = end_sessions_of(&mut tx, webhooks, &node_id, last_heartbeat_ms).await?;
         tx.commit().await?;
         webhooks.wake();
-        tracing::warn!(node = %node_id, n_sessions = sessions.len(), "dead SFU node reaped: its sessions ended");
+        tracing::warn!(node = %node_id, n_sessions, "dead SFU node reaped: its sessions ended");
         reaped.push(node_id);
     }
     Ok(reaped)
+}
+
+/// A node starting with the id of a previous process (a restarted pod keeps its name) ends
+/// what that process left open, before it takes rooms: no replica would, since the row lives on.
+pub async fn previous_run_of(
+    pool: &AnyPool,
+    webhooks: &Webhooks,
+    node_id: &str,
+) -> Result<usize, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let last_heartbeat_ms: Option<i64> = sqlx::query("SELECT heartbeat_ms FROM sfu_nodes WHERE node_id = $1")
+        .bind(node_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|row| row.try_get("heartbeat_ms"))
+        .transpose()?;
+    let n_sessions =
+        end_sessions_of(&mut tx, webhooks, node_id, last_heartbeat_ms.unwrap_or_else(now_ms)).await?;
+    tx.commit().await?;
+    if n_sessions > 0 {
+        webhooks.wake();
+        tracing::warn!(node = %node_id, n_sessions, "sessions of this node's previous run ended");
+    }
+    Ok(n_sessions)
+}
+
+/// Drops the node's placements, and ends its open sessions and the stays in them as its events
+/// loop would have; returns how many sessions it ended.
+async fn end_sessions_of(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    webhooks: &Webhooks,
+    node_id: &str,
+    last_heartbeat_ms: i64,
+) -> Result<usize, sqlx::Error> {
+    sqlx::query("DELETE FROM room_placements WHERE node_id = $1").bind(node_id).execute(&mut **tx).await?;
+    let sessions = sqlx::query(
+        "SELECT session_id, class_id, started_at FROM visio_sessions WHERE node_id = $1 AND ended_at IS NULL",
+    )
+    .bind(node_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    for session in &sessions {
+        let session_id: String = session.try_get("session_id")?;
+        let class_id: String = session.try_get("class_id")?;
+        let started_at: i64 = session.try_get("started_at")?;
+        let stays = sqlx::query(
+            "SELECT participant_id, user_id FROM attendance WHERE session_id = $1 AND left_at IS NULL",
+        )
+        .bind(&session_id)
+        .fetch_all(&mut **tx)
+        .await?;
+        let left = leave_reason(LeaveReason::ConnectionLost);
+        for stay in &stays {
+            let participant_id: String = stay.try_get("participant_id")?;
+            let user_id: String = stay.try_get("user_id")?;
+            Attendance::left(tx, &session_id, &participant_id, left).await?;
+            let fields = json!({
+                "class_id": class_id, "session_id": session_id, "user_id": user_id, "reason": left,
+            });
+            let about = UserId::new(user_id).ok();
+            webhooks.enqueue(tx, "participant_left", about.as_ref(), fields).await?;
+        }
+        let closed = close_reason(CloseReason::ServerShutdown);
+        Attendance::session_ended(tx, &session_id, closed).await?;
+        // Until the node's last sign of life.
+        let duration_seconds = (last_heartbeat_ms / 1000 - started_at).max(0);
+        let fields = json!({
+            "class_id": class_id, "session_id": session_id, "reason": closed, "duration_seconds": duration_seconds,
+        });
+        webhooks.enqueue(tx, "session_ended", None, fields).await?;
+    }
+    Ok(sessions.len())
 }

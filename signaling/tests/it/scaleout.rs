@@ -660,5 +660,15 @@ async fn a_dead_nodes_sessions_end_with_their_webhooks(db: crate::support::Db) {
     );
     assert_eq!(ended["reason"], "server_shutdown");
     assert!(ended["duration_seconds"].as_i64().is_some_and(|secs| (50..=70).contains(&secs)), "{ended}");
+
+    // The slow node restarts with the same id (a pod keeps its name): it ends what its previous
+    // run left open before taking rooms.
+    let n_sessions = signaling::cluster::reaper::previous_run_of(&pool, &webhooks, "slow").await.unwrap();
+    assert_eq!(n_sessions, 1);
+    assert_eq!(
+        query("SELECT session_id || ' ' || COALESCE(close_reason, 'open') FROM visio_sessions ORDER BY session_id").await,
+        vec!["s-dead server_shutdown", "s-slow server_shutdown"]
+    );
+    assert_eq!(query("SELECT body FROM webhook_outbox").await.len(), 5, "two departures and an end more");
 }
 crate::support::both_backends!(a_dead_nodes_sessions_end_with_their_webhooks);
