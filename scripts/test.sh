@@ -44,6 +44,8 @@ test -x "$CARGO_TARGET_DIR/debug/signaling"
 )
 echo "== load test: simulated participants through the real server (debug build, scripts/loadtest-smoke.sh)"
 bash scripts/loadtest-smoke.sh "$CARGO_TARGET_DIR/debug" --participants 6 --cameras 4 --seconds 3
+echo "== load test through an SFU node: PostgreSQL, one node and one API replica as processes (scripts/cluster-call.sh)"
+bash scripts/cluster-call.sh "$CARGO_TARGET_DIR/debug" --participants 6 --cameras 4 --seconds 3
 echo "== soak smoke: join/leave churn, API calls and uploads; nothing lost (the 10-minute run: docs/benchmarks.md)"
 bash scripts/loadtest-smoke.sh "$CARGO_TARGET_DIR/debug" soak --seconds 20 --classes 2 --people 4
 echo "== surge smoke: 10 classes start their calls within 10 s, refusals retried as told (the Monday 9:00 benchmark: docs/benchmarks.md)"

@@ -35,6 +35,10 @@ pub enum SfuError {
     RoomClosed,
     #[error("the SFU is shutting down")]
     Shutdown,
+    /// Its call events wait for the database: no join until they are recorded (an SFU node's
+    /// admission, as `signaling::limits` does for one process).
+    #[error("the server is busy; try again in a few seconds")]
+    Busy,
     #[error("io: {0}")]
     Io(String),
 }
@@ -58,6 +62,7 @@ impl SfuError {
                 ErrorCode::NotFound
             }
             SfuError::Shutdown => ErrorCode::Unavailable,
+            SfuError::Busy => ErrorCode::ServerBusy,
             SfuError::Io(_) => ErrorCode::Internal,
         }
     }

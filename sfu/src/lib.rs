@@ -11,7 +11,8 @@
 //! - `shell`: the IO. One UDP socket shared by every peer, ICE-TCP on one TCP port, one tokio
 //!   task per room, and [`SfuHandle`], the API the signaling server calls in-process.
 //! - [`proto`]: ids, commands and events exchanged with the signaling server (to move to
-//!   `models`). [`error`]: [`SfuError`] with its stable `ErrorCode`.
+//!   `models`); serde, so that `signaling` can carry them to an SFU node in another process.
+//!   [`error`]: [`SfuError`] with its stable `ErrorCode`.
 //!
 //! # Design
 //! Media is forwarded as RTP, never decoded: str0m runs in RTP mode, answers NACKs from its own

@@ -10,7 +10,7 @@ pub use models::{ParticipantId, RoomId, TrackId};
 use models::{Role, UserId};
 
 /// Audio or video. Our own copy, so that the public API does not expose str0m's types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MediaKind {
     Audio,
     Video,
@@ -26,7 +26,7 @@ impl MediaKind {
 }
 
 /// What a published track carries, as declared by the client with its offer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TrackSource {
     Microphone,
     Camera,
@@ -34,7 +34,7 @@ pub enum TrackSource {
 }
 
 /// Why a session ended. One enum for every cause, in the style of LiveKit's close reasons.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CloseReason {
     /// The tier's maximum duration was reached.
     MaxDuration,
@@ -49,7 +49,7 @@ pub enum CloseReason {
 }
 
 /// Why one participant left a room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LeaveReason {
     /// The participant (or its signaling connection) left.
     Left,
@@ -71,7 +71,7 @@ pub enum LeaveReason {
 }
 
 /// Who joins, as the signaling server authenticated them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct ParticipantParams {
     pub user_id: UserId,
     /// Already validated with `models::api::validate_display_name`.
@@ -85,7 +85,7 @@ pub struct ParticipantParams {
 
 /// A track the client announces with an offer: which m-line carries what, and for a simulcast
 /// camera the RIDs of its encodings, lowest quality first.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct TrackDeclaration {
     pub mid: String,
     pub source: TrackSource,
@@ -93,7 +93,7 @@ pub struct TrackDeclaration {
 }
 
 /// A receive-only m-line of the client's first offer that the room fills with others' media.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct SlotDeclaration {
     pub mid: String,
     pub kind: SlotKind,
@@ -101,7 +101,7 @@ pub struct SlotDeclaration {
 
 /// Who one of a participant's slots carries now; `csrc` is the publisher's SSRC, which the slot's
 /// packets carry as their CSRC.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct SlotInfo {
     pub mid: String,
     pub kind: SlotKind,
@@ -113,7 +113,7 @@ pub struct SlotInfo {
 }
 
 /// What a participant may see of another one: display name and role, never contact details.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct ParticipantInfo {
     pub participant_id: ParticipantId,
     pub display_name: String,
@@ -126,7 +126,7 @@ pub struct ParticipantInfo {
     pub e2ee_public_key: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct TrackInfo {
     pub track_id: TrackId,
     pub publisher: ParticipantId,
@@ -135,7 +135,7 @@ pub struct TrackInfo {
 }
 
 /// A moderation or self-service action, issued by one participant of the room.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Moderators: stop forwarding the target's audio. The target cannot unmute until asked.
     Mute { target: ParticipantId },
@@ -171,14 +171,14 @@ pub enum Command {
 
 /// A media key that one participant sealed for another (`to`): opaque bytes to the SFU, relayed
 /// to `to` only. Its form (base64url, length) is checked by the signaling server.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct SealedKey {
     pub to: ParticipantId,
     pub sealed: String,
 }
 
 /// What the signaling server sends to one participant's client.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
 pub enum ParticipantEvent {
     /// The session has not started: the participant waits until a teacher or admin starts it.
     Waiting,
@@ -250,7 +250,7 @@ pub enum ParticipantEvent {
 }
 
 /// Counters for one stats interval, as deltas since the previous report of the same room.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MediaCounters {
     pub packets_in: u64,
     pub bytes_in: u64,
@@ -261,7 +261,7 @@ pub struct MediaCounters {
     pub packets_dropped: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Default, PartialEq)]
 pub struct RoomStats {
     pub audio: MediaCounters,
     pub video: MediaCounters,
@@ -298,7 +298,7 @@ pub struct RoomStats {
 }
 
 /// What the SFU tells the signaling server about rooms: webhooks, attendance, metrics.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
 pub enum SfuEvent {
     SessionStarted {
         room_id: RoomId,

@@ -26,6 +26,9 @@ pub struct Config {
     /// GDPR retention: classes unused for two years are purged, after a warning.
     pub retention: crate::privacy::RetentionConfig,
     pub sfu: SfuSection,
+    /// Scale-out: SFU nodes as their own processes (`signaling sfu`) and API replicas that use
+    /// them (`cluster.enabled`). Off by default: one process runs everything.
+    pub cluster: crate::cluster::ClusterConfig,
     pub webhooks: crate::webhooks::WebhookConfig,
     /// Rate limits, connection limits and admission control (see `limits`).
     pub limits: crate::limits::LimitsConfig,
@@ -191,6 +194,30 @@ impl Default for SfuSection {
     }
 }
 
+impl SfuSection {
+    /// The media plane's own configuration: of the in-process SFU, or of an SFU node.
+    pub fn sfu_config(&self) -> sfu::SfuConfig {
+        sfu::SfuConfig {
+            udp_bind: self.udp_addr,
+            tcp_bind: self.tcp_addr,
+            advertised_ip: self.advertised_ip,
+            room: self.room_config(),
+            tcp_limits: sfu::TcpLimits::default(),
+            batch_sends: self.batch_sends,
+            media_thread: self.media_thread,
+        }
+    }
+
+    pub fn room_config(&self) -> sfu::RoomConfig {
+        sfu::RoomConfig {
+            audio_slots: self.audio_slots,
+            thumbnail_slots: self.thumbnail_slots,
+            reconnect_grace: std::time::Duration::from_secs(self.reconnect_grace_secs),
+            ..sfu::RoomConfig::default()
+        }
+    }
+}
+
 /// How user tokens are signed by the class backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum JwtAlgorithm {
@@ -253,6 +280,7 @@ impl Default for Config {
             worker: media_worker::worker::WorkerConfig::default(),
             retention: crate::privacy::RetentionConfig::default(),
             sfu: SfuSection::default(),
+            cluster: crate::cluster::ClusterConfig::default(),
             webhooks: crate::webhooks::WebhookConfig::default(),
             limits: crate::limits::LimitsConfig::default(),
             auth: AuthConfig::default(),
@@ -323,6 +351,7 @@ impl Config {
         if let Some(url) = env("KLASS_DATABASE_URL") {
             self.database.url = Some(url);
         }
+        self.apply_cluster_env(env)?;
         if let Some(addr) = env("KLASS_SFU_UDP_ADDR") {
             self.sfu.udp_addr = addr
                 .parse()
@@ -422,7 +451,68 @@ impl Config {
     }
 
     /// Fills what demo mode may generate, then refuses configurations that cannot run safely.
+    fn apply_cluster_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let cluster = &mut self.cluster;
+        if let Some(enabled) = env("KLASS_CLUSTER") {
+            cluster.enabled = enabled
+                .parse()
+                .map_err(|_| ConfigError::Env { var: "KLASS_CLUSTER", message: "true or false".into() })?;
+        }
+        if let Some(secret) = env("KLASS_CLUSTER_SECRET") {
+            cluster.secret = Some(secret);
+        }
+        if let Some(node_id) = env("KLASS_NODE_ID") {
+            cluster.node_id = Some(node_id);
+        }
+        if let Some(addr) = env("KLASS_NODE_ADDR") {
+            cluster.node_addr = addr
+                .parse()
+                .map_err(|err| ConfigError::Env { var: "KLASS_NODE_ADDR", message: format!("{err}") })?;
+        }
+        if let Some(url) = env("KLASS_NODE_URL") {
+            cluster.node_url = Some(url);
+        }
+        for (var, field) in [
+            ("KLASS_CLUSTER_HEARTBEAT_MS", &mut cluster.heartbeat_ms),
+            ("KLASS_CLUSTER_DEAD_AFTER_MS", &mut cluster.dead_after_ms),
+            ("KLASS_CLUSTER_REAP_AFTER_MS", &mut cluster.reap_after_ms),
+            ("KLASS_NODE_DRAIN_TIMEOUT_SECS", &mut cluster.drain_timeout_secs),
+        ] {
+            if let Some(value) = env(var) {
+                *field = value.parse().map_err(|err| ConfigError::Env { var, message: format!("{err}") })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What an SFU node (`signaling sfu`) or a replica in a cluster needs besides the rest.
+    pub fn validate_cluster(&self) -> Result<(), ConfigError> {
+        match &self.cluster.secret {
+            Some(secret) if secret.len() >= crate::cluster::MIN_SECRET_LEN => {}
+            _ => {
+                return Err(ConfigError::Invalid(format!(
+                "KLASS_CLUSTER_SECRET must be set, at least {} characters: replicas present it to SFU nodes",
+                crate::cluster::MIN_SECRET_LEN
+            )))
+            }
+        }
+        if self.cluster.heartbeat_ms == 0 || self.cluster.dead_after_ms < 2 * self.cluster.heartbeat_ms {
+            return Err(ConfigError::Invalid(
+                "cluster.dead_after_ms must be at least twice cluster.heartbeat_ms".into(),
+            ));
+        }
+        if self.cluster.reap_after_ms < self.cluster.dead_after_ms {
+            return Err(ConfigError::Invalid(
+                "cluster.reap_after_ms must be at least cluster.dead_after_ms".into(),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn validate(&mut self) -> Result<(), ConfigError> {
+        if self.cluster.enabled {
+            self.validate_cluster()?;
+        }
         if self.http.idle_timeout_secs < 3 {
             return Err(ConfigError::Invalid(
                 "http.idle_timeout_secs must be at least 3 s: call WebSockets are pinged every third of it"

@@ -23,6 +23,8 @@ pub struct EventSinks {
     pub attendance: Attendance,
     pub directory: Directory,
     pub webhooks: Webhooks,
+    /// The SFU node these events come from (`signaling sfu`); `None` in one process.
+    pub node_id: Option<String>,
 }
 
 /// Tries at most this many times per event once the server is stopping.
@@ -75,6 +77,14 @@ async fn record(event: &SfuEvent, sinks: &EventSinks, calls: &mut Calls) -> Resu
             let session_id = crate::uploads::random_token();
             let mut tx = pool.begin().await?;
             Attendance::session_started(&mut tx, &session_id, room_id.as_str()).await?;
+            if let Some(node_id) = &sinks.node_id {
+                // So that a replica can end it if this node dies (`cluster::reaper`).
+                sqlx::query("UPDATE visio_sessions SET node_id = $1 WHERE session_id = $2")
+                    .bind(node_id)
+                    .bind(&session_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             let fields = json!({ "class_id": room_id.as_str(), "session_id": session_id });
             webhooks.enqueue(&mut tx, "session_started", None, fields).await?;
             tx.commit().await?;
@@ -185,6 +195,7 @@ mod tests {
             attendance: Attendance::new(pool.clone()),
             directory: Directory::new(pool, config.tier_table()),
             webhooks,
+            node_id: None,
         }
     }
 

@@ -14,6 +14,9 @@
 //!   expiring links to the published files.
 //! - [`privacy`]: erasing a user's or a class's data, and purging classes unused for two years.
 //! - [`demo`]: the demo school of `serve --demo`.
+//! - [`cluster`]: scale-out. SFU nodes (`signaling sfu`) behind an internal WebSocket, their
+//!   registry and room placements in the database, and [`cluster::MediaPlane`], the one interface
+//!   to the in-process SFU (the default) or to the room's node.
 //!
 //! # Design
 //! `main` only parses configuration and binds; [`run`] serves on a given listener until `shutdown`
@@ -30,6 +33,7 @@ pub mod api_media;
 pub mod attendance;
 pub mod auth;
 pub mod client_addr;
+pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod demo;
@@ -78,7 +82,8 @@ use crate::uploads::Uploads;
 pub struct AppState {
     pub directory: Directory,
     pub attendance: attendance::Attendance,
-    pub sfu: sfu::SfuHandle,
+    /// The in-process SFU, or the SFU nodes of a cluster (`cluster.enabled`).
+    pub sfu: cluster::MediaPlane,
     /// Call sessions whose WebSocket may be replaced by a `resume` (see [`visio`]).
     pub calls: Arc<visio::Resumable>,
     pub uploads: Uploads,
@@ -147,7 +152,7 @@ impl AppState {
         let directory = Directory::new(pool.clone(), config.tier_table());
         let attendance = attendance::Attendance::new(pool.clone());
         let uploads = Uploads::new(
-            pool,
+            pool.clone(),
             config.tier_table(),
             config.media.max_attempts,
             config.limits.max_uploads_in_progress_per_class,
@@ -163,23 +168,18 @@ impl AppState {
             config.media.link_ttl_secs,
         );
         let api_key = ApiKey::new(api_key_raw);
-        let sfu = sfu::Sfu::start(sfu::SfuConfig {
-            udp_bind: config.sfu.udp_addr,
-            tcp_bind: config.sfu.tcp_addr,
-            advertised_ip: config.sfu.advertised_ip,
-            room: sfu::RoomConfig {
-                audio_slots: config.sfu.audio_slots,
-                thumbnail_slots: config.sfu.thumbnail_slots,
-                reconnect_grace: std::time::Duration::from_secs(config.sfu.reconnect_grace_secs),
-                ..sfu::RoomConfig::default()
-            },
-            tcp_limits: sfu::TcpLimits::default(),
-            batch_sends: config.sfu.batch_sends,
-            media_thread: config.sfu.media_thread,
-        })
-        .await
-        .context("cannot start the SFU")?;
         let metrics = Arc::new(Metrics::new());
+        let (sfu, sfu_events) = if config.cluster.enabled {
+            let registry = cluster::registry::Registry::new(pool.clone(), config.cluster.dead_after_ms);
+            // `validate` guarantees the secret is set.
+            let secret = config.cluster.secret.clone().context("KLASS_CLUSTER_SECRET is not set")?;
+            let cluster_metrics = cluster::metrics::ReplicaMetrics::new(metrics.registry());
+            let cluster = cluster::Cluster::new(registry, secret, config.sfu.room_config(), cluster_metrics);
+            (cluster::MediaPlane::Cluster(Arc::new(cluster)), None)
+        } else {
+            let sfu = sfu::Sfu::start(config.sfu.sfu_config()).await.context("cannot start the SFU")?;
+            (cluster::MediaPlane::InProcess(sfu.handle), Some(sfu.events))
+        };
         let webhooks = webhooks::Webhooks::new(&config.webhooks);
         let deliverer = webhooks.deliverer(&config.webhooks, attendance.pool().clone(), metrics.registry());
         let webhook_delivery =
@@ -189,9 +189,13 @@ impl AppState {
             attendance: attendance.clone(),
             directory: directory.clone(),
             webhooks: webhooks.clone(),
+            node_id: None,
         };
-        let sfu_events = sfu.events;
-        let events = Background::spawn("call events", Some(|stop| events::run(sfu_events, sinks, stop)));
+        // A replica of a cluster has no SFU events: each node records its rooms' own.
+        let events = Background::spawn(
+            "call events",
+            sfu_events.map(|sfu_events| move |stop| events::run(sfu_events, sinks, stop)),
+        );
         let worker = (config.worker.concurrency > 0).then(|| {
             media_worker::worker::Worker::new(
                 uploads.queue().clone(),
@@ -205,7 +209,7 @@ impl AppState {
         Ok(AppState {
             directory,
             attendance,
-            sfu: sfu.handle,
+            sfu,
             calls: Arc::default(),
             uploads,
             storage,
@@ -332,6 +336,7 @@ pub async fn run(
     let events = state.events.clone();
     let webhook_delivery = state.webhook_delivery.clone();
     privacy::start(state.clone());
+    cluster::start_reaper(&state);
     limits::start(state.limits.clone());
     let http = &state.config.http;
     let listener = listener::LimitedListener::new(

@@ -31,6 +31,13 @@ enum Command {
         #[arg(long)]
         demo: bool,
     },
+    /// Run an SFU node: the media plane alone, serving API replicas (`cluster.enabled`) over
+    /// the internal protocol on `cluster.node_addr`, registered in the shared database.
+    Sfu {
+        /// YAML configuration file (see config.sample.yaml). Also KLASS_CONFIG.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Runs one media job, as the server's workers start it: a request on standard input,
     /// progress and the result on standard output (not for people).
     #[command(name = "media-job", hide = true)]
@@ -49,6 +56,10 @@ fn main() -> anyhow::Result<()> {
         Command::Serve { config, demo } => {
             let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             runtime.block_on(serve(config, demo))
+        }
+        Command::Sfu { config } => {
+            let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(sfu_node(config))
         }
     }
 }
@@ -70,6 +81,19 @@ async fn serve(config_file: Option<PathBuf>, demo: bool) -> anyhow::Result<()> {
     }
     tracing::info!(addr = %listener.local_addr()?, "listening");
     signaling::run(listener, state, shutdown_signal()).await
+}
+
+async fn sfu_node(config_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let mut config = Config::load(config_file.as_deref(), &|key| std::env::var(key).ok())?;
+    if let Err(err) = config.validate().and_then(|()| config.validate_cluster()) {
+        eprintln!("signaling sfu: refusing to start: {err}");
+        std::process::exit(2);
+    }
+    let listener = tokio::net::TcpListener::bind(config.cluster.node_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.cluster.node_addr))?;
+    tracing::info!(addr = %listener.local_addr()?, "sfu node listening for replicas");
+    signaling::cluster::node::run(config, listener, shutdown_signal()).await
 }
 
 /// Resolves on Ctrl-C or SIGTERM (what Kubernetes sends before killing a pod).

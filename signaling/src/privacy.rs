@@ -281,17 +281,35 @@ pub async fn sweep(state: &AppState, now: i64) -> Result<Sweep, AppError> {
 }
 
 /// Sweeps every `sweep_interval_secs` until the process stops.
+///
+/// With several replicas, one sweeps at a time: the sweep holds the lease `retention_sweep`
+/// (`cluster::lease`) for the period, so two replicas never purge the same class at once (and
+/// never send its `class_purged` twice).
 pub fn start(state: AppState) {
     let period = Duration::from_secs(state.config.retention.sweep_interval_secs.max(1));
+    let holder = format!("replica-{}", hex::encode(rand::random::<[u8; 8]>()));
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(period).await;
+            let ttl_ms = period.as_millis() as u64;
+            match crate::cluster::lease::try_acquire(state.uploads.pool(), SWEEP_LEASE, &holder, ttl_ms).await
+            {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(err) => {
+                    tracing::warn!(cause = %err, "cannot take the retention sweep's lease; trying again later");
+                    continue;
+                }
+            }
             if let Err(err) = sweep(&state, now_secs()).await {
                 tracing::warn!(cause = ?err, "retention sweep failed; trying again later");
             }
         }
     });
 }
+
+/// The lease of the retention sweep (`leases` table).
+pub const SWEEP_LEASE: &str = "retention_sweep";
 
 #[cfg(test)]
 mod tests {

@@ -73,7 +73,7 @@ pub struct Sfu {
 }
 
 /// One participant's join.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct JoinRequest {
     pub room_id: RoomId,
     /// The class's visio policy from the tier table; `None` when its tier has no visio.
@@ -377,6 +377,11 @@ impl SfuHandle {
 
     pub fn n_rooms(&self) -> usize {
         self.inner.lock_rooms().len()
+    }
+
+    /// Whether a room with this id runs here (a node that drains takes joins only for these).
+    pub fn has_room(&self, room_id: &RoomId) -> bool {
+        self.inner.lock_rooms().get(room_id).is_some_and(|entry| !entry.commands.is_closed())
     }
 
     fn refused(&self, room_id: &RoomId, err: &SfuError) {

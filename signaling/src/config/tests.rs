@@ -112,3 +112,35 @@ fn turn_needs_its_secret_and_ice_urls() {
     let err = config.validate().unwrap_err().to_string();
     assert!(err.contains("https://t.example.org") && err.contains("turns:"), "{err}");
 }
+
+#[test]
+fn cluster_comes_from_environment_and_needs_a_secret() {
+    let env = env_of(&[
+        ("KLASS_API_KEY", "k".repeat(20).as_str()),
+        ("KLASS_JWT_SECRET", "j".repeat(32).as_str()),
+        ("KLASS_CLUSTER", "true"),
+        ("KLASS_NODE_ID", "sfu-0"),
+        ("KLASS_NODE_ADDR", "0.0.0.0:7881"),
+        ("KLASS_NODE_URL", "ws://sfu-0.sfu:7881"),
+        ("KLASS_CLUSTER_HEARTBEAT_MS", "500"),
+        ("KLASS_CLUSTER_DEAD_AFTER_MS", "2000"),
+        ("KLASS_NODE_DRAIN_TIMEOUT_SECS", "90"),
+    ]);
+    let mut config = Config::load(None, &env).unwrap();
+    assert!(config.cluster.enabled);
+    assert_eq!(config.cluster.node_id.as_deref(), Some("sfu-0"));
+    assert_eq!(config.cluster.node_addr.port(), 7881);
+    assert_eq!(config.cluster.node_url.as_deref(), Some("ws://sfu-0.sfu:7881"));
+    assert_eq!((config.cluster.heartbeat_ms, config.cluster.dead_after_ms), (500, 2000));
+    assert_eq!(config.cluster.drain_timeout_secs, 90);
+    assert!(config.validate().is_err(), "a replica of a cluster needs the secret");
+    config.cluster.secret = Some("c".repeat(32));
+    config.validate().unwrap();
+    assert!(!format!("{config:?}").contains(&"c".repeat(32)), "the secret is never printed");
+    config.cluster.dead_after_ms = 600;
+    assert!(config.validate().is_err(), "dead after less than two heartbeats");
+    // Off by default: one process, no secret needed.
+    let mut single = valid_base();
+    assert!(!single.cluster.enabled);
+    single.validate().unwrap();
+}

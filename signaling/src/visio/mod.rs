@@ -9,6 +9,7 @@
 //! encryption ([`e2ee`]): a `join` brings the page's public key, required unless the class allows
 //! browsers that cannot encrypt ([`settings`]), and sealed keys go through the SFU's room.
 
+mod adopt;
 mod convert;
 mod e2ee;
 mod session;
@@ -160,6 +161,7 @@ async fn connection(state: AppState, class_id: ClassId, mut socket: WebSocket) {
     let participant_id = joined.participant_id.clone();
     tracing::Span::current().record("participant_id", tracing::field::display(&participant_id));
     let resume_token = session::new_token();
+    state.sfu.resumable(&room_id, &participant_id, &resume_token).await;
     let welcome = ServerMessage::Joined {
         protocol_version: PROTOCOL_VERSION,
         participant_id: participant_id.to_string(),
@@ -197,6 +199,9 @@ async fn connection(state: AppState, class_id: ClassId, mut socket: WebSocket) {
     }
 }
 
+/// Why a `resume` is refused: the session is not running any more (anywhere).
+const RESUME_GONE: &str = "this call session has ended (the connection was lost for too long): join again";
+
 /// A `resume`: the socket goes to the session the token names, if it is this user's in this
 /// class and still running (its grace period has not passed).
 async fn resume(state: AppState, class_id: ClassId, socket: WebSocket, token: String, resume_token: String) {
@@ -204,8 +209,13 @@ async fn resume(state: AppState, class_id: ClassId, socket: WebSocket, token: St
         Ok(authenticated) => authenticated,
         Err((code, message)) => return refuse(socket, code, message).await,
     };
-    let gone = "this call session has ended (the connection was lost for too long): join again";
+    let gone = RESUME_GONE;
     let Some(handoff) = state.calls.find(&resume_token, &user_id, &class_id) else {
+        let room_id = RoomId::from(&class_id);
+        if let Some(adopted) = state.sfu.adopt(&room_id, &user_id, &resume_token).await {
+            let attached = Attached { socket, connection };
+            return adopt::resume_adopted(state, class_id, user_id, resume_token, adopted, attached).await;
+        }
         state.metrics.resume(false);
         return refuse(socket, ErrorCode::ResumeFailed, gone).await;
     };

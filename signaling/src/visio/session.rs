@@ -17,7 +17,7 @@ use std::time::Duration;
 use axum::extract::ws::{Message, WebSocket};
 use models::visio::{ClientMessage, ServerMessage};
 use models::{ClassId, ErrorCode, UserId};
-use sfu::{Command, ParticipantEvent, ParticipantId, RoomId, SfuError, SfuHandle};
+use sfu::{Command, ParticipantEvent, ParticipantId, RoomId, SfuError};
 use tokio::sync::mpsc;
 
 use super::convert::{media_kind, server_message, track_declaration};
@@ -85,7 +85,7 @@ pub(super) fn new_token() -> String {
 }
 
 pub(super) struct CallSession {
-    pub sfu: SfuHandle,
+    pub sfu: crate::cluster::MediaPlane,
     pub room_id: RoomId,
     pub participant_id: ParticipantId,
     pub events: mpsc::Receiver<ParticipantEvent>,

@@ -23,6 +23,7 @@ mod phone_media;
 mod privacy;
 mod rate_limits;
 mod resume;
+mod scaleout;
 mod turn;
 mod tus;
 mod uploads;

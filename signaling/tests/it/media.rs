@@ -344,9 +344,9 @@ async fn links_expire() {
 }
 
 /// moto's S3 server on a free loopback port, killed with the test.
-struct S3Server {
+pub(crate) struct S3Server {
     child: Child,
-    endpoint: String,
+    pub endpoint: String,
 }
 
 impl Drop for S3Server {
@@ -356,7 +356,7 @@ impl Drop for S3Server {
     }
 }
 
-async fn start_s3() -> S3Server {
+pub(crate) async fn start_s3() -> S3Server {
     let moto = media_worker::cache_dir().join("venv/bin/moto_server");
     assert!(moto.is_file(), "{} is missing: run `bash scripts/install-deps.sh --test-media`", moto.display());
     let port = free_port();

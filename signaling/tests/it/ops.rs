@@ -190,7 +190,18 @@ fn k8s_manifests_parse_and_use_known_variables() {
         "KLASS_DATABASE_URL",
         "KLASS_SFU_ADVERTISED_IP",
         "KLASS_TURN_SECRET",
+        // The cluster overlay's replicas and SFU nodes (docs/cluster.md).
+        "KLASS_CLUSTER",
+        "KLASS_CLUSTER_SECRET",
+        "KLASS_NODE_ID",
+        "KLASS_NODE_ADDR",
+        "KLASS_NODE_URL",
     ];
+    // Each of them is one the server's configuration reads.
+    let config_source = include_str!("../../src/config.rs");
+    for var in known {
+        assert!(config_source.contains(&format!("\"{var}\"")), "config.rs does not read {var}");
+    }
     // `media-worker work` reads these (media-worker's CLI test checks its `--help` lists them).
     let worker = ["KLASS_DATABASE_URL", "KLASS_STORAGE_URL", "KLASS_WORKER_METRICS_ADDR", "KLASS_FACE_MODEL"];
     let k8s = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../k8s");

@@ -18,7 +18,7 @@ pub(crate) type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A browser-like offer: one audio and one video m-line, kept alive with its `Rtc`.
-fn offer() -> (Rtc, String) {
+pub(crate) fn offer() -> (Rtc, String) {
     let mut rtc = Rtc::builder().set_rtp_mode(true).build(Instant::now());
     let mut changes = rtc.sdp_api();
     changes.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
