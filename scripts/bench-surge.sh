@@ -9,6 +9,10 @@
 #                        the per-address rate limits count as one household)
 #   SERVER_CONFIG=yaml   the server's KLASS_CONFIG_BODY (default: none, i.e. production limits:
 #                        rate limits on, 32 joins negotiated at once)
+#   TOPOLOGY=cluster     start two API replicas and two SFU nodes (docs/cluster.md), each its own
+#                        process, on a throwaway PostgreSQL (scripts/lib/cluster.sh), instead of
+#                        one process; TOPOLOGY=one DATABASE=postgres: the one process on PostgreSQL
+#                        too, to compare like with like
 #   URLS=u1,u2           run against servers already running (several API replicas) instead of
 #                        starting one; then KLASS_API_KEY and KLASS_JWT_SECRET must be theirs, and
 #                        SERVER_PIDS="pid1 pid2" (optional) names the processes to sample
@@ -30,23 +34,35 @@ if [ -n "${URLS:-}" ]; then
   exec "$bin_dir/loadtest" surge --url "$URLS" "${extra[@]}" "$@"
 fi
 
-data_dir=$(mktemp -d)
-read -r http_port media_port < <(python3 -c '
+if [ -n "${SERVER_CONFIG:-}" ]; then export KLASS_CONFIG_BODY="$SERVER_CONFIG"; fi
+source scripts/lib/cluster.sh
+if [ "${TOPOLOGY:-one}" = cluster ]; then
+  cluster_start_postgres
+  urls=()
+  for node in node-a node-b; do
+    cluster_start_node "$bin_dir" "$node"
+    extra+=(--server-pid "$node_pid")
+  done
+  for _ in 0 1; do
+    cluster_start_replica "$bin_dir"
+    urls+=("$replica_url")
+    extra+=(--server-pid "$replica_pid")
+  done
+  url=$(IFS=,; echo "${urls[*]}")
+else
+  if [ "${DATABASE:-sqlite}" = postgres ]; then cluster_start_postgres; fi
+  read -r http_port media_port < <(python3 -c '
 import socket
 socks = [socket.socket() for _ in range(2)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in socks])')
-export KLASS_API_KEY="surge-api-key-$RANDOM$RANDOM"
-export KLASS_JWT_SECRET="surge-jwt-secret-$RANDOM$RANDOM-0123456789abcdef"
-if [ -n "${SERVER_CONFIG:-}" ]; then export KLASS_CONFIG_BODY="$SERVER_CONFIG"; fi
-# The server listens on 127.0.0.1 (every 127/8 source address reaches it).
-KLASS_DATA_DIR="$data_dir" KLASS_HTTP_ADDR="127.0.0.1:$http_port" \
-  KLASS_SFU_UDP_ADDR="127.0.0.1:$media_port" KLASS_SFU_TCP_ADDR="127.0.0.1:$media_port" \
-  KLASS_WORKER_CONCURRENCY=0 RUST_LOG="${RUST_LOG:-warn}" "$bin_dir/signaling" serve &
-server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$data_dir"' EXIT
-for _ in $(seq 100); do
-  curl -sf "http://127.0.0.1:$http_port/healthz" >/dev/null && break
-  sleep 0.1
-done
-"$bin_dir/loadtest" surge --url "http://127.0.0.1:$http_port" --server-pid "$server" "${extra[@]}" "$@"
+  # The server listens on 127.0.0.1 (every 127/8 source address reaches it).
+  KLASS_DATA_DIR="$work/one" KLASS_HTTP_ADDR="127.0.0.1:$http_port" \
+    KLASS_SFU_UDP_ADDR="127.0.0.1:$media_port" KLASS_SFU_TCP_ADDR="127.0.0.1:$media_port" \
+    "$bin_dir/signaling" serve &
+  pids+=($!)
+  extra+=(--server-pid "$!")
+  url="http://127.0.0.1:$http_port"
+  cluster_wait_http "$url/healthz"
+fi
+"$bin_dir/loadtest" surge --url "$url" "${extra[@]}" "$@"
