@@ -64,7 +64,10 @@ async fn patch(
     offset: u64,
     bytes: &[u8],
 ) -> reqwest::Response {
+    // A refused PATCH is answered before its body is read, and the server then closes the
+    // connection: a new one each time, so that no next request races that close.
     tus(server.user(Method::PATCH, location, user))
+        .header("connection", "close")
         .header("upload-offset", offset.to_string())
         .header("content-type", "application/offset+octet-stream")
         .body(bytes.to_vec())
