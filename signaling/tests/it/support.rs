@@ -251,10 +251,24 @@ fn as_postgres_user(command: &mut Command, user: Option<(u32, u32)>) {
     }
 }
 
+/// The clusters of earlier test runs (`klass-pg-<pid>`, about 400 MB each) whose process is gone:
+/// their postgres died with it (PDEATHSIG), and nothing else removes them.
+fn remove_stale_clusters() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("klass-pg-")) else { continue };
+        if pid.parse::<u32>().is_ok() && !std::path::Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 impl Postgres {
     fn start() -> Postgres {
         let bin = postgres_bin_dir();
         let user = postgres_user();
+        remove_stale_clusters();
         let root = std::env::temp_dir().join(format!("klass-pg-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).expect("pg dir");
