@@ -30,7 +30,8 @@ socks = [socket.socket() for _ in range(2)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in socks])')
 base="http://127.0.0.1:$http_port"
-# The demo school, with tokens printed for its members (what the participants use), on loopback.
+# The demo school on loopback: it prints the class backend's key; its home page links each
+# member's call with a token (what the participants use).
 # Media workers are not needed; rate limits and admission control stay on.
 KLASS_DATA_DIR="$work/data" KLASS_HTTP_ADDR="127.0.0.1:$http_port" KLASS_PUBLIC_URL="$base" \
   KLASS_SFU_UDP_ADDR="127.0.0.1:$media_port" KLASS_SFU_TCP_ADDR="127.0.0.1:$media_port" \
@@ -45,10 +46,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 for _ in $(seq 100); do
-  curl -sf "$base/healthz" >/dev/null && grep -q 'call: ' "$work/demo.txt" && break
+  curl -sf "$base/healthz" >/dev/null && grep -q 'KLASS_API_KEY' "$work/demo.txt" && break
   sleep 0.1
 done
-grep -q 'call: ' "$work/demo.txt" || { cat "$work/server.log"; echo "aiortc test: no demo server"; exit 1; }
+grep -q 'KLASS_API_KEY' "$work/demo.txt" || { cat "$work/server.log"; echo "aiortc test: no demo server"; exit 1; }
 
 status=0
 "$venv/bin/python" "$here/signaling/tests/aiortc/call_test.py" --base "$base" \
