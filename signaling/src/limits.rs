@@ -98,7 +98,9 @@ impl Default for LimitsConfig {
             uploads_per_user: Rate::new(1200, 300),
             e2ee_keys_per_participant: Rate::new(1200, 100),
             max_call_connections_per_user: 4,
-            max_joins_in_progress: 32,
+            // Counted until media connects: a 300-class ramp (about 22 joins a second) keeps
+            // some 30 to 60 in progress on a busy node (docs/benchmarks.md); 32 refused some.
+            max_joins_in_progress: 96,
             join_connect_timeout_secs: 10,
             max_call_event_backlog: 10_000,
             max_uploads_in_progress_per_class: 100,
