@@ -14,7 +14,7 @@
 import fs from 'node:fs';
 
 import {
-  closeBrowser, launchBrowser, mintJwt, noEncodedTransforms, openPage, seedClass, server, shutdown, sleep,
+  closeBrowser, launchBrowser, mintJwt, noEncodedTransforms, openPage, procStat, seedClass, server, shutdown, sleep,
   startServer, waitForMediaEverywhere, waitForState,
 } from './harness.mjs';
 import { e2eeState, waitFor } from './e2ee-checks.mjs';
@@ -30,20 +30,13 @@ const WIDTH = arg('width', 640);
 const HEIGHT = arg('height', 360);
 const CLK_TCK = 100; // sysconf(_SC_CLK_TCK) on Linux
 
-/** pid -> { ppid, ticks } for every process, from /proc/<pid>/stat. */
+/** pid -> { ppid, ticks } for every process. */
 function processes() {
   const out = new Map();
   for (const name of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
-    let stat;
-    try {
-      stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
-    } catch {
-      continue; // gone meanwhile
-    }
-    // The command name (field 2) may hold spaces and parentheses: fields start after the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    out.set(Number(name), { ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]) });
+    const stat = procStat(name);
+    if (stat) out.set(Number(name), stat); // else gone meanwhile
   }
   return out;
 }

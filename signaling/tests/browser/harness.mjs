@@ -160,14 +160,25 @@ export async function stopServer() {
 }
 
 /** CPU seconds (user + system) the server process has used so far, from /proc (Linux). */
-export function serverCpuSeconds() {
+/**
+ * A process's parent and CPU time so far (user + system, in clock ticks of USER_HZ 100), from
+ * /proc/<pid>/stat; null when it is gone.
+ */
+export function procStat(pid) {
+  let stat;
   try {
-    const stat = fs.readFileSync(`/proc/${server.proc.pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
+    stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
   } catch {
-    return NaN;
+    return null;
   }
+  // The command name (field 2) may hold spaces and parentheses: fields start after the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]) };
+}
+
+export function serverCpuSeconds() {
+  const stat = procStat(server.proc.pid);
+  return stat ? stat.ticks / 100 : NaN;
 }
 
 /** Share of one core the server used over `ms`. */
@@ -538,8 +549,7 @@ export async function waitForMediaEverywhere(receivers, publishers, { video = tr
 
 /** Closes the browser and the server, and removes their files. */
 export async function shutdown() {
-  if (browser) await browser.close().catch(() => {});
+  await closeBrowser();
   await stopServer();
-  if (userDataDir) fs.rmSync(userDataDir, { recursive: true, force: true });
   if (server && process.env.KLASS_KEEP_LOG !== '1') fs.rmSync(server.tmp, { recursive: true, force: true });
 }
