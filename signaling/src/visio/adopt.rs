@@ -32,17 +32,8 @@ pub(super) async fn resume_adopted(
     tracing::Span::current().record("participant_id", tracing::field::display(&participant_id));
     tracing::info!("call resumed through another replica");
     let room_id = RoomId::from(&class_id);
-    let session = CallSession {
-        sfu: state.sfu.clone(),
-        room_id: room_id.clone(),
-        participant_id: participant_id.clone(),
-        events,
-        metrics: state.metrics.clone(),
-        e2ee_rate: super::e2ee::rate_limiter(state.limits.config()),
-        ping_interval: std::time::Duration::from_secs(state.config.http.idle_timeout_secs.max(3) / 3),
-        // A session taken over from another replica joined long ago.
-        admission: None,
-    };
+    // A session taken over from another replica joined long ago: no place among joins in progress.
+    let session = CallSession::new(&state, room_id.clone(), participant_id.clone(), events, None);
     // A broken socket here parks the session like any other (`CallSession::run`).
     let _ =
         send(&mut attached.socket, &ServerMessage::Resumed { participant_id: participant_id.to_string() })

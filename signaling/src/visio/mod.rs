@@ -175,21 +175,8 @@ async fn connection(state: AppState, class_id: ClassId, mut socket: WebSocket) {
         resume_token: resume_token.clone(),
         reconnect_grace_seconds: state.sfu.room_config().reconnect_grace.as_secs(),
     };
-    let session = CallSession {
-        sfu: state.sfu.clone(),
-        room_id: room_id.clone(),
-        participant_id: participant_id.clone(),
-        events: joined.events,
-        metrics: state.metrics.clone(),
-        e2ee_rate: e2ee::rate_limiter(state.limits.config()),
-        // Every third of the HTTP idle timeout (`listener`), so that a live call is never idle.
-        ping_interval: Duration::from_secs(state.config.http.idle_timeout_secs.max(3) / 3),
-        admission: Some(session::Admission {
-            _permit: admission,
-            until: tokio::time::Instant::now()
-                + Duration::from_secs(state.limits.config().join_connect_timeout_secs.max(1)),
-        }),
-    };
+    let session =
+        CallSession::new(&state, room_id.clone(), participant_id.clone(), joined.events, Some(admission));
     // The answer goes out before any event.
     if send(&mut socket, &welcome).await {
         let attached = Attached { socket, connection };

@@ -101,6 +101,32 @@ pub(super) struct CallSession {
     pub admission: Option<Admission>,
 }
 
+impl CallSession {
+    /// The session of a participant the SFU just took (`admission`: the join's place among those
+    /// in progress, from a `join`; `None` for a session taken over from another replica).
+    pub(super) fn new(
+        state: &crate::AppState,
+        room_id: RoomId,
+        participant_id: ParticipantId,
+        events: mpsc::Receiver<ParticipantEvent>,
+        admission: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> CallSession {
+        let until = tokio::time::Instant::now()
+            + Duration::from_secs(state.limits.config().join_connect_timeout_secs.max(1));
+        CallSession {
+            sfu: state.sfu.clone(),
+            room_id,
+            participant_id,
+            events,
+            metrics: state.metrics.clone(),
+            e2ee_rate: super::e2ee::rate_limiter(state.limits.config()),
+            // Every third of the HTTP idle timeout (`listener`), so that a live call is never idle.
+            ping_interval: Duration::from_secs(state.config.http.idle_timeout_secs.max(3) / 3),
+            admission: admission.map(|permit| Admission { _permit: permit, until }),
+        }
+    }
+}
+
 /// A held place among the joins in progress, and until when at most.
 pub struct Admission {
     /// Held, never read: dropping it frees the place.
